@@ -1,5 +1,9 @@
 """Sample completions from a Hugging Face model folder (a converted GPTBigCode checkpoint).
 
+Public API: ``generate(problems, GenerationConfig)`` for HumanEval-style problems (prompt formats,
+code post-processing), and ``Generator(model).generate_texts(prompts, keys, cfg, stop)`` for plain
+prompts -- the loop other stages (RRTF sampling) call instead of writing their own.
+
 Why our own decoding loop instead of ``model.generate``: ``generate`` draws from one global RNG, so
 a sample depends on which other prompts share its batch and on how problems are split over devices
 (the reproducibility problem reported against the bigcode harness). Here every (problem, sample)
@@ -12,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Sequence
 
 from codetron.errors import CodetronError
 from eval.prompts import FORMATS, postprocess, render
@@ -46,8 +51,6 @@ class GenerationConfig:
     """"float32", "bfloat16", "float16" or "auto" (bf16 on GPU, fp32 on CPU)."""
     backend: str = "transformers"
     """"transformers" (this module's loop) or "vllm" (when installed)."""
-    extra: dict = field(default_factory=dict)
-    """Free-form notes recorded in the metrics config."""
 
 
 def sample_seed(seed: int, task_id: str, index: int) -> int:
@@ -76,13 +79,86 @@ def generate(problems: list[dict], cfg: GenerationConfig, progress: bool = True)
     _validate(cfg)
     stop = tuple(cfg.stop) if cfg.stop is not None else FORMATS[cfg.prompt].stop
     rendered = [render(p, cfg.prompt) for p in problems]
-    if cfg.backend == "vllm":
-        raw = _generate_vllm(problems, [r[0] for r in rendered], cfg, stop)
-    else:
-        raw = _generate_transformers(problems, [r[0] for r in rendered], cfg, stop, progress)
+    generator = Generator(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
+    raw = generator.generate_texts([r[0] for r in rendered], [p["task_id"] for p in problems], cfg, stop, progress)
     codes = [[postprocess(p, cfg.prompt, prefix, out) for out in outs]
              for p, (_, prefix), outs in zip(problems, rendered, raw)]
     return codes, raw
+
+
+class Generator:
+    """A model folder loaded once, sampling completions of plain-text prompts.
+
+    The public decoding API for every stage that samples from a Hugging Face folder (eval's
+    ``generate``, RRTF student sampling): the model loads once and serves many calls (several
+    temperatures, several stop-sequence groups) without reloading.
+    """
+
+    def __init__(self, model: str, *, backend: str = "transformers", device: str = "auto", dtype: str = "auto",
+                 seed: int = 0):
+        if backend not in ("transformers", "vllm"):
+            raise CodetronError(f"--backend {backend!r}: choose transformers or vllm")
+        self.backend = backend
+        if backend == "vllm":
+            self.llm = _load_vllm(model, dtype, seed)
+            return
+        self.model, self.tokenizer, self.device = load_model(model, device, dtype)
+        tok, mcfg = self.tokenizer, self.model.config
+        self.eos = tok.eos_token_id if tok.eos_token_id is not None else mcfg.eos_token_id
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else (self.eos if self.eos is not None else 0)
+        self.max_positions = getattr(mcfg, "n_positions", None) or getattr(mcfg, "max_position_embeddings", None)
+
+    def generate_texts(self, prompts: list[str], keys: list[str], cfg: GenerationConfig, stop: Sequence[str] = (),
+                       progress: bool = False) -> list[list[str]]:
+        """``cfg.n_samples`` raw outputs per prompt. Decoding a sample ends at EOS or once a ``stop``
+        sequence appears in it (the transformers loop keeps that text; callers truncate).
+
+        Sample ``j`` of prompt ``i`` draws from its own seed ``sample_seed(cfg.seed, keys[i], j)``, so it
+        is the same whatever the batch, the other prompts or the shard. Only the sampling fields of
+        ``cfg`` are read (n_samples, temperature, top_p, max_new_tokens, batch_size, seed)."""
+        if len(prompts) != len(keys):
+            raise ValueError(f"{len(prompts)} prompts but {len(keys)} keys")
+        if self.backend == "vllm":
+            return _generate_vllm(self.llm, prompts, keys, cfg, tuple(stop))
+        return self._generate_transformers(prompts, keys, cfg, tuple(stop), progress)
+
+    def _encode(self, prompts: list[str], keys: list[str], max_new_tokens: int) -> list[list[int]]:
+        encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
+        if not self.max_positions:
+            return encoded
+        budget = self.max_positions - max_new_tokens
+        if budget < 1:
+            raise CodetronError(f"--max-new-tokens {max_new_tokens} leaves no room for the prompt "
+                                f"(model context {self.max_positions})")
+        for i, ids in enumerate(encoded):
+            if len(ids) > budget:
+                print(f"codetron: warning: {keys[i]}: prompt of {len(ids)} tokens cut to its last {budget} "
+                      f"to fit the context", file=sys.stderr)
+                encoded[i] = ids[-budget:]
+        return encoded
+
+    def _generate_transformers(self, prompts, keys, cfg: GenerationConfig, stop, progress: bool) -> list[list[str]]:
+        import torch
+        from tqdm import tqdm
+
+        encoded = self._encode(prompts, keys, cfg.max_new_tokens)
+        greedy = cfg.temperature == 0
+        # greedy samples are identical: decode once per prompt and repeat
+        n_decode = 1 if greedy else cfg.n_samples
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(n_decode)]
+        raw: list[list[str]] = [[""] * n_decode for _ in prompts]
+        bar = tqdm(total=len(jobs), desc="generating", unit="sample", disable=not progress)
+        with torch.inference_mode():
+            for start in range(0, len(jobs), cfg.batch_size):
+                batch = jobs[start:start + cfg.batch_size]
+                outs = _decode_batch(self.model, self.tokenizer, [encoded[i] for i, _ in batch],
+                                     [sample_seed(cfg.seed, keys[i], j) for i, j in batch],
+                                     cfg, stop, self.eos, self.pad, self.device)
+                for (i, j), text in zip(batch, outs):
+                    raw[i][j] = text
+                bar.update(len(batch))
+        bar.close()
+        return [r * cfg.n_samples for r in raw] if greedy else raw
 
 
 # ----------------------------------------------------------------------------------- transformers
@@ -135,46 +211,6 @@ def _sample_next(logits, generators, temperature: float, top_p: float):
     return out
 
 
-def _generate_transformers(problems, texts, cfg: GenerationConfig, stop, progress: bool) -> list[list[str]]:
-    import torch
-    from tqdm import tqdm
-
-    model, tokenizer, device = load_model(cfg.model, cfg.device, cfg.dtype)
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.config.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
-    max_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-    greedy = cfg.temperature == 0
-    # greedy samples are identical: decode once per problem and repeat
-    n_decode = 1 if greedy else cfg.n_samples
-    jobs = [(i, j) for i in range(len(problems)) for j in range(n_decode)]
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    if max_pos:
-        budget = max_pos - cfg.max_new_tokens
-        if budget < 1:
-            raise CodetronError(f"--max-new-tokens {cfg.max_new_tokens} leaves no room for the prompt "
-                                f"(model context {max_pos})")
-        for i, ids in enumerate(encoded):
-            if len(ids) > budget:
-                print(f"codetron eval: warning: {problems[i]['task_id']}: prompt of {len(ids)} tokens cut "
-                      f"to its last {budget} to fit the context", file=sys.stderr)
-                encoded[i] = ids[-budget:]
-    raw: list[list[str]] = [[""] * n_decode for _ in problems]
-    bar = tqdm(total=len(jobs), desc="generating", unit="sample", disable=not progress)
-    with torch.inference_mode():
-        for start in range(0, len(jobs), cfg.batch_size):
-            batch = jobs[start:start + cfg.batch_size]
-            outs = _decode_batch(model, tokenizer, [encoded[i] for i, _ in batch],
-                                 [sample_seed(cfg.seed, problems[i]["task_id"], j) for i, j in batch],
-                                 cfg, stop, eos, pad, device)
-            for (i, j), text in zip(batch, outs):
-                raw[i][j] = text
-            bar.update(len(batch))
-    bar.close()
-    if greedy and cfg.n_samples > 1:
-        raw = [r * cfg.n_samples for r in raw]
-    return raw
-
-
 def _decode_batch(model, tokenizer, prompts: list[list[int]], seeds: list[int], cfg: GenerationConfig,
                   stop, eos, pad, device) -> list[str]:
     """Left-padded incremental decoding with a KV cache; stops per row at EOS or a stop sequence."""
@@ -221,24 +257,29 @@ def _decode_batch(model, tokenizer, prompts: list[list[int]], seeds: list[int], 
 # ------------------------------------------------------------------------------------------- vLLM
 
 
-def _generate_vllm(problems, texts, cfg: GenerationConfig, stop) -> list[list[str]]:
+def _load_vllm(model: str, dtype: str, seed: int):
     try:
-        from vllm import LLM, SamplingParams
+        from vllm import LLM
     except ImportError:
         raise CodetronError("--backend vllm: vllm is not installed here (pip install vllm on a GPU "
                             "machine), or use --backend transformers") from None
-    llm = LLM(model=cfg.model, seed=cfg.seed, dtype=cfg.dtype if cfg.dtype != "auto" else "auto")
+    return LLM(model=model, seed=seed, dtype=dtype if dtype != "auto" else "auto")
+
+
+def _generate_vllm(llm, prompts: list[str], keys: list[str], cfg: GenerationConfig, stop) -> list[list[str]]:
+    from vllm import SamplingParams
+
     requests, params, index = [], [], []
-    for i, (problem, text) in enumerate(zip(problems, texts)):
+    for i, (key, text) in enumerate(zip(keys, prompts)):
         for j in range(cfg.n_samples):
             requests.append(text)
             # per-request seeds keep samples independent of vLLM's batching and tensor parallelism
             params.append(SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p if cfg.temperature else 1.0,
                                          max_tokens=cfg.max_new_tokens, stop=list(stop),
-                                         seed=sample_seed(cfg.seed, problem["task_id"], j)))
+                                         seed=sample_seed(cfg.seed, key, j)))
             index.append((i, j))
     outputs = llm.generate(requests, params)
-    raw = [[""] * cfg.n_samples for _ in problems]
+    raw = [[""] * cfg.n_samples for _ in prompts]
     for (i, j), out in zip(index, outputs):
         raw[i][j] = out.outputs[0].text
     return raw

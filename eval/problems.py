@@ -6,11 +6,11 @@ HumanEval+ and the MBPP conversions the harnesses use.
 """
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
+from typing import Callable
 
 from codetron.errors import CodetronError
+from codetron.records import read_jsonl
 
 REQUIRED_FIELDS = ("task_id", "prompt", "test", "entry_point")
 
@@ -31,30 +31,33 @@ def humaneval_path() -> Path:
 def read_problems(path: str | Path | None = None) -> list[dict]:
     """Read problems in file order; None or "humaneval" means the packaged HumanEval."""
     path = humaneval_path() if path in (None, "humaneval") else Path(path)
-    if not path.exists():
-        raise CodetronError(f"{path}: problem file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
-    problems, seen = [], set()
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CodetronError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise CodetronError(f"{path}:{lineno}: expected a JSON object")
-            for key in REQUIRED_FIELDS:
-                if not isinstance(record.get(key), str):
-                    raise CodetronError(f"{path}:{lineno}: field {key!r} missing or not a string")
-            if record["task_id"] in seen:
-                raise CodetronError(f"{path}:{lineno}: duplicate task_id {record['task_id']!r}")
-            seen.add(record["task_id"])
-            problems.append(record)
-    if not problems:
+
+    def humaneval_schema(record: dict, where: str) -> None:
+        for key in REQUIRED_FIELDS:
+            if not isinstance(record.get(key), str):
+                raise CodetronError(f"{where}: field {key!r} missing or not a string")
+
+    return read_task_records(path, humaneval_schema)
+
+
+def read_task_records(path: str | Path, validate: Callable[[dict, str], None], what: str = "problem") -> list[dict]:
+    """The records of a problems jsonl in file order, each with a unique string ``task_id``.
+
+    ``validate(record, "file:line")`` checks the rest of a record's schema and raises
+    ``CodetronError`` naming the field; other problem schemas (RRTF's) reuse this reader with theirs."""
+    records, seen = [], set()
+    for lineno, record in read_jsonl(path, what=what):
+        where = f"{path}:{lineno}"
+        if not isinstance(record.get("task_id"), str):
+            raise CodetronError(f"{where}: field 'task_id' missing or not a string")
+        validate(record, where)
+        if record["task_id"] in seen:
+            raise CodetronError(f"{where}: duplicate task_id {record['task_id']!r}")
+        seen.add(record["task_id"])
+        records.append(record)
+    if not records:
         raise CodetronError(f"{path}: no problems in file")
-    return problems
+    return records
 
 
 def select(problems: list[dict], limit: int | None = None, tasks: str | None = None) -> list[dict]:

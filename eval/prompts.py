@@ -26,8 +26,8 @@ starchat        ``<|system|>\\n<|end|>\\n<|user|>\\n{inp}<|end|>\\n<|assistant|>
 instruct        ``{inp}\\n\\n{declaration}`` - harness ``humanevalpack`` prompt "instruct"
 ==============  ==============================================================================
 
-The WizardCoder and OctoCoder template strings are imported from ``preprocess.formats`` (the
-training side), so a model is evaluated with exactly the text it was fine-tuned on.
+The WizardCoder and OctoCoder template strings come from ``codetron.templates``, the same text
+``codetron preprocess instruct`` trains on, so a model is evaluated with exactly that prompt.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import textwrap
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError
-from preprocess.formats import octocoder_prompt, wizardcoder_prompt
+from codetron.templates import octocoder_prompt, wizardcoder_prompt
 
 # bigcode-evaluation-harness humaneval.py stop words (Codex's list plus decorators, ``` and <file_sep>)
 STOP_CONTINUE = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"]

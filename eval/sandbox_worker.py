@@ -245,20 +245,64 @@ def _reap_orphans() -> None:
             return
 
 
-def run_one(request: dict, config: dict) -> dict:
-    program = request["program"]
-    timeout = float(request["timeout"])
-    limits = request["limits"]
-    uid = config.get("uid")
-    max_output = int(limits.get("output_bytes") or 65536)
+VERDICT_MAX_BYTES = 65536
+"""The verdict pipe is read up to this size; a real verdict is one short JSON object."""
 
-    workdir = tempfile.mkdtemp(prefix="codetron-sbx-", dir=config.get("tmp_root"))
+
+class _ChildPipes:
+    """The child's output and verdict pipes, and what has been read from them so far."""
+
+    def __init__(self, out_r: int, verdict_r: int, max_output: int):
+        self.out_r, self.verdict_r, self.max_output = out_r, verdict_r, max_output
+        self.open = {out_r, verdict_r}
+        """Pipes not yet at end-of-file."""
+        self.output = bytearray()
+        """The first ``max_output`` bytes of stdout + stderr."""
+        self.output_bytes = 0
+        """All bytes the program wrote, kept or not."""
+        self.verdict = bytearray()
+        """What the harness wrote to the verdict pipe (the first ``VERDICT_MAX_BYTES``)."""
+
+    def take(self, fd: int, chunk: bytes) -> None:
+        if fd == self.out_r:
+            self.output_bytes += len(chunk)
+            room = self.max_output - len(self.output)
+            if room > 0:
+                self.output += chunk[:room]
+        elif len(self.verdict) < VERDICT_MAX_BYTES:
+            self.verdict += chunk
+
+    def drain(self) -> None:
+        """Read what is left without blocking (a surviving writer would keep the pipe open)."""
+        for fd in list(self.open):
+            os.set_blocking(fd, False)
+            try:
+                while True:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    self.take(fd, chunk)
+            except (BlockingIOError, OSError):
+                pass
+
+    def close(self) -> None:
+        for fd in (self.out_r, self.verdict_r):
+            os.close(fd)
+
+
+def _make_workdir(tmp_root: str | None, uid: int | None) -> str:
+    """A private temporary directory for one program, owned by the sandbox uid when there is one."""
+    workdir = tempfile.mkdtemp(prefix="codetron-sbx-", dir=tmp_root)
     if uid is not None:
         os.chown(workdir, uid, uid)
     os.chmod(workdir, 0o700)
+    return workdir
+
+
+def _start_child(program: str, workdir: str, limits: dict, uid: int | None) -> tuple[int, _ChildPipes]:
+    """Fork the child that runs ``program``; the parent keeps only the read ends of its pipes."""
     out_r, out_w = os.pipe()
     verdict_r, verdict_w = os.pipe()
-    start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(out_r)
@@ -266,116 +310,110 @@ def run_one(request: dict, config: dict) -> dict:
         _run_child(program, workdir, limits, uid, out_w, verdict_w)
     os.close(out_w)
     os.close(verdict_w)
+    return pid, _ChildPipes(out_r, verdict_r, int(limits.get("output_bytes") or 65536))
 
-    output = bytearray()
-    output_bytes = 0
-    verdict_raw = bytearray()
-    status_code = None
-    timed_out = False
+
+def _wait_for_exit(pid: int, pipes: _ChildPipes, deadline: float) -> int | None:
+    """Collect the pipes until the child exits (return its wait status) or the deadline passes (None)."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
-    deadline = start + timeout
-    open_fds = {out_r, verdict_r}
     poller = select.poll()
-    for fd in open_fds:
+    for fd in pipes.open:
         poller.register(fd, select.POLLIN | select.POLLHUP)
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
-    while status_code is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        wait_ms = remaining * 1000 if pidfd is not None else min(remaining * 1000, 5)
-        for fd, _ in poller.poll(wait_ms):
-            if fd == pidfd:
-                continue
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                poller.unregister(fd)
-                open_fds.discard(fd)
-                continue
-            if fd == out_r:
-                output_bytes += len(chunk)
-                room = max_output - len(output)
-                if room > 0:
-                    output += chunk[:room]
-            elif len(verdict_raw) < 65536:
-                verdict_raw += chunk
-        got, status = os.waitpid(pid, os.WNOHANG)
-        if got == pid:
-            status_code = status
-    if timed_out:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _, status_code = os.waitpid(pid, 0)
-    duration = time.monotonic() - start
-    # Children of the program may survive it: kill them all before reading the last bytes.
-    if uid is not None and (timed_out or not verdict_raw or not os.WIFEXITED(status_code)):
-        _sweep_uid(uid)
     try:
-        os.killpg(pid, signal.SIGKILL)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # without a pidfd the child's exit wakes nothing: poll its status every 5 ms
+            wait_ms = remaining * 1000 if pidfd is not None else min(remaining * 1000, 5)
+            for fd, _ in poller.poll(wait_ms):
+                if fd == pidfd:
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    poller.unregister(fd)
+                    pipes.open.discard(fd)
+                    continue
+                pipes.take(fd, chunk)
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got == pid:
+                return status
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _kill_quietly(kill, pid: int) -> None:
+    """``kill(pid, SIGKILL)`` (``os.kill`` or ``os.killpg``) when the target may already be gone."""
+    try:
+        kill(pid, signal.SIGKILL)
     except OSError:
         pass
-    # drain what is left without blocking (a surviving writer would keep the pipe open)
-    for fd in list(open_fds):
-        os.set_blocking(fd, False)
-        try:
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                if fd == verdict_r and len(verdict_raw) < 65536:
-                    verdict_raw += chunk
-                elif fd == out_r:
-                    output_bytes += len(chunk)
-                    room = max_output - len(output)
-                    if room > 0:
-                        output += chunk[:room]
-        except (BlockingIOError, OSError):
-            pass
-    for fd in (out_r, verdict_r):
-        os.close(fd)
-    if pidfd is not None:
-        os.close(pidfd)
+
+
+def _clean_up(pid: int, uid: int | None, sweep: bool, pipes: _ChildPipes, workdir: str) -> None:
+    """Kill what the program left running, read the pipes' last bytes, reap, remove the workdir."""
+    # children of the program may survive it: kill them all before reading the last bytes
+    if uid is not None and sweep:
+        _sweep_uid(uid)
+    _kill_quietly(os.killpg, pid)
+    pipes.drain()
+    pipes.close()
     _reap_orphans()
     shutil.rmtree(workdir, ignore_errors=True)
 
+
+def _verdict(raw: bytes, status_code: int, timeout: float | None, limits: dict, duration: float) -> dict:
+    """The reply's status fields: from the child's verdict, else from how it ended (``timeout``:
+    the wall-clock limit that was hit, None when the child exited in time)."""
+    if timeout is not None:
+        return {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s"}
+    reply = None
+    if raw:
+        try:
+            # the first JSON object only: grandchildren cannot append a second verdict
+            reply, _ = json.JSONDecoder().raw_decode(raw.decode("utf-8", "replace"))
+        except ValueError:
+            reply = None
+    if isinstance(reply, dict) and reply.get("status") in ("passed", "failed"):
+        return reply
+    if os.WIFSIGNALED(status_code):
+        sig = os.WTERMSIG(status_code)
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_exhausted(limits, duration)):
+            return {"status": "timeout", "error_kind": "timeout",
+                    "detail": f"CPU limit of {limits.get('cpu_seconds')} s reached"}
+        return {"status": "failed", "error_kind": "runtime", "detail": f"killed by signal {signal.Signals(sig).name}"}
+    return {"status": "failed", "error_kind": "runtime",
+            "detail": f"exited with status {os.WEXITSTATUS(status_code)} before finishing"}
+
+
+def run_one(request: dict, config: dict) -> dict:
+    """Run one program in a forked, isolated child and return its reply (see the module docstring)."""
+    timeout = float(request["timeout"])
+    limits = request["limits"]
+    uid = config.get("uid")
+    workdir = _make_workdir(config.get("tmp_root"), uid)
+    start = time.monotonic()
+    pid, pipes = _start_child(request["program"], workdir, limits, uid)
+    status_code = _wait_for_exit(pid, pipes, start + timeout)
+    timed_out = status_code is None
     if timed_out:
-        reply = {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s"}
-    else:
-        reply = None
-        if verdict_raw:
-            try:
-                # the first JSON object only: grandchildren cannot append a second verdict
-                reply, _ = json.JSONDecoder().raw_decode(verdict_raw.decode("utf-8", "replace"))
-            except ValueError:
-                reply = None
-        if not isinstance(reply, dict) or reply.get("status") not in ("passed", "failed"):
-            if os.WIFSIGNALED(status_code):
-                sig = os.WTERMSIG(status_code)
-                if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_exhausted(limits, duration)):
-                    reply = {"status": "timeout", "error_kind": "timeout",
-                             "detail": f"CPU limit of {limits.get('cpu_seconds')} s reached"}
-                else:
-                    reply = {"status": "failed", "error_kind": "runtime",
-                             "detail": f"killed by signal {signal.Signals(sig).name}"}
-            else:
-                reply = {"status": "failed", "error_kind": "runtime",
-                         "detail": f"exited with status {os.WEXITSTATUS(status_code)} before finishing"}
-    reply["output"] = output.decode("utf-8", "replace")
-    reply["output_bytes"] = output_bytes
+        _kill_quietly(os.killpg, pid)
+        _kill_quietly(os.kill, pid)
+        _, status_code = os.waitpid(pid, 0)
+    duration = time.monotonic() - start
+    _clean_up(pid, uid, timed_out or not pipes.verdict or not os.WIFEXITED(status_code), pipes, workdir)
+    reply = _verdict(bytes(pipes.verdict), status_code, timeout if timed_out else None, limits, duration)
+    reply["output"] = pipes.output.decode("utf-8", "replace")
+    reply["output_bytes"] = pipes.output_bytes
     reply["duration"] = duration
     return reply
 

@@ -13,7 +13,7 @@ stop sequence is cut from the text, as OpenAI does), ``n`` and ``seed``. Errors 
 
 Chat template: the tokenizer's own ``chat_template`` when it has one (``--chat-template auto``),
 else the **alpaca** fallback below, which for a single user message is exactly WizardCoder's
-training prompt (``preprocess.formats.ALPACA_PROMPT_NO_INPUT``), so a model fine-tuned with
+training prompt (``codetron.templates.ALPACA_PROMPT_NO_INPUT``), so a model fine-tuned with
 ``codetron preprocess instruct --template wizardcoder`` is prompted the way it was trained:
 
     [system text, or the Alpaca preamble]\\n\\n
@@ -42,12 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from codetron.errors import CodetronError
+from codetron.templates import ALPACA_PREAMBLE, ALPACA_STOP
 
-ALPACA_PREAMBLE = ("Below is an instruction that describes a task. "
-                   "Write a response that appropriately completes the request.")
-"""The Alpaca/WizardCoder preamble used when the chat has no system message."""
-ALPACA_STOP = "\n### Instruction:"
-"""Implicit stop sequence of the alpaca fallback template."""
 MAX_BODY_BYTES = 8 << 20
 """Largest request body accepted (413 above)."""
 

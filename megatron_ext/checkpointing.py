@@ -13,6 +13,8 @@ complete.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import re
 import shutil
@@ -63,8 +65,11 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
 
 
 def unwrap(chunk):
-    """The GPTModel inside a DDP wrapper: checkpoint keys must not depend on the wrapping."""
-    return getattr(chunk, "module", chunk)
+    """The GPTModel inside its wrappers (DDP, Float16Module): checkpoint keys must not depend on the
+    wrapping, so one checkpoint serves fp32, bf16 and fp16 runs."""
+    while hasattr(chunk, "module"):
+        chunk = chunk.module
+    return chunk
 
 
 def model_sharded_state(model_chunks) -> dict:
@@ -133,35 +138,246 @@ def _prune(root: str | Path, keep_last: int, newest: int) -> None:
 
 
 def load(ckpt_dir: str | Path, model_chunks, optimizer=None, scheduler=None,
-         use_distributed_optimizer: bool = False) -> dict:
-    """Load into the current layout. With ``optimizer=None`` only the weights are read (finetune)."""
+         use_distributed_optimizer: bool = False, weights_only: bool = False) -> dict:
+    """Load into the current layout and precision.
+
+    ``optimizer=None``: exactly the stored model weights (what ``convert`` sees). ``weights_only``
+    with an optimizer (finetune): the weights, and the optimizer's fp32 main weights from the most
+    precise copy in the checkpoint. Otherwise a full resume, of optimizer state written in any
+    precision (see the formats below).
+    """
     from megatron.core import dist_checkpointing
 
     ckpt_dir = Path(ckpt_dir)
-    if optimizer is not None and not has_optimizer_state(ckpt_dir):
+    keys = _checkpoint_keys(ckpt_dir)
+    resume = optimizer is not None and not weights_only
+    saved = _saved_format(keys)
+    if resume and saved is None:
         raise CodetronError(f"{ckpt_dir} holds weights only (e.g. written by `codetron convert from-hf`); "
                             f"start from it with --checkpoint.load {ckpt_dir.parent} --checkpoint.finetune true")
+    fmt = _current_format(optimizer) if optimizer is not None else "fp32"
+    if resume and (saved == "distributed") != (fmt == "distributed"):
+        raise CodetronError(f"{ckpt_dir} was written with parallel.use_distributed_optimizer={saved == 'distributed'}; "
+                            f"resume with the same setting, or start from its weights with --checkpoint.finetune true")
     state = model_sharded_state(model_chunks)
-    if optimizer is not None:
-        state["optimizer"] = optimizer.sharded_state_dict(
-            state, is_loading=True, metadata=_optim_metadata(use_distributed_optimizer))
+    _check_model_shapes(ckpt_dir, state)
+    if resume:
+        with _adam_state_for_template(optimizer) if fmt == "distributed" else contextlib.nullcontext():
+            template = optimizer.sharded_state_dict(state, is_loading=True,
+                                                    metadata=_optim_metadata(use_distributed_optimizer))
+        state["optimizer"] = _as_saved_format(template, fmt, saved)
     common = dist_checkpointing.load_common_state_dict(str(ckpt_dir))
     loaded = dist_checkpointing.load(state, str(ckpt_dir))
     for i, chunk in enumerate(model_chunks):
         key = "model" if len(model_chunks) == 1 else f"model{i}"
         unwrap(chunk).load_state_dict(loaded[key])
-    if optimizer is not None:
-        optimizer.load_state_dict(loaded["optimizer"])
+    if resume:
+        opt_state = _as_current_format(loaded["optimizer"], optimizer, fmt, saved)
+        if fmt == "distributed":
+            _load_distributed_optimizer(_single(optimizer), opt_state)
+        else:
+            optimizer.load_state_dict(opt_state)
         if scheduler is not None and common.get("scheduler") is not None:
             scheduler.load_state_dict(common["scheduler"])
+    if optimizer is not None and (weights_only or fmt != saved):
+        _restore_main_weights(ckpt_dir, keys, model_chunks, optimizer, fmt)
     return {"iteration": int(common.get("iteration", 0)), "extra": common.get("extra", {})}
 
 
-def has_optimizer_state(ckpt_dir: str | Path) -> bool:
+POSITION_TABLE = "embedding.position_embeddings.weight"
+
+
+def _stored_shapes(ckpt_dir: Path) -> dict[str, tuple[int, ...]]:
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    md = FileSystemReader(str(ckpt_dir)).read_metadata().state_dict_metadata
+    return {k: tuple(v.size) for k, v in md.items() if isinstance(v, TensorStorageMetadata)}
+
+
+def _shape_hint(key: str) -> str:
+    if key == POSITION_TABLE:
+        return ("model.max_position_embeddings must equal the checkpoint's table (the model's n_positions, "
+                "independent of model.seq_length)")
+    return "the model settings differ from the checkpoint's codetron_config.yaml"
+
+
+def _check_model_shapes(ckpt_dir: Path, model_state: dict) -> None:
+    """One line naming the tensor, instead of megatron's multi-rank 'Global shape mismatch'."""
+    from megatron.core.dist_checkpointing import ShardedTensor
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+
+    stored = _stored_shapes(ckpt_dir)
+    for value in nested_values(model_state):
+        if isinstance(value, ShardedTensor) and value.key in stored and stored[value.key] != tuple(value.global_shape):
+            raise CodetronError(f"{ckpt_dir}: {value.key} has shape {stored[value.key]} in the checkpoint but "
+                                f"{tuple(value.global_shape)} in this model; {_shape_hint(value.key)}")
+
+
+def check_position_table(root: str | Path, model) -> None:
+    """Before any process group: the checkpoint to fine-tune from has this model's position table."""
+    ckpt_dir = resolve_checkpoint_dir(root)
+    shape = _stored_shapes(ckpt_dir).get(POSITION_TABLE)
+    want = (model.positions, model.hidden_size)
+    if shape is not None and shape != want:
+        raise CodetronError(f"{ckpt_dir}: {POSITION_TABLE} has shape {shape} in the checkpoint but {want} in this "
+                            f"model; {_shape_hint(POSITION_TABLE)}")
+
+
+# ---- precision-independent resume ---------------------------------------------------------------
+# megatron-core stores the optimizer in one of three shapes (measured on 0.16.1):
+#   "fp32"        FP32Optimizer: {state: {exp_avg, exp_avg_sq}, param_groups}; the model weights are
+#                 the fp32 main weights.
+#   "mixed"       Float16OptimizerWithFloat16Params (bf16/fp16): {optimizer: {state, param_groups},
+#                 fp32_from_fp16_params}; main weights under optimizer.state.fp32_param.<key>, the
+#                 model weights are their bf16/fp16 rounding.
+#   "distributed" DistributedOptimizer, the same shape in every precision (fp32 main weights under
+#                 optimizer.state.param.<key>), so it resumes across precisions as it is.
+# Adam's moments have the same keys in all three. Resuming fp32 <-> mixed re-nests the template to
+# the saved shape, and the fp32 main weights move between "model weights" and "fp32_param".
+_MAIN_PREFIX = {"mixed": "optimizer.state.fp32_param.", "distributed": "optimizer.state.param."}
+
+
+def _checkpoint_keys(ckpt_dir: Path) -> set[str]:
     from torch.distributed.checkpoint import FileSystemReader
 
-    keys = FileSystemReader(str(ckpt_dir)).read_metadata().state_dict_metadata
-    return any(k.startswith("optimizer.") for k in keys)
+    return set(FileSystemReader(str(ckpt_dir)).read_metadata().state_dict_metadata)
+
+
+def _saved_format(keys: set[str]) -> str | None:
+    for fmt, prefix in _MAIN_PREFIX.items():
+        if any(k.startswith(prefix) for k in keys):
+            return fmt
+    return "fp32" if any(k.startswith("optimizer.") for k in keys) else None
+
+
+def _single(optimizer):
+    chained = getattr(optimizer, "chained_optimizers", None)
+    if chained is None:
+        return optimizer
+    if len(chained) != 1:
+        raise CodetronError(f"expected one optimizer, megatron built {len(chained)} (expert or decoupled-lr groups)")
+    return chained[0]
+
+
+def _current_format(optimizer) -> str:
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+    from megatron.core.optimizer.optimizer import Float16OptimizerWithFloat16Params
+
+    inner = _single(optimizer)
+    if isinstance(inner, DistributedOptimizer):
+        return "distributed"
+    return "mixed" if isinstance(inner, Float16OptimizerWithFloat16Params) else "fp32"
+
+
+def _as_saved_format(template: dict, fmt: str, saved: str) -> dict:
+    if fmt == saved:
+        return template
+    if fmt == "fp32":  # saved "mixed": the same state and groups, one level down
+        return {"optimizer": template}
+    # fmt "mixed", saved "fp32": no fp32_param in the checkpoint (its model weights are the main
+    # weights, restored by _restore_main_weights)
+    return template["optimizer"]
+
+
+def _as_current_format(loaded: dict, optimizer, fmt: str, saved: str) -> dict:
+    if fmt == saved:
+        return loaded
+    if fmt == "fp32":
+        return loaded["optimizer"]
+    # Float16Optimizer copies these into its main weights; they are its own, then overwritten.
+    return {"optimizer": loaded, "fp32_from_fp16_params": _single(optimizer).fp32_from_float16_groups}
+
+
+def _main_weight_pairs(model_chunks, optimizer, fmt: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(model parameter, the fp32 tensor holding its main weight) for this rank."""
+    if fmt == "mixed":
+        inner = _single(optimizer)
+        return [(p, m) for g16, g32 in zip(inner.float16_groups, inner.fp32_from_float16_groups)
+                for p, m in zip(g16, g32)]
+    return [(p, p) for chunk in model_chunks for p in unwrap(chunk).parameters() if p.dtype == torch.float32]
+
+
+def _restore_main_weights(ckpt_dir: Path, keys: set[str], model_chunks, optimizer, fmt: str) -> None:
+    """Set the fp32 main weights from the most precise copy the checkpoint holds: its fp32 main
+    weights if it has them, else its model weights (exact for an fp32 checkpoint)."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing import ShardedTensor
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+
+    prefix = _MAIN_PREFIX.get(_saved_format(keys), "")
+    if prefix or fmt == "mixed":  # else the model weights just loaded are all there is
+        targets = {id(p): m for p, m in _main_weight_pairs(model_chunks, optimizer, fmt)}
+        request, dest = {}, {}
+        for value in nested_values(model_sharded_state(model_chunks)):
+            if isinstance(value, ShardedTensor) and id(value.data) in targets and prefix + value.key in keys:
+                main = targets[id(value.data)]
+                request[len(request)] = dataclasses.replace(value, key=prefix + value.key,
+                                                            data=torch.empty_like(main), dtype=main.dtype)
+                dest[len(dest)] = main
+        if request:
+            got = dist_checkpointing.load(request, str(ckpt_dir))
+            with torch.no_grad():
+                for i, main in dest.items():
+                    main.copy_(got[i])
+    if fmt == "mixed":  # bf16/fp16 model weights are the rounding of the main weights
+        _single(optimizer)._copy_main_params_to_model_params()
+    elif fmt == "distributed":  # its main-weight shards are refilled from the (now restored) model
+        optimizer.reload_model_params()
+
+
+# megatron-core 0.16's DistributedOptimizer with torch's Adam (no apex/TE, e.g. CPU) cannot resume
+# as shipped: building the load template reads Adam's per-parameter ``step``, which torch creates
+# only at the first step (AssertionError on a fresh optimizer); and ``load_state_dict`` gives every
+# state a ``step`` and then copies the loaded parameter state over *all* state keys, ``step``
+# included, which the loaded state never has (KeyError 'step'). The two helpers below step around
+# both with megatron's own methods (and give each parameter its own ``step`` tensor, see below);
+# with apex/TE FusedAdam they change nothing.
+
+@contextlib.contextmanager
+def _adam_state_for_template(optimizer):
+    """The zero state a first Adam step starts from, only while the load template is built."""
+    primed = []
+    for opt in getattr(optimizer, "chained_optimizers", None) or [optimizer]:
+        inner = getattr(opt, "optimizer", None)
+        for group in (inner.param_groups if inner is not None else []):
+            for p in group["params"]:
+                if not inner.state[p]:
+                    inner.state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p),
+                                          exp_avg_sq=torch.zeros_like(p))
+                    primed.append((inner, p))
+    try:
+        yield
+    finally:
+        for inner, p in primed:
+            del inner.state[p]
+
+
+def _load_distributed_optimizer(inner, state_dict: dict) -> None:
+    """``DistributedOptimizer.load_state_dict`` in its two halves, with ``step`` set aside while the
+    parameter state is copied in."""
+    param_state = state_dict.pop("param_state", None)
+    sharding = state_dict.pop("param_state_sharding_type", None)
+    inner.load_state_dict(state_dict)  # param groups, loss scaler; allocates the Adam state
+    if param_state is None:
+        return
+    loaders = {"fully_reshardable": inner.load_parameter_state_from_fully_reshardable,
+               "fully_sharded_model_space": inner.load_parameter_state_from_fs_model_space}
+    if sharding not in loaders:
+        raise CodetronError(f"distributed optimizer state of type {sharding!r} cannot be read here")
+    adam_state = inner.optimizer.state
+    steps = {p: st.pop("step") for p, st in adam_state.items() if "step" in st}
+    try:
+        loaders[sharding](param_state)
+    finally:
+        for p, step in steps.items():
+            # megatron hands every parameter the *same* step tensor; torch's foreach Adam then
+            # increments it once per parameter per step and the bias correction runs away.
+            adam_state[p]["step"] = step.clone()
+
+
+def has_optimizer_state(ckpt_dir: str | Path) -> bool:
+    return _saved_format(_checkpoint_keys(Path(ckpt_dir))) is not None
 
 
 def saved_config(ckpt_dir: str | Path) -> dict:

@@ -17,6 +17,9 @@ import yaml
 
 from codetron.errors import ConfigError
 
+TRANSFORMER_IMPLS = ("auto", "local", "sdpa", "transformer_engine")
+"""Values of ``model.transformer_impl``."""
+
 
 @dataclass(kw_only=True)
 class ModelConfig:
@@ -35,7 +38,9 @@ class ModelConfig:
     seq_length: int = 128
     """Training sequence length."""
     max_position_embeddings: int | None = None
-    """Learned absolute positions (``n_positions``); None means seq_length."""
+    """Rows of the learned position table (``n_positions``): a property of the model, not of the
+    run -- every preset sets it, and fine-tuning at a shorter seq_length keeps the checkpoint's
+    table. None (hand-built configs only) means seq_length."""
     vocab_size: int | None = None
     """Tokenizer vocabulary; None means read it from the tokenizer at start-up."""
     make_vocab_size_divisible_by: int = 128
@@ -53,8 +58,10 @@ class ModelConfig:
     tie_embeddings: bool = True
     """Share input and output embeddings, as GPTBigCode does."""
     transformer_impl: str = "auto"
-    """Layer spec: "local" (pure torch), "transformer_engine" (fused kernels, flash attention), or
-    "auto" (TE when importable and CUDA is present)."""
+    """Layer spec: "local" (pure torch), "sdpa" (the local spec with attention through torch's
+    scaled_dot_product_attention: flash/memory-efficient kernels on CUDA without TransformerEngine),
+    "transformer_engine" (TE fused kernels, flash attention), or "auto" (TE when importable on a GPU,
+    else sdpa on a GPU, else local)."""
     recompute: str | None = None
     """Activation recompute: None, "selective" (core attention) or "full" (whole layers)."""
     recompute_num_layers: int = 1
@@ -126,6 +133,14 @@ class DataConfig:
     """SFT: average the loss per sample before averaging over samples (OctoPack)."""
     eod_mask_loss: bool = False
     """Exclude EOD tokens from the loss."""
+    rrtf_loss: str = "paper"
+    """RRTF loss: "paper" (PanGu-Coder2: sum over pairs with r_rejected < r_chosen of
+    max(0, p_rejected - p_chosen) on mean token log-probs, plus the best response's summed token
+    NLL once per query; logged per pair) or "weighted" (that hinge scaled by the score gap, plus the
+    chosen response's mean token NLL in every pair)."""
+    rrtf_margin: float = 0.0
+    """RRTF: the teacher must lead the lower-scored response by this much mean token log-prob
+    before the rank hinge goes to zero (paper: 0)."""
     cache_dir: str | None = None
     """GPTDataset index cache; None means next to the data."""
     num_workers: int = 0
@@ -137,7 +152,11 @@ class OptimConfig:
     """Optimizer, schedule and batch sizes."""
 
     train_iters: int = 20
-    """Optimizer steps."""
+    """Optimizer steps (replaced by the count from train_epochs when that is set)."""
+    train_epochs: float | None = None
+    """Passes over the training data (SFT rows, or RRTF pairs = 2 rows each); when set it wins over
+    train_iters, which becomes ceil(epochs x rows per epoch / global_batch_size) at start-up. None =
+    use train_iters. Only for data.mode sft and rrtf."""
     global_batch_size: int = 8
     """Sequences per optimizer step over all data-parallel ranks."""
     micro_batch_size: int = 2
@@ -163,7 +182,11 @@ class OptimConfig:
     clip_grad: float = 1.0
     """Global gradient-norm clip (0 disables)."""
     precision: str = "fp32"
-    """"fp32", "bf16" or "fp16" (bf16/fp16 need a GPU)."""
+    """"fp32", "bf16" or "fp16": bf16/fp16 run the model in that dtype through megatron-core's
+    Float16Module, with fp32 main weights, gradients and Adam state in the optimizer (CPU too)."""
+    initial_loss_scale: float = 2.0**32
+    """fp16 only: starting dynamic loss scale (Megatron-LM's default 2**32); it halves after each
+    overflowing step (those steps are skipped) and doubles after 1000 clean ones."""
     seed: int = 1234
     """Model init and dropout seed."""
 

@@ -3,7 +3,8 @@
 The architecture is expressed through megatron-core's own knobs, not a forked model file:
 multi-query attention is ``num_query_groups=1``, learned absolute positions are
 ``position_embedding_type="learned_absolute"``, and the layer implementation is a ``ModuleSpec``
-(local torch modules on CPU, TransformerEngine modules with flash attention on GPU). The model knows
+(local torch modules on CPU; on GPU TransformerEngine modules, or the local spec with SDPA attention
+where TE is absent). Fused kernels are used only where they import (``megatron_ext.fusions``). The model knows
 nothing about ranks: TP/PP sizes arrive through the ``TransformerConfig`` built here.
 """
 from __future__ import annotations
@@ -14,14 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from codetron.errors import ConfigError
-from megatron_ext.config import ModelConfig, OptimConfig, ParallelConfig
+from megatron_ext.config import TRANSFORMER_IMPLS, DataConfig, ModelConfig, OptimConfig, ParallelConfig
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """GPTBigCode's ``gelu_pytorch_tanh``.
 
-    A named function (not a partial) so configs pickle into checkpoints; megatron's bias-GELU fusion
-    is left off because without it megatron would apply exact (erf) GELU for ``F.gelu``.
+    A named function (not a partial) so configs pickle into checkpoints. Used whenever megatron's
+    bias-GELU fusion is off: then megatron calls the activation as given, and ``F.gelu`` would be the
+    exact (erf) GELU.
     """
     return F.gelu(x, approximate="tanh")
 
@@ -47,13 +49,17 @@ def have_transformer_engine() -> bool:
 
 
 def resolve_impl(model: ModelConfig) -> str:
+    """The layer implementation a run uses: "auto" is TransformerEngine when it imports on a GPU, else
+    SDPA attention on a GPU, else the local (pure torch) spec."""
     impl = model.transformer_impl
+    if impl not in TRANSFORMER_IMPLS:
+        raise ConfigError(f"model.transformer_impl must be one of {', '.join(TRANSFORMER_IMPLS)}, not {impl!r}")
     if impl == "auto":
-        return "transformer_engine" if have_transformer_engine() else "local"
+        if have_transformer_engine():
+            return "transformer_engine"
+        return "sdpa" if torch.cuda.is_available() else "local"
     if impl == "transformer_engine" and not have_transformer_engine():
         raise ConfigError("model.transformer_impl=transformer_engine but TransformerEngine/CUDA is not available")
-    if impl not in ("local", "transformer_engine"):
-        raise ConfigError(f"model.transformer_impl must be auto, local or transformer_engine, not {impl!r}")
     return impl
 
 
@@ -61,16 +67,33 @@ def layer_spec(model: ModelConfig):
     """The ModuleSpec of one transformer layer for the chosen implementation."""
     from megatron.core.models.gpt import gpt_layer_specs
 
-    if resolve_impl(model) == "transformer_engine":
+    impl = resolve_impl(model)
+    if impl == "transformer_engine":
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
+    if impl == "sdpa":
+        from megatron_ext.sdpa import sdpa_layer_spec
+
+        return sdpa_layer_spec()
     return gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm")
 
 
-def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: OptimConfig | None = None):
-    """megatron-core TransformerConfig for GPTBigCode."""
+def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: OptimConfig | None = None,
+                       data: DataConfig | None = None, announce: bool = False):
+    """megatron-core TransformerConfig for GPTBigCode.
+
+    ``data`` tells whether batches carry their own attention masks (packed SFT), which rules out
+    megatron's causal fused softmax; without it masks are assumed. ``announce``: print, from rank 0,
+    why each fused kernel is off (see :mod:`megatron_ext.fusions`).
+    """
     from megatron.core.transformer.transformer_config import TransformerConfig
 
+    from megatron_ext import fusions
+
     precision = optim.precision if optim else "fp32"
+    explicit_masks = data is None or (data.mode == "sft" and data.pack)
+    fused = fusions.choose(resolve_impl(model), precision, explicit_masks)
+    if announce:
+        fusions.announce(fused)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     on_gpu = torch.cuda.is_available()
     recompute = {}
@@ -93,15 +116,13 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: Opti
         add_bias_linear=True,
         add_qkv_bias=True,
         gated_linear_unit=False,
-        activation_func=gelu_tanh,
-        bias_activation_fusion=False,
+        # megatron's fused bias-GELU is keyed on F.gelu but computes the tanh form (bias_gelu_impl;
+        # tests/train/test_fusions.py checks it), so it is GPTBigCode's activation either way.
+        activation_func=F.gelu if fused.bias_gelu else gelu_tanh,
         init_method_std=model.init_method_std,
         attention_softmax_in_fp32=True,
         apply_query_key_layer_scaling=False,
-        masked_softmax_fusion=on_gpu,
-        bias_dropout_fusion=on_gpu,
-        persist_layer_norm=False,
-        gradient_accumulation_fusion=False,
+        **fused.transformer_config_kwargs(),
         tensor_model_parallel_size=parallel.tensor_model_parallel_size,
         pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
         virtual_pipeline_model_parallel_size=parallel.virtual_pipeline_model_parallel_size,
@@ -124,10 +145,12 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, vocab_size: int, o
     """One GPTModel chunk (the caller decides pre/post process and the VPP stage)."""
     from megatron.core.models.gpt import GPTModel
 
+    from megatron_ext.initialization import layer_owned_spec
+
     config = config or transformer_config(model, parallel, optim)
     return GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(model),
+        transformer_layer_spec=layer_owned_spec(layer_spec(model)),
         vocab_size=padded_vocab_size(vocab_size, model, parallel),
         max_sequence_length=model.positions,
         pre_process=pre_process,

@@ -5,8 +5,9 @@ is confined to each sample, so a packed row computes exactly what the samples wo
 row (tests check the loss to 1e-5). Two ways to tell attention where samples end, picked by the
 layer implementation (``model.transformer_impl``):
 
-* ``local`` (pure torch, CPU): an explicit block-diagonal causal mask ``[b, 1, s, s]`` (True = masked),
-  applied by megatron-core's DotProductAttention.
+* ``local`` (pure torch, CPU) and ``sdpa``: an explicit block-diagonal causal mask ``[b, 1, s, s]``
+  (True = masked), applied by megatron-core's DotProductAttention or by torch's SDPA
+  (memory-efficient kernel on CUDA).
 * ``transformer_engine`` (GPU): no mask at all; the micro-batch is flattened to one row of ``b*s``
   tokens in the ``thd`` layout and ``PackedSeqParams`` carries ``cu_seqlens`` (cumulative sample
   lengths), which TE hands to its flash/cuDNN varlen kernels as ``padding_causal`` attention. This is

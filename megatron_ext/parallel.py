@@ -46,9 +46,10 @@ def detect_launch() -> LaunchEnv:
 
 def init_distributed(parallel: ParallelConfig, seed: int, launch: LaunchEnv | None = None,
                      timeout_minutes: float = 10.0) -> LaunchEnv:
-    """Start the process group and megatron's model-parallel groups; seed every RNG."""
+    """Start the process group and megatron's model-parallel groups; seed every RNG as Megatron-LM does
+    (``seed + 100 * pp_rank``, see ``megatron_ext.initialization``)."""
     import torch.distributed as dist
-    from megatron.core import parallel_state, tensor_parallel
+    from megatron.core import parallel_state
 
     launch = launch or detect_launch()
     use_cuda = torch.cuda.is_available()
@@ -74,8 +75,9 @@ def init_distributed(parallel: ParallelConfig, seed: int, launch: LaunchEnv | No
             pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
             virtual_pipeline_model_parallel_size=parallel.virtual_pipeline_model_parallel_size,
         )
-    torch.manual_seed(seed)
-    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    from megatron_ext.initialization import seed_everything
+
+    seed_everything(seed)
     return launch
 
 
@@ -95,3 +97,24 @@ def data_parallel_size(parallel: ParallelConfig, world_size: int) -> int:
 
 def device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def drop_unsupported_sequence_parallel(parallel: ParallelConfig, model) -> str | None:
+    """Sequence parallel needs CUDA and a LayerNorm that supports it (TransformerEngine's or apex's;
+    megatron's torch LayerNorm asserts it off). Recipes set it for their GPU clusters, so elsewhere
+    it is switched off and the returned line says so, instead of failing inside megatron."""
+    if not parallel.sequence_parallel:
+        return None
+    if torch.cuda.is_available():
+        from megatron.core.models.gpt import gpt_layer_specs
+
+        from megatron_ext.model import resolve_impl
+
+        if resolve_impl(model) == "transformer_engine" or gpt_layer_specs.HAVE_APEX:
+            return None
+        why = "this GPU has neither TransformerEngine nor apex LayerNorm"
+    else:
+        why = "no CUDA"
+    parallel.sequence_parallel = False
+    return (f"parallel.sequence_parallel=true dropped: a GPU-only setting (needs CUDA with TransformerEngine "
+            f"or apex LayerNorm; {why}); running without it")

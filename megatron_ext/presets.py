@@ -36,7 +36,8 @@ class Recipe:
     description: str = ""
     """One line for `codetron presets`."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Published settings with no training-loop field (epochs, total GPUs), for launchers and docs."""
+    """Published facts with no training-loop field (total GPUs, tokens, days), read by the slurm
+    capacity planner to compare its estimate with the paper."""
 
 
 def _bigcode(**kw) -> ModelConfig:
@@ -49,32 +50,35 @@ def _bigcode(**kw) -> ModelConfig:
 MODEL_PRESETS: dict[str, ModelPreset] = {
     "debug-tiny": ModelPreset(
         ModelConfig(num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=1,
-                    seq_length=128, vocab_size=None),
-        source="Codetron test model: 4 layers so TP2xPP2xVPP2 is possible; vocab from the tokenizer",
+                    seq_length=128, max_position_embeddings=256, vocab_size=None),
+        source="Codetron test model: 4 layers so TP2xPP2xVPP2 is possible; vocab from the tokenizer; a "
+               "256-row position table, twice its training length, as real checkpoints have spare positions",
         description="tiny MQA model for CPU tests and the demo",
     ),
     "santacoder-1b": ModelPreset(
-        _bigcode(num_layers=24, hidden_size=2048, num_attention_heads=16, seq_length=2048, vocab_size=49280),
+        _bigcode(num_layers=24, hidden_size=2048, num_attention_heads=16, seq_length=2048,
+                 max_position_embeddings=2048, vocab_size=49280),
         source="bigcode/gpt_bigcode-santacoder config.json (n_layer 24, n_embd 2048, n_head 16, n_positions 2048, vocab 49280)",
         description="SantaCoder 1.1B (Python/Java/JS, 2K context)",
     ),
     "starcoderbase-1b": ModelPreset(
-        _bigcode(num_layers=24, hidden_size=2048, num_attention_heads=16, seq_length=8192),
+        _bigcode(num_layers=24, hidden_size=2048, num_attention_heads=16, seq_length=8192, max_position_embeddings=8192),
         source="bigcode/starcoderbase-1b config.json (n_layer 24, n_embd 2048, n_head 16, n_positions 8192)",
         description="StarCoderBase 1B",
     ),
     "starcoderbase-3b": ModelPreset(
-        _bigcode(num_layers=36, hidden_size=2816, num_attention_heads=22, seq_length=8192),
+        _bigcode(num_layers=36, hidden_size=2816, num_attention_heads=22, seq_length=8192, max_position_embeddings=8192),
         source="bigcode/starcoderbase-3b config.json (n_layer 36, n_embd 2816, n_head 22, n_positions 8192)",
         description="StarCoderBase 3B",
     ),
     "starcoderbase-7b": ModelPreset(
-        _bigcode(num_layers=42, hidden_size=4096, num_attention_heads=32, seq_length=8192),
+        _bigcode(num_layers=42, hidden_size=4096, num_attention_heads=32, seq_length=8192, max_position_embeddings=8192),
         source="bigcode/starcoderbase-7b config.json (n_layer 42, n_embd 4096, n_head 32, n_positions 8192)",
         description="StarCoderBase 7B",
     ),
     "starcoder-15b": ModelPreset(
-        _bigcode(num_layers=40, hidden_size=6144, num_attention_heads=48, seq_length=8192, ffn_hidden_size=24576),
+        _bigcode(num_layers=40, hidden_size=6144, num_attention_heads=48, seq_length=8192,
+                 max_position_embeddings=8192, ffn_hidden_size=24576),
         source="bigcode/starcoder config.json and StarCoder paper (arXiv:2305.06161) Sec. 5: 40 layers, "
                "hidden 6144, 48 heads, MQA, 8192 context, vocab 49152",
         description="StarCoder / StarCoderBase 15.5B",
@@ -137,14 +141,13 @@ RECIPES: dict[str, Recipe] = {
             # micro is even and the paper's batch of 512 pairs is 1024 rows.
             "optim.global_batch_size": 1024, "optim.micro_batch_size": 2, "model.seq_length": 2048,
             "optim.lr": 2e-5, "optim.min_lr": 0.0, "optim.lr_decay_style": "cosine", "optim.weight_decay": 0.0,
-            "optim.lr_warmup_iters": 10, "optim.precision": "bf16",
-            "data.mode": "rrtf", "checkpoint.finetune": True,
+            "optim.lr_warmup_iters": 10, "optim.precision": "bf16", "optim.train_epochs": 6,
+            "data.mode": "rrtf", "data.rrtf_loss": "paper", "checkpoint.finetune": True,
             "parallel.tensor_model_parallel_size": 4, "parallel.pipeline_model_parallel_size": 2,
         },
         source="PanGu-Coder2 paper (arXiv:2307.14936) Sec. 4: StarCoder-15B base, global batch 512, 6 epochs "
                "of the ranked data",
         description="PanGu-Coder2 RRTF ranking fine-tuning",
-        extra={"epochs": 6},
     ),
 }
 

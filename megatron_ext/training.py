@@ -18,12 +18,12 @@ import torch
 import torch.distributed as dist
 
 from codetron.errors import CodetronError
-from megatron_ext import checkpointing
+from megatron_ext import checkpointing, initialization
 from megatron_ext.config import TrainConfig
-from megatron_ext.metrics import StepLogger
+from megatron_ext.metrics import StepLogger, StepReport, reduce_reports, with_real_tokens
 from megatron_ext.model import build_model, padded_vocab_size, transformer_config
-from megatron_ext.objectives import get_objective
-from megatron_ext.parallel import data_parallel_size
+from megatron_ext.objectives import get_objective, resolve_train_epochs
+from megatron_ext.parallel import data_parallel_size, drop_unsupported_sequence_parallel
 
 
 @dataclass
@@ -85,12 +85,16 @@ def _to_device(batch: dict) -> dict:
 
 
 def build_model_chunks(cfg: TrainConfig, vocab_size: int):
-    """Model chunks for this rank (one per virtual stage), wrapped in megatron-core DDP."""
+    """Model chunks for this rank (one per virtual stage): GPTModel, in ``Float16Module`` for bf16/fp16
+    (as Megatron-LM's ``get_model``), in megatron-core DDP. Initial weights depend only on
+    ``optim.seed``, not on the layout (``megatron_ext.initialization``)."""
     from megatron.core import parallel_state
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+    from megatron.core.transformer.module import Float16Module
 
-    tconfig = transformer_config(cfg.model, cfg.parallel, cfg.optim)
+    tconfig = transformer_config(cfg.model, cfg.parallel, cfg.optim, cfg.data, announce=True)
     tconfig.calculate_per_token_loss = True
+    initialization.install(tconfig, cfg.optim.seed)
     vpp = cfg.parallel.virtual_pipeline_model_parallel_size
     chunks = []
     for stage in range(vpp or 1):
@@ -102,6 +106,11 @@ def build_model_chunks(cfg: TrainConfig, vocab_size: int):
             vp_stage=vp_stage, config=tconfig)
         if torch.cuda.is_available():
             chunk.cuda(torch.cuda.current_device())
+        if tconfig.bf16 or tconfig.fp16:
+            # Casts every parameter (the position table is built fp32) and the first stage's inputs
+            # to the model dtype, and the last stage's output back to fp32; the optimizer keeps the
+            # fp32 main weights. Checkpoint keys do not see it (checkpointing.unwrap).
+            chunk = Float16Module(tconfig, chunk)
         chunks.append(chunk)
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
@@ -124,6 +133,8 @@ def build_optimizer(cfg: TrainConfig, chunks):
         adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2, adam_eps=o.adam_eps,
         clip_grad=o.clip_grad, bf16=o.precision == "bf16", fp16=o.precision == "fp16",
         params_dtype={"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[o.precision],
+        # fp16: loss_scale None means megatron's dynamic scaler, which starts here.
+        initial_loss_scale=o.initial_loss_scale,
         use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
     )
     optimizer = get_megatron_optimizer(oc, chunks)
@@ -136,24 +147,27 @@ def build_optimizer(cfg: TrainConfig, chunks):
     return optimizer, scheduler
 
 
-def _reduce_step(loss_dicts, exit_local: bool) -> tuple[float, float, bool]:
-    """Global loss sum / token count (from the last PP stage, TP rank 0 of each DP replica), and
-    whether any rank asked to exit -- one all-reduce over the world."""
+def _reduce_step(loss_dicts, exit_local: bool) -> StepReport:
+    """Every loss-report key summed over the world (from the last PP stage, TP rank 0 of each DP
+    replica), and whether any rank asked to exit."""
     from megatron.core import parallel_state
 
-    vals = torch.zeros(3, dtype=torch.float64)
-    if parallel_state.is_pipeline_last_stage() and parallel_state.get_tensor_model_parallel_rank() == 0:
-        for d in loss_dicts:
-            rep = d["lm loss"]
-            vals[0] += float(rep[0])
-            vals[1] += float(rep[1])
-    vals[2] = 1.0 if exit_local else 0.0
-    if dist.is_initialized():
-        if torch.cuda.is_available():
-            vals = vals.cuda()
-        dist.all_reduce(vals)
-        vals = vals.cpu()
-    return float(vals[0]), float(vals[1]), bool(vals[2] > 0)
+    reporting = parallel_state.is_pipeline_last_stage() and parallel_state.get_tensor_model_parallel_rank() == 0
+    return reduce_reports(loss_dicts, exit_local, reporting)
+
+
+def _loss_scale_term(optimizer, optim) -> dict[str, float]:
+    """fp16's dynamic loss scale, for the step line (bf16 and fp32 need none)."""
+    return {"loss scale": float(optimizer.get_loss_scale())} if optim.precision == "fp16" else {}
+
+
+def _forward_step(objective):
+    """megatron-core's forward_step hook: the objective's, with the real-token count added to its report."""
+    def forward_step(data_iterator, model):
+        batch = _to_device(next(data_iterator))
+        output, loss_fn = objective.forward_step(batch, model)
+        return output, with_real_tokens(loss_fn, batch.get("loss_mask"))
+    return forward_step
 
 
 def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
@@ -163,6 +177,15 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
 
     rank0 = launch.rank == 0
     o, ck = cfg.optim, cfg.checkpoint
+    note = drop_unsupported_sequence_parallel(cfg.parallel, cfg.model)
+    if note and rank0:
+        print(note, flush=True)
+    if not (cfg.logging.eval_interval and cfg.logging.eval_iters):
+        # No validation: every document trains. Besides, megatron-core 0.16 loops forever sizing an
+        # empty split (0 documents, 0 samples), which small data with a 2% valid share produces.
+        cfg.data.split = "1,0,0"
+    # Before build_optimizer: the LR schedule, like the datasets, is sized from train_iters.
+    resolve_train_epochs(cfg, tokenizer, rank0)
     vocab = cfg.model.vocab_size or tokenizer.vocab_size
     cfg.model.vocab_size = vocab
     chunks, tconfig = build_model_chunks(cfg, vocab)
@@ -184,7 +207,9 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
             if rank0:
                 print(f"resumed from {path} at step {start_iter} (fine-tune in progress)", flush=True)
         else:
-            checkpointing.load(checkpointing.resolve_checkpoint_dir(ck.load), chunks)
+            # With the optimizer, so its fp32 main weights come from the checkpoint too: a bf16/fp16
+            # optimizer built them from the random init, and its first step would write them back.
+            checkpointing.load(checkpointing.resolve_checkpoint_dir(ck.load), chunks, optimizer, weights_only=True)
             if rank0:
                 print(f"finetune: loaded weights from {ck.load}; fresh optimizer, schedule and step counter", flush=True)
     elif checkpointing.latest_iteration(load_root) is not None:
@@ -198,10 +223,6 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
     objective = get_objective(cfg.data.mode)
     dp = data_parallel_size(cfg.parallel, launch.world_size)
     eval_batches = (o.train_iters // cfg.logging.eval_interval + 1) * cfg.logging.eval_iters if cfg.logging.eval_interval else 0
-    if not eval_batches:
-        # No validation: every document trains. Besides, megatron-core 0.16 loops forever sizing an
-        # empty split (0 documents, 0 samples), which small data with a 2% valid share produces.
-        cfg.data.split = "1,0,0"
     train_ds, valid_ds = objective.build_datasets(cfg, tokenizer, o.train_iters * o.global_batch_size,
                                                   eval_batches * o.global_batch_size)
     if train_ds is None or len(train_ds) == 0:
@@ -210,8 +231,7 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
     batches = MicroBatches(train_ds, objective.collate, o.global_batch_size, o.micro_batch_size, dp_rank, dp)
     num_micro = batches.num_micro
 
-    def forward_step(data_iterator, model):
-        return objective.forward_step(_to_device(next(data_iterator)), model)
+    forward_step = _forward_step(objective)
 
     fwd_bwd = get_forward_backward_func()
     logger = StepLogger(cfg.logging, cfg.model, vocab, launch.world_size, rank0,
@@ -233,6 +253,7 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
     losses, norms = [], []
     it = start_iter
     state = "finished"
+    # Positions, padded or not: all are computed, so MFU counts them; real tokens come from the report.
     tokens_per_step = o.global_batch_size * cfg.model.seq_length
     while it < o.train_iters:
         t0 = time.time()
@@ -250,8 +271,8 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
             forward_only=False,
         )
         stop_here = bool(ck.exit_at_iter) and it + 1 == ck.exit_at_iter
-        loss_sum, ntok, want_exit = _reduce_step(loss_dicts, exit_req.local() or stop_here)
-        loss = loss_sum / max(ntok, 1.0)
+        report = _reduce_step(loss_dicts, exit_req.local() or stop_here)
+        loss, want_exit = report.loss, report.want_exit
         skipped = False
         grad_norm = None
         if not math.isfinite(loss):
@@ -271,9 +292,11 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
         lr = optimizer.param_groups[0]["lr"]
         losses.append(loss)
         norms.append(grad_norm)
-        logger.log_step(it, o.train_iters, loss, grad_norm, lr, tokens_per_step, time.time() - t0, skipped)
+        logger.log_step(it, o.train_iters, loss, grad_norm, lr, tokens_per_step, time.time() - t0, skipped,
+                        real_tokens=report.real_tokens, extras={**report.extras(), **_loss_scale_term(optimizer, o)})
         if cfg.logging.eval_interval and valid_ds is not None and it % cfg.logging.eval_interval == 0:
-            logger.log_eval(it, evaluate(cfg, chunks, objective, valid_ds, dp_rank, dp, fwd_bwd, it))
+            valid = evaluate(cfg, chunks, objective, valid_ds, dp_rank, dp, fwd_bwd, it)
+            logger.log_eval(it, valid.loss, valid.extras())
         if want_exit:
             save(it)
             state = "preempted" if it < o.train_iters else "finished"
@@ -291,23 +314,22 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
     return TrainResult(iteration=it, losses=losses, grad_norms=norms, state=state)
 
 
-def evaluate(cfg, chunks, objective, valid_ds, dp_rank, dp, fwd_bwd, it) -> float:
+def evaluate(cfg, chunks, objective, valid_ds, dp_rank, dp, fwd_bwd, it) -> StepReport:
+    """Validation loss (and the objective's other terms) over ``eval_iters`` global batches."""
     o = cfg.optim
     batches = MicroBatches(valid_ds, objective.collate, o.global_batch_size, o.micro_batch_size, dp_rank, dp)
     for c in chunks:
         c.eval()
-    total, ntok = 0.0, 0.0
+    loss_dicts = []
     with torch.no_grad():
         for k in range(cfg.logging.eval_iters):
             iters = [batches.iteration(k) for _ in chunks]
-            loss_dicts = fwd_bwd(
-                forward_step_func=lambda di, m: objective.forward_step(_to_device(next(di)), m),
+            loss_dicts += fwd_bwd(
+                forward_step_func=_forward_step(objective),
                 data_iterator=iters if len(chunks) > 1 else iters[0],
                 model=chunks if len(chunks) > 1 else chunks[0],
                 num_microbatches=batches.num_micro, seq_length=cfg.model.seq_length,
                 micro_batch_size=o.micro_batch_size, forward_only=True)
-            s, n, _ = _reduce_step(loss_dicts, False)
-            total, ntok = total + s, ntok + n
     for c in chunks:
         c.train()
-    return total / max(ntok, 1.0)
+    return _reduce_step(loss_dicts, False)

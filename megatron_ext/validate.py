@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from codetron.errors import ConfigError
-from megatron_ext.config import TrainConfig
+from megatron_ext.config import TRANSFORMER_IMPLS, TrainConfig
 from megatron_ext.presets import MODEL_PRESETS, RECIPES
 
 
@@ -69,18 +69,32 @@ def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None
     if cfg.data.mode == "rrtf" and o.micro_batch_size % 2:
         raise ConfigError(f"data.mode rrtf needs an even optim.micro_batch_size (chosen and rejected rows of a pair "
                           f"share a micro-batch), got {o.micro_batch_size}")
+    if cfg.data.mode == "rrtf":
+        from megatron_ext.objectives.rrtf import LOSSES
+
+        if d.rrtf_loss not in LOSSES:
+            raise ConfigError(f"data.rrtf_loss {d.rrtf_loss!r}: choose from {', '.join(LOSSES)}")
+    from megatron_ext.objectives import check_train_epochs
+
+    check_train_epochs(cfg)
     if m.seq_length > m.positions:
         raise ConfigError(f"model.seq_length {m.seq_length} exceeds max_position_embeddings {m.positions}")
     if p.sequence_parallel and tp == 1:
         raise ConfigError("parallel.sequence_parallel needs tensor_model_parallel_size > 1")
     if o.precision not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"optim.precision must be fp32, bf16 or fp16, not {o.precision!r}")
+    if m.transformer_impl not in TRANSFORMER_IMPLS:
+        raise ConfigError(f"model.transformer_impl must be one of {', '.join(TRANSFORMER_IMPLS)}, not {m.transformer_impl!r}")
     if o.lr_decay_style not in ("cosine", "linear", "constant"):
         raise ConfigError(f"optim.lr_decay_style must be cosine, linear or constant, not {o.lr_decay_style!r}")
     if cfg.logging.on_nan not in ("stop", "skip"):
         raise ConfigError(f"logging.on_nan must be stop or skip, not {cfg.logging.on_nan!r}")
     if cfg.checkpoint.finetune and not (cfg.checkpoint.load or cfg.checkpoint.save):
         raise ConfigError("checkpoint.finetune needs checkpoint.load (the checkpoint to start from)")
+    if check_data and cfg.checkpoint.finetune and cfg.checkpoint.load:
+        from megatron_ext.checkpointing import check_position_table
+
+        check_position_table(cfg.checkpoint.load, m)
     if check_data:
         if not cfg.data.data_path:
             raise ConfigError("data.data_path is empty: give the .bin/.idx prefix written by `codetron preprocess`")

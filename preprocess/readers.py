@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 from codetron.errors import CodetronError
+from codetron.records import RecordError, parse_record
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".parquet", ".ndjson")
 
@@ -52,8 +53,8 @@ class Record:
     data: dict
 
 
-class ItemError(ValueError):
-    """A single bad item (bad JSON, not UTF-8, not an object)."""
+ItemError = RecordError
+"""A single bad item (bad JSON, not UTF-8, not an object): the shared jsonl line parser's error."""
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -247,17 +248,7 @@ def parse_item(item: Union[bytes, dict]) -> dict:
                 raise ItemError(f"{item['__file__']}: not UTF-8 (byte {exc.start}: {exc.reason})") from None
             return {"content": content, "path": item["path"], "repo": item["repo"], "__source_file__": True}
         return item
-    try:
-        text = item.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ItemError(f"not UTF-8 (byte {exc.start}: {exc.reason})") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ItemError(f"bad JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(obj, dict):
-        raise ItemError(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
+    return parse_record(item)
 
 
 def iter_records(path: str, on_error: str = "fail") -> Iterator[Record]:

@@ -18,9 +18,8 @@ Memory follows the accounting of megatron-core's mixed-precision training:
   The first pipeline stage holds ``min(PP, microbatches)`` micro-batches of its ``L/PP`` layers in
   flight (1F1B), i.e. about ``L`` layers' worth, times ``1 + (PP-1)/(PP*VPP)`` when interleaved.
 
-Step time is ``FLOPs per step / (devices x peak x MFU)`` with the training FLOPs of
-``megatron_ext.metrics.flops_per_token`` (6 x matmul parameters touched per token plus
-12 x L x s x h for attention scores and values; x4/3 with full recompute).
+Step time is ``FLOPs per step / (devices x peak x MFU)`` with the model FLOPs of
+``megatron_ext.flops`` (Megatron-LM's count: causal attention, padded vocabulary, no recompute).
 
 This module imports no torch, so ``codetron slurm plan`` answers instantly on a login node.
 """
@@ -218,13 +217,10 @@ def estimate_memory(cfg: TrainConfig, world_size: int, gpu: GpuSpec | None = Non
 
 
 def flops_per_token(cfg: TrainConfig, vocab: int | None = None) -> float:
-    """Training FLOPs per token; the same accounting as ``megatron_ext.metrics.flops_per_token``."""
-    m = cfg.model
-    v = vocab or m.vocab_size or 0
-    h, L, s, f = m.hidden_size, m.num_layers, m.seq_length, m.ffn
-    kv = 2 * m.num_query_groups * m.head_dim
-    matmul = L * (h * (h + kv) + h * h + 2 * h * f) + v * h
-    return 6.0 * matmul + 12.0 * L * s * h
+    """Training FLOPs per token: the step line's accounting (``megatron_ext.flops``)."""
+    from megatron_ext.flops import flops_per_token as model_flops
+
+    return model_flops(cfg.model, vocab or cfg.model.vocab_size or 0)
 
 
 @dataclass

@@ -1,19 +1,34 @@
-"""RRTF (PanGu-Coder2, arXiv:2307.14936): rank loss plus teacher fine-tuning on ranked pairs.
+"""RRTF (PanGu-Coder2, arXiv:2307.14936 Sec. 3.2): rank loss plus teacher fine-tuning on ranked pairs.
 
-For a pair of a chosen (teacher) response c and a rejected (student) response r to the same prompt,
-with scores r_c >= r_r from unit tests (``megatron_ext.rrtf.scoring``):
+For a query x with responses y_i scored r_i by unit tests (``preprocess.generate.rrtf.scoring``), the paper
+trains on
 
-    p_y    = sum_t log P(y_t | x, y_<t) / |y|                   length-normalised log-probability
-    L_rank = -sum_{r_c > r_r} (r_c - r_r) * min(0, p_c - p_r)    zero once the teacher ranks higher
-    L_ft   = -p_c                                               cross-entropy on the teacher response
+    p_i    = sum_t log P(y_i,t | x, y_i,<t) / |y_i|         length-normalised log-probability
+    L_rank = sum_{r_i < r_j} max(0, p_i - p_j)              every pair where y_j scores higher
+    L_ft   = -sum_t log P(y_i',t | x, y_i',<t),  i' = argmax_i r_i   the best (teacher) response,
+                                                            summed over its tokens, once per query
     L      = L_rank + L_ft
 
+A pair in the pairs file is (chosen y_j, rejected y_i) for one query; L_rank is summed over the
+pairs given, so it is the paper's sum when the file holds every pair with r_i < r_j. ``rrtf rank``
+writes (the query's teacher, one student) for each distinct student -- a query with n students
+is n pairs sharing one chosen response; student-vs-student pairs, if a file has them, count the
+same way. To count L_ft once per query, the pairs whose chosen side is the query's best response
+carry weight 1/n on its NLL, the others 0 (``teacher_weights``): summed over an epoch every teacher
+counts exactly once; a global batch holds it in expectation. A query is a distinct prompt
+(``PairDataset.query_keys``). ``data.rrtf_margin`` m > 0 makes the hinge max(0, p_i - p_j + m)
+(paper: 0); pairs with equal scores carry no rank term.
+
+``data.rrtf_loss weighted`` keeps the earlier variant: hinge scaled by the score gap r_j - r_i, and
+L_ft = -p of the chosen response (length-normalised) in every pair.
+
 How it fits the training loop (``calculate_per_token_loss=True``): the loss function returns
-``(sum over the pairs of its micro-batch of L_rank + L_ft, number of pairs, report)``. megatron-core
-divides the summed gradients by the summed "token count" of the global batch, so the normaliser
-here is the *number of pairs*: the step loss is the mean per pair of L_rank + L_ft, independent of
-micro-batch size, pipeline or data parallelism. (L_ft is length-normalised per pair, as p is, so
-every pair weighs the same however long its teacher response is.)
+``(sum over the pairs of its micro-batch of L_rank + weighted L_ft, number of pairs, report)``.
+megatron-core divides the summed gradients by the summed count of the global batch, so the reported
+loss is *per pair*: (sum of L_rank + sum of weighted L_ft) / pairs. A global batch always holds
+global_batch_size / 2 pairs, so this is the paper's sum scaled by a constant (absorbed by the
+learning rate) and independent of micro-batch size, pipeline or data parallelism. The report also
+carries "rank loss" and "ft loss" as [sum, pairs], on the same count as "lm loss".
 
 Layout: a pair is two consecutive samples of the dataset -- sample 2k is the chosen sequence of
 pair k, sample 2k+1 the rejected one -- so a micro-batch of even size M holds M/2 whole pairs, both
@@ -36,33 +51,52 @@ import torch
 from megatron_ext.objectives import register
 
 CHOSEN, REJECTED = 0, 1
+LOSSES = ("paper", "weighted")
 
 
-def sequence_logprobs(per_token_ce: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """Length-normalised log-probability of each row's response: -sum(ce * mask) / sum(mask)."""
+def response_logprobs(per_token_ce: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: (summed, length-normalised) log-probability of the response tokens (mask > 0)."""
     mask = loss_mask.to(per_token_ce.dtype)
-    lengths = mask.sum(dim=1).clamp(min=1.0)
-    return -(per_token_ce * mask).sum(dim=1) / lengths
+    total = -(per_token_ce * mask).sum(dim=1)
+    return total, total / mask.sum(dim=1).clamp(min=1.0)
 
 
-def rrtf_terms(p_chosen: torch.Tensor, p_rejected: torch.Tensor, r_chosen: torch.Tensor,
-               r_rejected: torch.Tensor, margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pair (L_rank, L_ft). ``margin`` > 0 asks the teacher to lead by that much (paper: 0)."""
-    weight = (r_chosen - r_rejected).clamp(min=0.0)  # only pairs with r_c > r_r contribute
-    rank = -weight * torch.clamp(p_chosen - p_rejected - margin, max=0.0)
+def paper_terms(p_chosen: torch.Tensor, p_rejected: torch.Tensor, r_chosen: torch.Tensor, r_rejected: torch.Tensor,
+                logp_sum_chosen: torch.Tensor, ft_weight: torch.Tensor,
+                margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair (L_rank, share of L_ft) of PanGu-Coder2: max(0, p_r - p_c + m) where r_r < r_c, and
+    -w * (summed log-prob of the chosen response), w = 1 / pairs of its query."""
+    ranked = (r_rejected < r_chosen).to(p_chosen.dtype)
+    rank = ranked * torch.clamp(p_rejected - p_chosen + margin, min=0.0)
+    return rank, -ft_weight.to(logp_sum_chosen.dtype) * logp_sum_chosen
+
+
+def weighted_terms(p_chosen: torch.Tensor, p_rejected: torch.Tensor, r_chosen: torch.Tensor,
+                   r_rejected: torch.Tensor, margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair (L_rank, L_ft) of the "weighted" variant: (r_c - r_r)+ * max(0, p_r - p_c + m), -p_c."""
+    weight = (r_chosen - r_rejected).clamp(min=0.0)
+    rank = weight * torch.clamp(p_rejected - p_chosen + margin, min=0.0)
     return rank, -p_chosen
 
 
-def rrtf_loss(loss_mask: torch.Tensor, scores: torch.Tensor, output_tensor: torch.Tensor, margin: float = 0.0):
+def rrtf_loss(loss_mask: torch.Tensor, scores: torch.Tensor, ft_weight: torch.Tensor, output_tensor: torch.Tensor,
+              variant: str = "paper", margin: float = 0.0):
     """Loss function for the pipeline schedule; rows alternate chosen, rejected, chosen, ...
 
-    Returns ``(sum of L_rank + L_ft over pairs, number of pairs, report)``; the report holds
-    ``[sum, pairs]`` for the total ("lm loss", what the loop logs) and for each term.
+    ``ft_weight`` is per row (its pair's 1/n on the chosen row; read only there). Returns
+    ``(sum of L_rank + L_ft over pairs, number of pairs, report)``; the report holds ``[sum, pairs]``
+    for the total ("lm loss", what the loop logs) and for each term.
     """
     ce = output_tensor.float()
-    p = sequence_logprobs(ce, loss_mask)
+    logp_sum, p = response_logprobs(ce, loss_mask)
     s = scores.to(ce.device, torch.float32)
-    rank, ft = rrtf_terms(p[0::2], p[1::2], s[0::2], s[1::2], margin)
+    if variant == "paper":
+        rank, ft = paper_terms(p[0::2], p[1::2], s[0::2], s[1::2], logp_sum[0::2],
+                               ft_weight.to(ce.device)[0::2], margin)
+    elif variant == "weighted":
+        rank, ft = weighted_terms(p[0::2], p[1::2], s[0::2], s[1::2], margin)
+    else:
+        raise ValueError(f"unknown RRTF loss {variant!r}; choose from {', '.join(LOSSES)}")
     rank_sum, ft_sum = rank.sum(), ft.sum()
     loss_sum = rank_sum + ft_sum
     npairs = torch.tensor(p.shape[0] // 2, dtype=torch.int, device=ce.device)
@@ -106,11 +140,14 @@ def build_row(prompt: np.ndarray, response: np.ndarray, seq_length: int, pad: in
 
 
 class PairSequences(torch.utils.data.Dataset):
-    """Samples ``2k`` / ``2k+1`` = chosen / rejected row of the ``k``-th pair in a shuffled order."""
+    """Samples ``2k`` / ``2k+1`` = chosen / rejected row of the ``k``-th pair in a shuffled order.
 
-    def __init__(self, pairs, order: np.ndarray, seq_length: int, pad: int):
+    ``ft_weights[pair]`` is the pair's share of its query's L_ft (``teacher_weights``); None = 1."""
+
+    def __init__(self, pairs, order: np.ndarray, seq_length: int, pad: int, ft_weights: np.ndarray | None = None):
         self.pairs, self.order = pairs, np.asarray(order, dtype=np.int64)
         self.seq_length, self.pad = seq_length, pad
+        self.ft_weights = ft_weights
 
     def __len__(self) -> int:
         return 2 * len(self.order)
@@ -121,6 +158,7 @@ class PairSequences(torch.utils.data.Dataset):
         prompt, chosen, rejected, scores = self.pairs[pair]
         row = build_row(prompt, chosen if role == CHOSEN else rejected, self.seq_length, self.pad)
         row["score"] = np.float32(scores[role])
+        row["ft_weight"] = np.float32(1.0 if self.ft_weights is None else self.ft_weights[pair])
         row["role"] = role
         row["pair"] = pair
         return row
@@ -143,6 +181,30 @@ def split_pairs(n: int, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(0, b1), np.arange(b1, b2)
 
 
+def teacher_weights(queries: np.ndarray, chosen: np.ndarray, chosen_scores: np.ndarray,
+                    indices: np.ndarray) -> np.ndarray:
+    """Per pair (indexed like ``queries``): its share of its query's L_ft, 0 outside ``indices``.
+
+    The query's best response (i' = argmax r_i: the chosen side with the highest score, the first
+    such pair on ties) carries L_ft; each of the n pairs whose chosen side it is gets 1/n, so summed
+    over one pass of ``indices`` every teacher counts once. Pairs whose chosen side is not the
+    best (student vs student) get 0. Counted per split, so a query cut by the train/valid boundary
+    still sums to 1 in each."""
+    weights = np.zeros(len(queries), dtype=np.float64)
+    best: dict[int, tuple[float, int]] = {}
+    for k in indices:
+        q, r = int(queries[k]), float(chosen_scores[k])
+        if q not in best or r > best[q][0]:
+            best[q] = (r, int(chosen[k]))
+    carriers = [int(k) for k in indices if best[int(queries[k])][1] == int(chosen[k])]
+    counts: dict[int, int] = {}
+    for k in carriers:
+        counts[int(queries[k])] = counts.get(int(queries[k]), 0) + 1
+    for k in carriers:
+        weights[k] = 1.0 / counts[int(queries[k])]
+    return weights
+
+
 def epoch_order(indices: np.ndarray, num_samples: int, seed: int) -> np.ndarray:
     """Pairs in a fresh seeded shuffle per epoch, enough epochs for ``num_samples`` rows (>= 1)."""
     if len(indices) == 0:
@@ -156,17 +218,15 @@ def epoch_order(indices: np.ndarray, num_samples: int, seed: int) -> np.ndarray:
 class RRTFObjective:
     name = "rrtf"
 
-    def __init__(self, margin: float = 0.0):
-        self.margin = margin
+    def __init__(self, variant: str = "paper", margin: float = 0.0):
+        self.variant, self.margin = variant, margin
 
-    def build_datasets(self, cfg, tokenizer, num_train_samples, num_valid_samples):
+    @staticmethod
+    def _pairs(cfg, tokenizer):
         from codetron.errors import ConfigError
         from megatron_ext.rrtf.pairs import PairDataset
         from megatron_ext.validate import data_prefixes
 
-        if cfg.optim.micro_batch_size % 2:
-            raise ConfigError(f"optim.micro_batch_size {cfg.optim.micro_batch_size}: data.mode rrtf needs an even "
-                              f"micro-batch (chosen and rejected rows of a pair share a forward pass)")
         prefixes = data_prefixes(cfg.data.data_path)
         if len(prefixes) != 1:
             raise ConfigError(f"data.data_path: data.mode rrtf reads one pairs dataset (written by `codetron rrtf "
@@ -175,12 +235,32 @@ class RRTFObjective:
         if pairs.vocab_size is not None and pairs.vocab_size > tokenizer.vocab_size:
             raise ConfigError(f"{prefixes[0]}: pairs were tokenized with a {pairs.vocab_size}-token vocabulary but "
                               f"data.tokenizer has {tokenizer.vocab_size}")
+        return pairs
+
+    def epoch_samples(self, cfg, tokenizer) -> int:
+        """Rows of one pass over the training pairs: two per pair (chosen and rejected)."""
+        train_idx, _ = split_pairs(len(self._pairs(cfg, tokenizer)), cfg.data.split)
+        return 2 * len(train_idx)
+
+    def build_datasets(self, cfg, tokenizer, num_train_samples, num_valid_samples):
+        from codetron.errors import ConfigError
+
+        if cfg.optim.micro_batch_size % 2:
+            raise ConfigError(f"optim.micro_batch_size {cfg.optim.micro_batch_size}: data.mode rrtf needs an even "
+                              f"micro-batch (chosen and rejected rows of a pair share a forward pass)")
+        if cfg.data.rrtf_loss not in LOSSES:
+            raise ConfigError(f"data.rrtf_loss {cfg.data.rrtf_loss!r}: choose from {', '.join(LOSSES)}")
+        self.variant, self.margin = cfg.data.rrtf_loss, cfg.data.rrtf_margin
+        pairs = self._pairs(cfg, tokenizer)
         train_idx, valid_idx = split_pairs(len(pairs), cfg.data.split)
         seq, pad = cfg.model.seq_length, tokenizer.pad
-        train = PairSequences(pairs, epoch_order(train_idx, num_train_samples, cfg.data.seed), seq, pad)
+        queries, chosen = pairs.query_keys()
+        train = PairSequences(pairs, epoch_order(train_idx, num_train_samples, cfg.data.seed), seq, pad,
+                              teacher_weights(queries, chosen, pairs.scores[:, 0], train_idx))
         valid = None
         if len(valid_idx):
-            valid = PairSequences(pairs, epoch_order(valid_idx, num_valid_samples, cfg.data.seed + 1), seq, pad)
+            valid = PairSequences(pairs, epoch_order(valid_idx, num_valid_samples, cfg.data.seed + 1), seq, pad,
+                                  teacher_weights(queries, chosen, pairs.scores[:, 0], valid_idx))
         return train, valid
 
     def collate(self, samples):
@@ -190,9 +270,11 @@ class RRTFObjective:
         batch = {k: torch.stack([torch.as_tensor(s[k]) for s in samples])
                  for k in ("tokens", "labels", "loss_mask", "position_ids")}
         batch["scores"] = torch.tensor([float(s["score"]) for s in samples], dtype=torch.float32)
+        batch["ft_weight"] = torch.tensor([float(s["ft_weight"]) for s in samples], dtype=torch.float32)
         return batch
 
     def forward_step(self, batch, model):
         # labels= gives megatron-core's vocab-parallel cross-entropy per token: -log P(label), [b, s]
         output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
-        return output, partial(rrtf_loss, batch["loss_mask"], batch["scores"], margin=self.margin)
+        return output, partial(rrtf_loss, batch["loss_mask"], batch["scores"], batch["ft_weight"],
+                               variant=self.variant, margin=self.margin)

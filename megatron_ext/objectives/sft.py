@@ -210,6 +210,27 @@ class SFTObjective:
         self.thd = False
         self.seq_length = None
 
+    def epoch_samples(self, cfg, tokenizer) -> int:
+        """Training rows of one pass over every dataset of the blend: each dataset's train split
+        packed (or not) once, summed; blend weights set how rows are drawn, not how many exist."""
+        from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+
+        config = self._dataset_config(cfg, tokenizer, weighted=False)
+        # size None: megatron-core builds every dataset for exactly one epoch, the blend exhaustively.
+        train, _, _ = BlendedMegatronDatasetBuilder(SFTDataset, [None, None, None], lambda: True, config).build()
+        return 0 if train is None else len(train)
+
+    @staticmethod
+    def _dataset_config(cfg, tokenizer, weighted: bool = True) -> SFTDatasetConfig:
+        from megatron_ext.objectives.lm import blend_from_paths
+
+        prefixes, weights = blend_from_paths(cfg.data.data_path)
+        return SFTDatasetConfig(
+            random_seed=cfg.data.seed, sequence_length=cfg.model.seq_length,
+            blend=(prefixes, weights if weighted else None),
+            split=cfg.data.split, tokenizer=tokenizer, path_to_cache=cfg.data.cache_dir, mmap_bin_files=True,
+            pack=cfg.data.pack, norm_target_loss=cfg.data.norm_target_loss, eod_mask_loss=cfg.data.eod_mask_loss)
+
     def build_datasets(self, cfg, tokenizer, num_train_samples, num_valid_samples):
         import torch.distributed as dist
 
@@ -225,7 +246,7 @@ class SFTObjective:
                               "(pack more documents per row instead)")
         if cfg.data.fim_rate > 0:
             raise ConfigError("data.fim_rate applies to pretraining data; set it to 0 with data.mode sft")
-        prefixes, weights = blend_from_paths(cfg.data.data_path)
+        prefixes, _ = blend_from_paths(cfg.data.data_path)
         from preprocess.layout import dataset_layout
 
         for p in prefixes:
@@ -233,10 +254,7 @@ class SFTObjective:
             if layout not in (None, "sft"):
                 raise ConfigError(f"data.data_path {p}: written with the {layout!r} layout; data.mode sft needs "
                                   f"prompt/response data")
-        config = SFTDatasetConfig(
-            random_seed=cfg.data.seed, sequence_length=cfg.model.seq_length, blend=(prefixes, weights),
-            split=cfg.data.split, tokenizer=tokenizer, path_to_cache=cfg.data.cache_dir, mmap_bin_files=True,
-            pack=cfg.data.pack, norm_target_loss=cfg.data.norm_target_loss, eod_mask_loss=cfg.data.eod_mask_loss)
+        config = self._dataset_config(cfg, tokenizer)
         train, valid = build_blended(SFTDataset, config, num_train_samples, num_valid_samples)
         rank0 = not dist.is_initialized() or dist.get_rank() == 0
         _log_stats(train, rank0)

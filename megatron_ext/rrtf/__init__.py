@@ -1,13 +1,6 @@
-"""PanGu-Coder2's RRTF (Rank Responses to align Test & Teacher Feedback), end to end.
+"""PanGu-Coder2's RRTF, the training side: the indexed pairs dataset (``pairs``) and its writer
+(``preprocess``, ``codetron rrtf preprocess``). The loss is ``megatron_ext/objectives/rrtf.py``.
 
-``codetron rrtf sample``      student responses from a Hugging Face model folder at several
-                              temperatures, teacher responses from files or an OpenAI-compatible server
-``codetron rrtf rank``        run every response against the problem's unit tests in the eval sandbox,
-                              score compile error < runtime error < partial pass < all pass, keep
-                              (teacher, student) pairs, write pairs jsonl + per-tier statistics
-``codetron rrtf preprocess``  tokenize pairs into the indexed pairs dataset (``pairs.py``)
-``codetron train --data.mode rrtf``  L = L_rank + L_ft (``megatron_ext/objectives/rrtf.py``)
-
-Modules: ``problems`` (problem schema, PanGu-Coder2 prompt), ``scoring`` (tiers, test harness),
-``sample``, ``rank``, ``preprocess``, ``pairs`` (on-disk format), ``cli``.
+Sampling, teacher responses and unit-test ranking generate data and live in
+``preprocess/generate/rrtf/`` (``codetron rrtf sample|rank``).
 """

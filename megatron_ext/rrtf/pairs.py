@@ -5,7 +5,7 @@
                                  end with the tokenizer's EOD (the model learns to stop); the prompt
                                  does not.
 ``PREFIX.scores.npy``            float64 ``[num_pairs, 2]``: (chosen score, rejected score), the
-                                 unit-test rewards of ``megatron_ext.rrtf.scoring`` (chosen >= rejected).
+                                 unit-test rewards of ``preprocess.generate.rrtf.scoring`` (chosen >= rejected).
 ``PREFIX.rrtf.json``             format tag, pair count, vocabulary size, EOD id and the tokenizer.
 
 All three files are written under temporary names and renamed only when complete.
@@ -90,6 +90,7 @@ class PairDataset:
             raise CodetronError(f"{prefix}.idx: not an RRTF pairs dataset (every document must hold 3 sequences: "
                                 f"prompt, chosen, rejected)")
         self.scores = np.load(scores_path(prefix))
+        self._keys: tuple[np.ndarray, np.ndarray] | None = None
         if self.scores.shape != (len(docs) - 1, 2):
             raise CodetronError(f"{scores_path(prefix)}: shape {self.scores.shape}, expected ({len(docs) - 1}, 2)")
 
@@ -103,3 +104,22 @@ class PairDataset:
     def __getitem__(self, k: int):
         base = 3 * k
         return (self.index[base], self.index[base + 1], self.index[base + 2], self.scores[k])
+
+    def query_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair: (query id, chosen-response id), ids numbering distinct contents.
+
+        A query is a prompt; ``rrtf rank`` writes one pair per distinct student response of a
+        problem, all with the problem's best teacher response as the chosen side, so a query's
+        teacher appears in several pairs while PanGu-Coder2's L_ft counts it once. Identity by
+        content needs no extra field in the file and stays right for pairs made by other tools
+        (student-vs-student pairs included: their chosen side is not the query's best)."""
+        if self._keys is None:
+            prompts: dict[bytes, int] = {}
+            responses: dict[bytes, int] = {}
+            q = np.empty(len(self), dtype=np.int64)
+            c = np.empty(len(self), dtype=np.int64)
+            for k in range(len(self)):
+                q[k] = prompts.setdefault(self.index[3 * k].tobytes(), len(prompts))
+                c[k] = responses.setdefault(self.index[3 * k + 1].tobytes(), len(responses))
+            self._keys = (q, c)
+        return self._keys

@@ -6,29 +6,19 @@ loss boundary is a token boundary); each response ends with the tokenizer's EOD.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from codetron.errors import CodetronError
+from codetron.records import read_jsonl
 from megatron_ext.rrtf.pairs import write_pairs
 
 
 def read_pairs(path: str) -> list[dict]:
     p = Path(path)
-    if not p.is_file():
-        raise CodetronError(f"{p}: pairs file not found")
     out = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for lineno, rec in read_jsonl(p, what="pairs"):
         where = f"{p}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CodetronError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(rec, dict):
-            raise CodetronError(f"{where}: expected a JSON object")
         for key in ("prompt", "chosen", "rejected"):
             if not isinstance(rec.get(key), str) or not rec[key]:
                 raise CodetronError(f"{where}: field {key!r} missing or not a non-empty string")
@@ -65,6 +55,8 @@ def run(input_path: str, out_prefix: str, tokenizer_path: str | None, epochs: in
                        extra={"source": str(input_path)})
     iters = suggested_iters(meta["pairs"], epochs, global_batch_size)
     print(f"wrote {meta['pairs']} pairs to {out_prefix}.bin/.idx (+ .scores.npy, .rrtf.json)")
+    # Training counts pairs of the train split only (data.split); this is the whole file's count.
     print(f"{epochs} epochs at global batch {global_batch_size} rows ({global_batch_size // 2} pairs): "
-          f"--optim.train_iters {iters} --optim.global_batch_size {global_batch_size}")
+          f"--optim.train_epochs {epochs} --optim.global_batch_size {global_batch_size} "
+          f"(about {iters} steps)")
     return meta

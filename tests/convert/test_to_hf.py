@@ -42,7 +42,8 @@ def test_output_files_and_config(hf_tp2pp2, run_tp2pp2, tokenizer_json):
     cfg = AutoConfig.from_pretrained(str(hf_tp2pp2))
     assert cfg.model_type == "gpt_bigcode" and cfg.multi_query
     assert cfg.activation_function == "gelu_pytorch_tanh"
-    assert (cfg.n_positions, cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_inner) == (128, 64, 4, 4, 256)
+    # n_positions is debug-tiny's position table (256), not its training length (128)
+    assert (cfg.n_positions, cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_inner) == (256, 64, 4, 4, 256)
     assert cfg.layer_norm_epsilon == 1e-5 and cfg.tie_word_embeddings
     tok = Tokenizer.from_file(str(tokenizer_json))
     assert cfg.vocab_size == 321  # tokenizer vocab incl. the added [PAD], not megatron's padded 384

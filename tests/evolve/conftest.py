@@ -130,7 +130,7 @@ class ScriptedBackend:
     """A fake backend: ``reply(messages, params) -> list[str]``; counts calls like a budget would."""
 
     def __init__(self, reply):
-        from preprocess.evolve.backends import RequestBudget
+        from preprocess.generate.backends import RequestBudget
 
         self.reply = reply
         self.budget = RequestBudget()

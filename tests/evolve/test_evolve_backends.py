@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from preprocess.evolve.backends import (BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget,
-                                        RetryPolicy, TransformersBackend)
+from preprocess.generate.backends import (BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget,
+                                          RetryPolicy, TransformersBackend)
 
 FAST = RetryPolicy(max_retries=4, backoff=0.01, backoff_max=0.05, timeout=60)
 MSG = [{"role": "user", "content": "Write a function that adds two numbers."}]

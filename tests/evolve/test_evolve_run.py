@@ -10,7 +10,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from codetron.errors import CodetronError
-from preprocess.evolve.cli import EXIT_INCOMPLETE, main
+from preprocess.generate.evolve.cli import EXIT_INCOMPLETE, main
 from preprocess.formats import wizardcoder_prompt
 
 
@@ -175,7 +175,7 @@ def test_include_seeds(ref_run, tmp_path):
 
 
 def test_output_decontaminates_and_dedups(tmp_path):
-    from preprocess.evolve.output import OutputConfig, write_output
+    from preprocess.generate.output import OutputConfig, write_output
     from preprocess.quality import load_humaneval
 
     he = load_humaneval()[0]

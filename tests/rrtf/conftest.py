@@ -26,17 +26,20 @@ def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def synthetic_pairs(n: int = 48, vocab: int = VOCAB, seed: int = 0):
+def synthetic_pairs(n: int = 48, vocab: int = VOCAB, seed: int = 0, per_query: int = 3):
     """Pairs of token ids: the chosen response continues the prompt's arithmetic pattern, the
-    rejected one is noise; scores are a teacher 3.0 against student tiers 0..2.5 (and some ties)."""
+    rejected one is noise; scores are a teacher 3.0 against student tiers 0..2.5 (and some ties).
+    Like ``rrtf rank`` output, each query (prompt + teacher) has ``per_query`` consecutive pairs."""
     rng = np.random.default_rng(seed)
     eod = vocab - 1
     out = []
     for k in range(n):
-        start, step = int(rng.integers(0, vocab - 2)), int(rng.integers(1, 5))
-        plen, clen, rlen = int(rng.integers(5, 30)), int(rng.integers(5, 40)), int(rng.integers(5, 40))
-        seq = [(start + step * j) % (vocab - 2) for j in range(plen + clen)]
-        prompt, chosen = seq[:plen], seq[plen:] + [eod]
+        if k % per_query == 0:
+            start, step = int(rng.integers(0, vocab - 2)), int(rng.integers(1, 5))
+            plen, clen = int(rng.integers(5, 30)), int(rng.integers(5, 40))
+            seq = [(start + step * j) % (vocab - 2) for j in range(plen + clen)]
+            prompt, chosen = seq[:plen], seq[plen:] + [eod]
+        rlen = int(rng.integers(5, 40))
         rejected = [int(x) for x in rng.integers(0, vocab - 2, rlen)] + [eod]
         r_rej = [0.0, 1.0, 2.0, 2.5, 3.0][k % 5]
         out.append((prompt, chosen, rejected, 3.0, r_rej))

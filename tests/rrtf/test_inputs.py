@@ -4,9 +4,9 @@ import json
 import pytest
 
 from codetron.errors import CodetronError
-from megatron_ext.rrtf.cli import main as rrtf_main
+from preprocess.generate.rrtf.cli import main as rrtf_main
 from megatron_ext.rrtf.pairs import PairDataset
-from megatron_ext.rrtf.problems import read_problems
+from preprocess.generate.rrtf.problems import read_problems
 
 
 def test_preprocess_rejects_inverted_scores_without_output(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from megatron_ext.rrtf.cli import main as rrtf_main
+from preprocess.generate.rrtf.cli import main as rrtf_main
 from tests.rrtf.conftest import read_jsonl, run_cli
 from tests.rrtf.tiny_hf import build_tiny_student, humaneval_problems, write_demo_inputs
 

@@ -1,9 +1,12 @@
 """Where generations come from: an OpenAI-compatible HTTP server or a local transformers model.
 
-Both implement ``chat(messages, params) -> list[str]`` (``params.n`` texts). The HTTP client uses only
-the standard library (urllib); it retries connection errors, 5xx and 429 with exponential back-off
-(honouring ``Retry-After``), and counts every attempt against a shared ``RequestBudget`` so that a run
-never sends more requests than the user allowed — the run then stops cleanly and resumes later.
+Both implement ``chat(messages, params) -> list[str]`` (``params.n`` texts); ``OpenAIBackend`` also
+has ``complete(prompt, params)`` for raw ``/v1/completions`` prompts. ``OpenAIBackend`` is the one
+HTTP client of every generation stage (Evol-Instruct, self-instruct, RRTF teacher responses). It uses
+only the standard library (urllib); it retries connection errors, 5xx and 429 with exponential
+back-off (honouring ``Retry-After``), and counts every attempt against a shared ``RequestBudget`` so
+that a run never sends more requests than the user allowed — the run then stops cleanly and resumes
+later.
 """
 from __future__ import annotations
 
@@ -15,11 +18,13 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from codetron.errors import CodetronError
+from codetron.templates import ALPACA_STOP, PROMPT_TEMPLATES
 
 
 @dataclass(kw_only=True, slots=True)
@@ -94,9 +99,13 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 class OpenAIBackend:
     """A client for ``/v1/chat/completions`` (``api="chat"``) or ``/v1/completions`` (``api="completions"``).
 
-    With ``api="completions"`` the single user message is rendered with a ``preprocess.formats`` prompt
-    template (``wizardcoder``: the Alpaca prompt), for base or WizardCoder-style models without a chat
-    template.
+    With ``api="completions"``, ``chat`` renders the single user message with a ``codetron.templates``
+    prompt template (``wizardcoder``: the Alpaca prompt), for base or WizardCoder-style models without
+    a chat template. ``complete`` sends a prompt as is, whatever ``api`` says.
+
+    ``base_url`` is the API root, normally ending in ``/v1``; a bare ``http://host:port`` gets ``/v1``
+    added and a trailing ``/completions`` or ``/chat/completions`` is dropped, so an endpoint URL
+    copied from a server's docs works too.
     """
 
     def __init__(self, base_url: str, model: str | None = None, *, api: str = "chat",
@@ -104,9 +113,9 @@ class OpenAIBackend:
                  budget: RequestBudget | None = None, api_key: str | None = None):
         if api not in ("chat", "completions"):
             raise CodetronError(f"--api {api!r}: choose chat or completions")
-        if not base_url.startswith(("http://", "https://")):
-            raise CodetronError(f"--base-url {base_url!r}: must start with http:// or https://")
-        self.base_url = base_url.rstrip("/")
+        if prompt_template not in PROMPT_TEMPLATES:
+            raise CodetronError(f"--prompt-template {prompt_template!r}: choose from {', '.join(PROMPT_TEMPLATES)}")
+        self.base_url = api_root(base_url)
         self.api, self.prompt_template = api, prompt_template
         self.retry = retry or RetryPolicy()
         self.budget = budget or RequestBudget()
@@ -121,34 +130,41 @@ class OpenAIBackend:
 
     # -- protocol
     def chat(self, messages: list[dict], params: GenParams) -> list[str]:
+        if self.api == "completions":
+            prompt, extra_stop = self._render(messages)
+            return self.complete(prompt, replace(params, stop=list(params.stop) + [s for s in extra_stop
+                                                                                  if s not in params.stop]))
+        body = self._body(params)
+        body["messages"] = messages
+        return self._texts(self._request("POST", "/chat/completions", body), "/chat/completions")
+
+    def complete(self, prompt: str, params: GenParams) -> list[str]:
+        """``params.n`` continuations of ``prompt`` from ``/v1/completions`` (no template applied)."""
+        body = self._body(params)
+        body["prompt"] = prompt
+        return self._texts(self._request("POST", "/completions", body), "/completions")
+
+    def _body(self, params: GenParams) -> dict:
         body: dict = {"model": self.model, "temperature": params.temperature, "top_p": params.top_p,
                       "max_tokens": params.max_tokens, "n": params.n}
         if params.seed is not None:
             body["seed"] = params.seed
-        stop = list(params.stop)
-        if self.api == "chat":
-            body["messages"] = messages
-            path, key = "/chat/completions", "chat"
-        else:
-            body["prompt"], extra_stop = self._render(messages)
-            stop += [s for s in extra_stop if s not in stop]
-            path, key = "/completions", "text"
-        if stop:
-            body["stop"] = stop
-        reply = self._request("POST", path, body)
+        if params.stop:
+            body["stop"] = list(params.stop)
+        return body
+
+    def _texts(self, reply: dict, path: str) -> list[str]:
         try:
             choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
-            texts = [c["message"]["content"] if key == "chat" else c["text"] for c in choices]
-        except (KeyError, TypeError) as exc:
+            texts = [c["message"]["content"] if path == "/chat/completions" else c["text"] for c in choices]
+        except (KeyError, TypeError, AttributeError) as exc:
             raise BackendError(f"{self.base_url}{path}: unexpected reply shape (missing {exc})") from None
         return [t or "" for t in texts]
 
     def _render(self, messages: list[dict]) -> tuple[str, list[str]]:
-        from preprocess.formats import PROMPT_TEMPLATES
-
         users = [m["content"] for m in messages if m["role"] == "user"]
         prompt = PROMPT_TEMPLATES[self.prompt_template](users[-1])
-        return prompt, (["\n### Instruction:"] if self.prompt_template == "wizardcoder" else [])
+        return prompt, ([ALPACA_STOP] if self.prompt_template == "wizardcoder" else [])
 
     def _discover_model(self) -> str:
         reply = self._request("GET", "/models", None)
@@ -197,6 +213,18 @@ class OpenAIBackend:
             delay = wait if wait is not None else backoff * (0.5 + random.random() / 2)
             time.sleep(min(delay, self.retry.backoff_max))
         raise BackendError(f"{last} (gave up after {self.retry.max_retries + 1} attempts)")
+
+
+def api_root(base_url: str) -> str:
+    """The API root of an OpenAI-compatible server URL (see ``OpenAIBackend``)."""
+    if not base_url.startswith(("http://", "https://")):
+        raise CodetronError(f"--base-url {base_url!r}: must start with http:// or https://")
+    root = base_url.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        root = root.removesuffix(suffix)
+    if urllib.parse.urlsplit(root).path in ("", "/"):
+        root = root.rstrip("/") + "/v1"
+    return root
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -19,12 +19,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError, ConfigError
-from preprocess.evolve.backends import Backend, GenParams
-from preprocess.evolve.runner import RunStatus, derive_seed, run_units
-from preprocess.evolve.seeds import Seed
-from preprocess.evolve.store import RecordLog
-from preprocess.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE, RESPONSE_TEMPLATE,
-                                         TASK_CATEGORIES)
+from preprocess.generate.backends import Backend, GenParams
+from preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE,
+                                                  RESPONSE_TEMPLATE, TASK_CATEGORIES)
+from preprocess.generate.runner import RunStatus, derive_seed, run_units
+from preprocess.generate.seeds import Seed
+from preprocess.generate.store import RecordLog
 
 SELF_RULES = ("no_concepts", "no_instruction", "no_tests", "tests_failed")
 """Why a self-instruct item is dropped: nothing parsed at a step, no answer with asserting tests,

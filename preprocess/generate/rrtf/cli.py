@@ -13,6 +13,9 @@ The whole loop on problems with unit tests (HumanEval schema or {instruction, te
 --help`). The loss is L = L_rank + L_ft with length-normalised log-probabilities; the micro-batch
 must be even (a pair's chosen and rejected rows share a forward pass) and the global batch counts
 rows, i.e. two per pair.
+
+The commands span the data path: ``sample`` and ``rank`` generate data (this folder), ``preprocess``
+writes the pairs dataset and ``train`` runs the trainer (both in ``megatron_ext``).
 """
 from __future__ import annotations
 
@@ -90,7 +93,7 @@ def main(argv: list[str]) -> int:
         _parser().print_help()
         return 2
     if args.cmd == "sample":
-        from megatron_ext.rrtf.sample import SampleConfig, run
+        from preprocess.generate.rrtf.sample import SampleConfig, run
 
         run(SampleConfig(
             problems=args.problems, out=args.out, model=args.model, temperatures=args.temperatures,
@@ -101,7 +104,7 @@ def main(argv: list[str]) -> int:
             shard=args.shard, chunk=args.chunk, limit=args.limit), progress=not args.no_progress)
         return 0
     if args.cmd == "rank":
-        from megatron_ext.rrtf.rank import run
+        from preprocess.generate.rrtf.rank import run
 
         if args.timeout <= 0 or args.workers < 1:
             raise CodetronError("--timeout must be > 0 and --workers >= 1")

@@ -1,4 +1,4 @@
-"""The training file: kept records -> decontaminated, deduplicated instruction/output jsonl.
+"""The training file of every generator: kept records -> decontaminated, deduplicated instruction jsonl.
 
 Each line is ``{"instruction", "input": "", "output", "source", ...provenance}``, the record shape
 ``codetron preprocess instruct`` reads (its ``--template wizardcoder`` renders the Alpaca prompt).
@@ -7,11 +7,10 @@ Decontamination (HumanEval prompts and canonical solutions, 13-word overlap) and
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 
-from codetron.fileio import atomic_open
+from codetron.records import write_jsonl
 from preprocess.quality import (DecontamConfig, Decontaminator, ExactDeduper, NearDedupConfig, NearDeduper,
                                 filter_texts)
 
@@ -55,9 +54,7 @@ def write_output(rows: list[dict], path: str, cfg: OutputConfig) -> dict:
     survivors = [r for r in filter_texts(rows, lambda r: r["instruction"] + "\n" + r["output"],
                                          decontaminator=decon, counts=counts)]
     survivors = list(filter_texts(survivors, lambda r: r["instruction"], exact=exact, near=near, counts=counts))
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        for row in survivors:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(path, survivors, ensure_ascii=False)
     return {"candidates": len(rows), "written": len(survivors),
             "contaminated": counts["contaminated"], "exact_duplicate": counts["exact_duplicate"],
             "near_duplicate": counts["near_duplicate"]}

@@ -1,6 +1,6 @@
 """``codetron rrtf sample``: student responses at several temperatures, plus teacher responses.
 
-Students come from a Hugging Face model folder (a converted checkpoint) through eval's decoding loop:
+Students come from a Hugging Face model folder (a converted checkpoint) through eval's public ``Generator``:
 every (problem, temperature, sample) has its own seed, so a sample does not depend on batch size,
 shard or restarts. Teachers come from jsonl files and/or an OpenAI-compatible endpoint.
 
@@ -13,13 +13,14 @@ problem for parallel jobs; ``rrtf rank`` reads all shard files.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
-from megatron_ext.rrtf.problems import normalize_response, pangu_prompt, read_problems, stop_sequences
+from codetron.records import read_jsonl
+from preprocess.generate.rrtf.problems import normalize_response, pangu_prompt, read_problems, stop_sequences
+from preprocess.generate.store import AppendLog
 
 
 @dataclass(kw_only=True)
@@ -85,24 +86,13 @@ def parse_shard(spec: str) -> tuple[int, int]:
 
 
 def finished_tasks(out: Path) -> set[str]:
-    """Task ids already written; a torn last line (crash mid-write) is cut off the file."""
-    if not out.exists():
-        return set()
-    data = out.read_bytes()
-    done, good_end, pos = set(), 0, 0
-    for line in data.splitlines(keepends=True):
-        pos += len(line)
-        if not line.endswith(b"\n"):
-            break
-        try:
-            done.add(json.loads(line)["task_id"])
-        except (ValueError, KeyError, TypeError):
-            break
-        good_end = pos
-    if good_end < len(data):
-        print(f"rrtf sample: cutting an incomplete record off the end of {out}")
-        with open(out, "r+b") as fh:
-            fh.truncate(good_end)
+    """Task ids already written to ``out``."""
+    done = set()
+    if out.exists():
+        for lineno, rec in read_jsonl(out, what="samples", hint="; remove the line or use a new --out"):
+            if not isinstance(rec.get("task_id"), str):
+                raise CodetronError(f"{out}:{lineno}: field 'task_id' missing or not a string")
+            done.add(rec["task_id"])
     return done
 
 
@@ -124,15 +114,10 @@ class StudentSampler:
     """The student model, loaded once; one seeded generator per (problem, temperature, sample)."""
 
     def __init__(self, cfg: SampleConfig):
-        from eval.generate import load_model
+        from eval.generate import Generator
 
         self.cfg = cfg
-        if cfg.backend == "transformers":
-            self.model, self.tokenizer, self.device = load_model(cfg.model, cfg.device, cfg.dtype)
-            tok, mcfg = self.tokenizer, self.model.config
-            self.eos = tok.eos_token_id if tok.eos_token_id is not None else mcfg.eos_token_id
-            self.pad = tok.pad_token_id if tok.pad_token_id is not None else (self.eos if self.eos is not None else 0)
-            self.max_pos = getattr(mcfg, "n_positions", None) or getattr(mcfg, "max_position_embeddings", None)
+        self.generator = Generator(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
 
     def sample(self, problems: list[dict], prompts: list[str], temperature: float, t_index: int) -> list[list[str]]:
         """n_samples raw outputs per problem at one temperature."""
@@ -148,48 +133,17 @@ class StudentSampler:
         for i, p in enumerate(problems):
             groups.setdefault(stop_sequences(p), []).append(i)
         for stop, idx in groups.items():
-            sub, texts = [problems[i] for i in idx], [prompts[i] for i in idx]
-            if c.backend == "vllm":
-                from eval.generate import _generate_vllm
-
-                raw = _generate_vllm(sub, texts, gen, stop)
-            else:
-                raw = self._transformers(sub, texts, gen, stop)
+            raw = self.generator.generate_texts([prompts[i] for i in idx], [problems[i]["task_id"] for i in idx],
+                                                gen, stop)
             for i, r in zip(idx, raw):
                 out[i] = r
         return out
-
-    def _transformers(self, problems, texts, gen, stop) -> list[list[str]]:
-        import torch
-
-        from eval.generate import _decode_batch, sample_seed
-
-        encoded = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        if self.max_pos:
-            budget = self.max_pos - gen.max_new_tokens
-            if budget < 1:
-                raise CodetronError(f"--max-new-tokens {gen.max_new_tokens} leaves no room for the prompt "
-                                    f"(model context {self.max_pos})")
-            encoded = [ids[-budget:] for ids in encoded]
-        greedy = gen.temperature == 0
-        n_decode = 1 if greedy else gen.n_samples
-        jobs = [(i, j) for i in range(len(problems)) for j in range(n_decode)]
-        raw = [[""] * n_decode for _ in problems]
-        with torch.inference_mode():
-            for start in range(0, len(jobs), gen.batch_size):
-                batch = jobs[start:start + gen.batch_size]
-                texts_out = _decode_batch(self.model, self.tokenizer, [encoded[i] for i, _ in batch],
-                                          [sample_seed(gen.seed, problems[i]["task_id"], j) for i, j in batch],
-                                          gen, stop, self.eos, self.pad, self.device)
-                for (i, j), text in zip(batch, texts_out):
-                    raw[i][j] = text
-        return [r * gen.n_samples if greedy else r for r in raw]
 
 
 def run(cfg: SampleConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from megatron_ext.rrtf.teacher import CompletionsClient, read_teacher_files
+    from preprocess.generate.rrtf.teacher import TeacherEndpoint, read_teacher_files
 
     if not cfg.temperatures or any(t < 0 for t in cfg.temperatures):
         raise CodetronError("--temperatures: give one or more temperatures >= 0")
@@ -206,20 +160,22 @@ def run(cfg: SampleConfig, progress: bool = True) -> dict:
     unknown = sorted(set(teachers) - {p["task_id"] for p in all_problems})
     if unknown:
         raise CodetronError(f"teacher files name task_id {unknown[0]!r} that is not in {cfg.problems}")
-    client = (CompletionsClient(cfg.teacher_endpoint, cfg.teacher_model, cfg.teacher_max_tokens, cfg.teacher_api_key_env)
+    client = (TeacherEndpoint(cfg.teacher_endpoint, cfg.teacher_model, cfg.teacher_max_tokens, cfg.teacher_api_key_env)
               if cfg.teacher_endpoint else None)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _check_resume(cfg)
-    done = finished_tasks(out)
-    # without any teacher response a problem can make no pair: skip it instead of sampling students
-    pending = [p for p in problems if p["task_id"] not in done]
-    todo = [p for p in pending if client or p["task_id"] in teachers]
-    skipped = len(pending) - len(todo)
-    sampler = StudentSampler(cfg) if cfg.model and todo else None
-    bar = tqdm(total=len(todo), desc="sampling", unit="problem", disable=not progress)
-    written = 0
-    with open(out, "a", encoding="utf-8") as fh:
+    with AppendLog(out) as log:
+        if log.torn_bytes:
+            print(f"rrtf sample: cut an incomplete record off the end of {out}")
+        done = finished_tasks(out)
+        # without any teacher response a problem can make no pair: skip it instead of sampling students
+        pending = [p for p in problems if p["task_id"] not in done]
+        todo = [p for p in pending if client or p["task_id"] in teachers]
+        skipped = len(pending) - len(todo)
+        sampler = StudentSampler(cfg) if cfg.model and todo else None
+        bar = tqdm(total=len(todo), desc="sampling", unit="problem", disable=not progress)
+        written = 0
         for start in range(0, len(todo), cfg.chunk):
             chunk = todo[start:start + cfg.chunk]
             prompts = [pangu_prompt(p) for p in chunk]
@@ -234,14 +190,11 @@ def run(cfg: SampleConfig, progress: bool = True) -> dict:
                 if client:
                     teacher.append({"response": normalize_response(p, client.complete(prompt, stop_sequences(p))),
                                     "source": cfg.teacher_endpoint})
-                rec = {"task_id": p["task_id"], "prompt": prompt, "teacher": teacher, "students": students[i]}
-                # one whole line per problem, flushed: a crash loses at most the problem in flight
-                fh.write(json.dumps(rec) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                # one whole line per problem: a crash loses at most the problem in flight
+                log.write({"task_id": p["task_id"], "prompt": prompt, "teacher": teacher, "students": students[i]})
                 written += 1
             bar.update(len(chunk))
-    bar.close()
+        bar.close()
     summary = {"written": written, "already_done": len(done & {p["task_id"] for p in problems}),
                "skipped_no_teacher": skipped, "shard": cfg.shard}
     print(f"rrtf sample: {written} problems written to {out} ({summary['already_done']} already there, "

@@ -15,7 +15,6 @@ how each assert becomes one test.
 """
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -31,41 +30,22 @@ def is_humaneval(problem: dict) -> bool:
 
 def read_problems(path: str | Path) -> list[dict]:
     """Read and validate a problems jsonl; errors name ``file:line`` and the field."""
-    path = Path(path)
-    if not path.is_file():
-        raise CodetronError(f"{path}: problems file not found")
-    problems, seen = [], set()
-    opener = __import__("gzip").open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CodetronError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise CodetronError(f"{where}: expected a JSON object")
-            if not isinstance(rec.get("task_id"), str):
-                raise CodetronError(f"{where}: field 'task_id' missing or not a string")
-            test = rec.get("test")
-            if not (isinstance(test, str) or (isinstance(test, list) and all(isinstance(t, str) for t in test))):
-                raise CodetronError(f"{where}: field 'test' must be a string or a list of strings")
-            if "instruction" in rec:
-                if not isinstance(rec["instruction"], str) or not rec["instruction"].strip():
-                    raise CodetronError(f"{where}: field 'instruction' must be a non-empty string")
-            elif not (isinstance(rec.get("prompt"), str) and isinstance(rec.get("entry_point"), str)):
-                raise CodetronError(f"{where}: needs 'instruction', or 'prompt' and 'entry_point' (HumanEval schema)")
-            if "entry_point" in rec and not isinstance(rec["entry_point"], str):
-                raise CodetronError(f"{where}: field 'entry_point' must be a string")
-            if rec["task_id"] in seen:
-                raise CodetronError(f"{where}: duplicate task_id {rec['task_id']!r}")
-            seen.add(rec["task_id"])
-            problems.append(rec)
-    if not problems:
-        raise CodetronError(f"{path}: no problems in file")
-    return problems
+    from eval.problems import read_task_records
+
+    return read_task_records(path, _check_schema, what="problems")
+
+
+def _check_schema(rec: dict, where: str) -> None:
+    test = rec.get("test")
+    if not (isinstance(test, str) or (isinstance(test, list) and all(isinstance(t, str) for t in test))):
+        raise CodetronError(f"{where}: field 'test' must be a string or a list of strings")
+    if "instruction" in rec:
+        if not isinstance(rec["instruction"], str) or not rec["instruction"].strip():
+            raise CodetronError(f"{where}: field 'instruction' must be a non-empty string")
+    elif not (isinstance(rec.get("prompt"), str) and isinstance(rec.get("entry_point"), str)):
+        raise CodetronError(f"{where}: needs 'instruction', or 'prompt' and 'entry_point' (HumanEval schema)")
+    if "entry_point" in rec and not isinstance(rec["entry_point"], str):
+        raise CodetronError(f"{where}: field 'entry_point' must be a string")
 
 
 def pangu_prompt(problem: dict) -> str:

@@ -15,30 +15,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
-from megatron_ext.rrtf.problems import program_code, read_problems
-from megatron_ext.rrtf.scoring import TIERS, Score, score_codes
+from codetron.records import read_jsonl, write_jsonl
+from preprocess.generate.rrtf.problems import program_code, read_problems
+from preprocess.generate.rrtf.scoring import TIERS, Score, score_codes
 
 
 def read_samples(paths: list[str]) -> list[dict]:
     """Sample records (from ``rrtf sample``), validated; several files (shards) are concatenated."""
     out, seen = [], {}
     for path in paths:
-        p = Path(path)
-        if not p.is_file():
-            raise CodetronError(f"{p}: samples file not found")
-        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CodetronError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("task_id"), str) or not isinstance(rec.get("prompt"), str):
+        for lineno, rec in read_jsonl(path, what="samples"):
+            where = f"{path}:{lineno}"
+            if not isinstance(rec.get("task_id"), str) or not isinstance(rec.get("prompt"), str):
                 raise CodetronError(f"{where}: expected an object with string fields 'task_id' and 'prompt'")
             for key in ("teacher", "students"):
                 if not isinstance(rec.get(key), list) or not all(isinstance(r, dict) and isinstance(r.get("response"), str)
@@ -132,9 +123,7 @@ def run(problems_path: str, samples_paths: list[str], out: str, timeout: float, 
     problems = read_problems(problems_path)
     samples = read_samples(samples_paths)
     pairs, stats = rank(problems, samples, timeout, workers, progress)
-    with atomic_open(out) as fh:
-        for pair in pairs:
-            fh.write(json.dumps(pair) + "\n")
+    write_jsonl(out, pairs)
     with atomic_open(out + ".stats.json") as fh:
         json.dump(stats, fh, indent=1)
     print(format_stats(stats))

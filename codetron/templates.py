@@ -1,0 +1,82 @@
+"""Instruction prompt templates: the exact text a model is fine-tuned on and then prompted with.
+
+``preprocess`` renders training documents with these templates; ``eval`` (prompt formats, the
+serving chat fallback) and generation (completions-API backends, RRTF) prompt a model with the
+same text. Why here and not in either stage: the template is the contract *between* training and
+inference, and the data path only runs one way -- preprocess may call eval's public APIs (the
+sandbox, decoding), eval must never import preprocess. Keeping the contract in the shared core
+package lets both sides depend on it without depending on each other.
+
+Every function returns plain strings; end-of-document is never part of the text (the preprocess
+pipeline appends the tokenizer's EOD id). Instruction templates return ``(prompt, response)``:
+``prompt + response`` is the training text and the loss goes on ``response`` only.
+"""
+from __future__ import annotations
+
+ALPACA_PREAMBLE = ("Below is an instruction that describes a task. "
+                   "Write a response that appropriately completes the request.")
+"""The Alpaca/WizardCoder preamble (also the serving chat fallback's default system text)."""
+
+ALPACA_PROMPT_NO_INPUT = ALPACA_PREAMBLE + "\n\n### Instruction:\n{instruction}\n\n### Response:"
+"""WizardCoder's training/inference prompt (the Alpaca template without input), exact text."""
+
+ALPACA_PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+"""The Alpaca template for records with a non-empty ``input`` field, exact text."""
+
+ALPACA_STOP = "\n### Instruction:"
+"""Where a model prompted with the Alpaca template starts writing the next turn itself."""
+
+
+def wizardcoder_prompt(instruction: str, input: str = "") -> str:
+    """The WizardCoder prompt; generation (or the training response) follows ``### Response:``."""
+    if input and input.strip():
+        return ALPACA_PROMPT_WITH_INPUT.format(instruction=instruction, input=input)
+    return ALPACA_PROMPT_NO_INPUT.format(instruction=instruction)
+
+
+def render_wizardcoder(instruction: str, output: str, input: str = "") -> tuple[str, str]:
+    """WizardCoder SFT pair: response is the output verbatim (WizardCoder adds nothing between)."""
+    return wizardcoder_prompt(instruction, input), output
+
+
+def render_octocoder(question: str, answer: str) -> tuple[str, str]:
+    """OctoCoder's template: prompt ``Question: Q\\n\\nAnswer:``, response `` A`` (leading space)."""
+    return f"Question: {question}\n\nAnswer:", f" {answer}"
+
+
+def octocoder_prompt(instruction: str, input: str = "") -> str:
+    """The OctoCoder prompt for an instruction (input, if any, follows it on the next line)."""
+    return render_octocoder(join_input(instruction, input), "")[0]
+
+
+def render_octocoder_instruction(instruction: str, output: str, input: str = "") -> tuple[str, str]:
+    return render_octocoder(join_input(instruction, input), output)
+
+
+def render_plain(instruction: str, output: str, input: str = "") -> tuple[str, str]:
+    """No template: ``INSTRUCTION[\\n\\nINPUT]\\n\\n`` then the output."""
+    return join_input(instruction, input, sep="\n\n") + "\n\n", output
+
+
+def join_input(instruction: str, input: str, sep: str = "\n") -> str:
+    """The instruction with a non-empty ``input`` appended after ``sep``."""
+    return f"{instruction}{sep}{input}" if input and input.strip() else instruction
+
+
+INSTRUCTION_TEMPLATES = {
+    "wizardcoder": render_wizardcoder,
+    "octocoder": render_octocoder_instruction,
+    "plain": render_plain,
+}
+"""name -> f(instruction, output, input) -> (prompt, response)."""
+
+PROMPT_TEMPLATES = {
+    "wizardcoder": wizardcoder_prompt,
+    "octocoder": octocoder_prompt,
+    "plain": lambda instruction, input="": render_plain(instruction, "", input)[0],
+}
+"""name -> f(instruction, input) -> prompt, for generation with the training template."""

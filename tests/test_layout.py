@@ -1,0 +1,103 @@
+"""The folder tree is the architecture: stages talk through public names only, in one direction.
+
+Read from the source with ``ast`` (imports inside functions count too):
+- no module reaches a ``_private`` name (or a ``_private`` module) of another top-level folder;
+- ``eval/`` never imports ``preprocess`` (generation may call eval's public APIs, not the reverse);
+- ``megatron_ext/`` does no data generation: it imports neither eval (sandbox, decoding) nor an
+  HTTP client.
+Imports written as ``codetron.<stage>...`` (the namespaced install) count as ``<stage>``.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = ("preprocess", "megatron_ext", "slurm", "convert", "eval", "codetron")
+HTTP_MODULES = ("urllib.request", "http.client", "requests", "httpx", "aiohttp")
+
+
+def owner(module: str) -> str:
+    """The top-level folder a dotted module name belongs to."""
+    parts = module.split(".")
+    if parts[0] == "codetron" and len(parts) > 1 and parts[1] in FOLDERS:
+        return parts[1]
+    return parts[0]
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def imports(tree: ast.AST):
+    """``(module, imported name or None, bound local name, line)`` for every absolute import."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, None, a.asname or a.name.split(".")[0], node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__":
+            for a in node.names:
+                yield node.module, a.name, a.asname or a.name, node.lineno
+
+
+def private_reaches(source: str, folder: str) -> list[str]:
+    """Places in ``source`` (a module of ``folder``) that use a private name of another folder."""
+    tree = ast.parse(source)
+    found, foreign = [], set()
+    for module, name, bound, line in imports(tree):
+        if owner(module) not in FOLDERS or owner(module) == folder:
+            continue
+        dotted = module + ("." + name if name else "")
+        if any(is_private(p) for p in dotted.split(".")):
+            found.append(f"line {line}: imports {dotted}")
+        foreign.add(bound)  # `import eval.generate` binds `eval`: its attribute chains start there
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, base = [], node
+            while isinstance(base, ast.Attribute):
+                chain.append(base.attr)
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in foreign and any(is_private(a) for a in chain):
+                found.append(f"line {node.lineno}: uses {base.id}.{'.'.join(reversed(chain))}")
+    return sorted(set(found))
+
+
+def sources():
+    for folder in FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            yield folder, path
+
+
+def test_checker_sees_the_patterns_it_forbids():
+    assert private_reaches("from eval.generate import _decode_batch, sample_seed\n", "megatron_ext") == [
+        "line 1: imports eval.generate._decode_batch"]
+    assert private_reaches("def f():\n    import eval.generate as g\n    return g._generate_vllm\n", "preprocess") == [
+        "line 3: uses g._generate_vllm"]
+    assert private_reaches("import codetron.eval.generate\ncodetron.eval.generate._x()\n", "preprocess") == [
+        "line 2: uses codetron.eval.generate._x"]
+    assert private_reaches("from eval import _sandbox\n", "codetron") == ["line 1: imports eval._sandbox"]
+    # inside one folder, and dunders, are fine
+    assert private_reaches("from eval.generate import _decode_batch\n", "eval") == []
+    assert private_reaches("import eval.generate\nprint(eval.generate.__doc__)\n", "preprocess") == []
+
+
+def test_no_private_name_crosses_a_folder():
+    bad = [f"{path.relative_to(ROOT)} {place}" for folder, path in sources()
+           for place in private_reaches(path.read_text(encoding="utf-8"), folder)]
+    assert not bad, "private names used across folders (give the owner a public API):\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("folder, forbidden, why", [
+    ("eval", ("preprocess",), "eval must not depend on preprocess (move what both need to its owner)"),
+    ("megatron_ext", ("eval",) + HTTP_MODULES, "data generation belongs in preprocess/generate"),
+])
+def test_folder_does_not_import(folder, forbidden, why):
+    bad = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for module, name, _, line in imports(ast.parse(path.read_text(encoding="utf-8"))):
+            full = module + ("." + name if name else "")
+            if owner(module) in forbidden or any(full == f or full.startswith(f + ".") for f in forbidden):
+                bad.append(f"{path.relative_to(ROOT)}:{line}: {full}")
+    assert not bad, f"{why}:\n" + "\n".join(bad)
