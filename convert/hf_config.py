@@ -22,7 +22,6 @@ def to_hf_config(model: ModelConfig, vocab_size: int, bos: int | None, eos: int 
     if model.hidden_size % model.num_attention_heads:
         raise CodetronError(f"model.hidden_size {model.hidden_size} is not divisible by num_attention_heads "
                             f"{model.num_attention_heads}")
-    embd = model.embedding_dropout if model.embedding_dropout is not None else model.hidden_dropout
     return {
         "architectures": ["GPTBigCodeForCausalLM"],
         "model_type": "gpt_bigcode",
@@ -35,7 +34,7 @@ def to_hf_config(model: ModelConfig, vocab_size: int, bos: int | None, eos: int 
         "multi_query": model.num_query_groups == 1,
         "activation_function": "gelu_pytorch_tanh",
         "resid_pdrop": model.hidden_dropout,
-        "embd_pdrop": embd,
+        "embd_pdrop": model.hidden_dropout,  # megatron-core's embedding dropout is hidden_dropout
         "attn_pdrop": model.attention_dropout,
         "layer_norm_epsilon": model.layernorm_epsilon,
         "initializer_range": model.init_method_std,
@@ -64,6 +63,18 @@ def read_hf_config(folder: str | Path) -> dict:
         raise CodetronError(f"{path}: model_type {cfg.get('model_type')!r} ({archs}) is not a GPTBigCode model "
                             f"(StarCoder/SantaCoder); only model_type gpt_bigcode converts")
     return cfg
+
+
+def dropout_note(cfg: dict, where: str) -> str | None:
+    """GPTBigCode has its own embedding dropout (``embd_pdrop``); megatron-core's GPTModel applies
+    ``hidden_dropout`` (``resid_pdrop``) there instead. Dropout never changes the weights, so the
+    conversion stays exact; a differing ``embd_pdrop`` only means fine-tuning drops embeddings at
+    ``resid_pdrop``, which the caller reports in one line."""
+    resid, embd = float(cfg.get("resid_pdrop", 0.0)), cfg.get("embd_pdrop")
+    if embd is None or float(embd) == resid:
+        return None
+    return (f"{where}: embd_pdrop {float(embd):g} differs from resid_pdrop {resid:g}; megatron-core applies "
+            f"model.hidden_dropout ({resid:g}) to the embeddings too")
 
 
 def from_hf_config(cfg: dict, where: str) -> ModelConfig:
@@ -97,7 +108,6 @@ def from_hf_config(cfg: dict, where: str) -> ModelConfig:
         layernorm_epsilon=float(get("layer_norm_epsilon", 1e-5)),
         hidden_dropout=float(get("resid_pdrop", 0.0)),
         attention_dropout=float(get("attn_pdrop", 0.0)),
-        embedding_dropout=float(get("embd_pdrop", get("resid_pdrop", 0.0))),
         init_method_std=float(get("initializer_range", 0.02)),
         tie_embeddings=bool(get("tie_word_embeddings", True)),
     )

@@ -48,11 +48,10 @@ class ModelConfig:
     layernorm_epsilon: float = 1e-5
     """LayerNorm epsilon (``layer_norm_epsilon``)."""
     hidden_dropout: float = 0.0
-    """Dropout after attention/MLP (``resid_pdrop``); StarCoder pretraining used 0.1."""
+    """Dropout after attention/MLP and on the embedding output (``resid_pdrop`` and ``embd_pdrop``:
+    megatron-core's embedding uses this same rate); StarCoder pretraining used 0.1."""
     attention_dropout: float = 0.0
     """Dropout on attention probabilities (``attn_pdrop``)."""
-    embedding_dropout: float | None = None
-    """Dropout on the embedding output (``embd_pdrop``); None means hidden_dropout."""
     init_method_std: float = 0.02
     """Normal init std (``initializer_range``)."""
     tie_embeddings: bool = True
@@ -144,7 +143,8 @@ class DataConfig:
     cache_dir: str | None = None
     """GPTDataset index cache; None means next to the data."""
     num_workers: int = 0
-    """DataLoader workers."""
+    """Processes that read and collate training/validation micro-batches ahead of the step (torch
+    DataLoader workers; 0 = in the training process). The batches are identical for any value."""
 
 
 @dataclass(kw_only=True)
@@ -263,6 +263,13 @@ class TrainConfig:
 
 SECTIONS = ("model", "parallel", "data", "optim", "checkpoint", "logging")
 
+RETIRED_KEYS = {
+    "model.embedding_dropout": "megatron-core's GPTModel applies model.hidden_dropout to the embedding output; "
+                               "set that instead",
+}
+"""Keys configs once had, with why they went. Configs saved next to older checkpoints drop them (they
+never changed what trained); in a YAML file or on the command line they are an error saying why."""
+
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a YAML/CLI value to the annotated field type, or raise a one-line ConfigError."""
@@ -323,12 +330,14 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str) ->
             if sec not in SECTIONS:
                 raise ConfigError(f"{source}: unknown config section {sec!r} in {key!r} (sections: {', '.join(SECTIONS)})")
         else:
-            secs = owners.get(norm)
+            secs = owners.get(norm) or [k.split(".")[0] for k in RETIRED_KEYS if k.split(".")[1] == norm]
             if not secs:
                 raise ConfigError(f"{source}: unknown config key {key!r}")
             if len(secs) > 1:
                 raise ConfigError(f"{source}: {key!r} is ambiguous; write one of {', '.join(s + '.' + norm for s in secs)}")
             sec, name = secs[0], norm
+        if f"{sec}.{name}" in RETIRED_KEYS:
+            raise ConfigError(f"{source}: {key!r} was removed: {RETIRED_KEYS[f'{sec}.{name}']}")
         section = getattr(cfg, sec)
         types = _field_types(type(section))
         if name not in types:
@@ -399,5 +408,5 @@ def _is_number(s: str) -> bool:
 def config_from_dict(doc: dict[str, Any]) -> TrainConfig:
     """Rebuild a TrainConfig from ``to_dict()`` output (e.g. the YAML saved next to a checkpoint)."""
     cfg = TrainConfig(preset=doc.get("preset"), recipe=doc.get("recipe"))
-    return apply_overrides(cfg, {k: v for k, v in flatten_yaml(doc).items() if k not in ("preset", "recipe")},
-                           "saved config")
+    values = {k: v for k, v in flatten_yaml(doc).items() if k not in ("preset", "recipe", *RETIRED_KEYS)}
+    return apply_overrides(cfg, values, "saved config")

@@ -8,7 +8,9 @@ clip_grads and the optimizer; ``torch.cuda.current_device()`` in TP mappings, p2
 redirects exactly those entry points to the CPU, once per process, and only when CUDA is absent.
 
 ``check_patch_targets()`` fails loudly when a megatron-core upgrade moves what is patched here; a
-test calls it, so an upgrade cannot silently run on half-patched code.
+test calls it, so an upgrade cannot silently run on half-patched code. The package accepts a range
+of megatron-core releases on GPU (setup.py); on CPU only the one version measured here runs, and
+any other is refused in one line before a process group starts.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import contextlib
 import functools
 
 import torch
+
+from codetron.errors import CodetronError
 
 PINNED_MEGATRON_CORE = "0.16.1"
 
@@ -113,6 +117,11 @@ class _CPURNGStatesTracker:
             torch.set_rng_state(orig)
 
 
+class IncompatibleMegatronCore(CodetronError, RuntimeError):
+    """The installed megatron-core is not the one this layer was measured on (a user-facing, one-line
+    error: the CLI prints it without a traceback)."""
+
+
 def check_patch_targets() -> None:
     """Raise if megatron-core no longer has the call sites this module patches."""
     import megatron.core
@@ -123,7 +132,9 @@ def check_patch_targets() -> None:
     problems = []
     version = getattr(megatron.core, "__version__", None) or megatron.core.package_info.__version__
     if version != PINNED_MEGATRON_CORE:
-        problems.append(f"megatron-core {version} installed, cpu_compat written for {PINNED_MEGATRON_CORE}")
+        problems.append(f"megatron-core {version} installed, cpu_compat written for {PINNED_MEGATRON_CORE} "
+                        f"(CPU runs need pip install megatron-core=={PINNED_MEGATRON_CORE}; GPU runs accept "
+                        f"the range in setup.py)")
     for mod, names in ((random, ("CudaRNGStatesTracker", "_get_cuda_rng_state", "_set_cuda_rng_state",
                                  "initialize_rng_tracker", "model_parallel_cuda_manual_seed")),):
         for n in names:
@@ -136,7 +147,8 @@ def check_patch_targets() -> None:
         if needle not in inspect.getsource(mod):
             problems.append(f"{mod.__name__} no longer contains {needle!r}: re-measure cpu_compat")
     if problems:
-        raise RuntimeError("cpu_compat does not match the installed megatron-core: " + "; ".join(problems))
+        raise IncompatibleMegatronCore("megatron_ext/cpu_compat.py does not match the installed megatron-core: "
+                                       + "; ".join(problems))
 
 
 def apply() -> bool:

@@ -13,13 +13,13 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from codetron.errors import CodetronError
 from megatron_ext import checkpointing, initialization
-from megatron_ext.config import TrainConfig
+from megatron_ext.config import CheckpointConfig, TrainConfig
 from megatron_ext.metrics import StepLogger, StepReport, reduce_reports, with_real_tokens
 from megatron_ext.model import build_model, padded_vocab_size, transformer_config
 from megatron_ext.objectives import get_objective, resolve_train_epochs
@@ -43,20 +43,42 @@ class MicroBatches:
 
     Global batch ``it`` holds samples ``[it*G, (it+1)*G)``; micro-batch ``m`` of DP rank ``r`` holds
     ``it*G + m*M*D + r*M + [0, M)`` -- the same assignment as Megatron-LM's pretraining sampler, so
-    every layout sees the same global batch.
+    every layout sees the same global batch. Samples are read and collated by a torch ``DataLoader``:
+    with ``num_workers`` > 0 in background processes, ahead of the step that needs them. Every dataset
+    here derives a sample from its index alone (FIM and packing seed per index), so the batches are
+    the same with any number of workers.
     """
 
-    def __init__(self, dataset, collate, global_batch: int, micro_batch: int, dp_rank: int, dp_size: int):
+    def __init__(self, dataset, collate, global_batch: int, micro_batch: int, dp_rank: int, dp_size: int,
+                 num_workers: int = 0):
         self.dataset, self.collate = dataset, collate
         self.G, self.M, self.dp_rank, self.dp_size = global_batch, micro_batch, dp_rank, dp_size
         self.num_micro = global_batch // (micro_batch * dp_size)
+        self.num_workers = num_workers
 
-    def iteration(self, it: int):
-        base = it * self.G
-        n = len(self.dataset)
-        for m in range(self.num_micro):
-            start = base + m * self.M * self.dp_size + self.dp_rank * self.M
-            yield self.collate([self.dataset[(start + j) % n] for j in range(self.M)])
+    def indices(self, it: int) -> list[list[int]]:
+        """Sample indices of this rank's micro-batches of global batch ``it``."""
+        base, n = it * self.G, len(self.dataset)
+        return [[(base + m * self.M * self.dp_size + self.dp_rank * self.M + j) % n for j in range(self.M)]
+                for m in range(self.num_micro)]
+
+    def steps(self, start: int, stop: int):
+        """For each iteration in ``[start, stop)``, the list of this rank's collated micro-batches."""
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            self.dataset, batch_sampler=(idx for it in range(start, stop) for idx in self.indices(it)),
+            collate_fn=self.collate, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+            # Its own generator: a DataLoader draws its workers' base seed from the one it is given,
+            # and drawing from torch's default generator would shift the dropout stream.
+            generator=torch.Generator())
+        micro = iter(loader)
+        for _ in range(start, stop):
+            yield [next(micro) for _ in range(self.num_micro)]
+
+    def iteration(self, it: int) -> list[dict]:
+        """The collated micro-batches of iteration ``it`` alone."""
+        return next(self.steps(it, it + 1))
 
 
 class ExitRequest:
@@ -170,13 +192,8 @@ def _forward_step(objective):
     return forward_step
 
 
-def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
-    from megatron.core import parallel_state
-    from megatron.core.distributed import finalize_model_grads
-    from megatron.core.pipeline_parallel import get_forward_backward_func
-
-    rank0 = launch.rank == 0
-    o, ck = cfg.optim, cfg.checkpoint
+def prepare_config(cfg: TrainConfig, tokenizer, rank0: bool) -> int:
+    """Settle what the run derives at start-up (identically on every rank); returns the vocabulary."""
     note = drop_unsupported_sequence_parallel(cfg.parallel, cfg.model)
     if note and rank0:
         print(note, flush=True)
@@ -186,150 +203,234 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
         cfg.data.split = "1,0,0"
     # Before build_optimizer: the LR schedule, like the datasets, is sized from train_iters.
     resolve_train_epochs(cfg, tokenizer, rank0)
-    vocab = cfg.model.vocab_size or tokenizer.vocab_size
-    cfg.model.vocab_size = vocab
-    chunks, tconfig = build_model_chunks(cfg, vocab)
-    optimizer, scheduler = build_optimizer(cfg, chunks)
+    cfg.model.vocab_size = cfg.model.vocab_size or tokenizer.vocab_size
+    return cfg.model.vocab_size
 
+
+@dataclass
+class Trainable:
+    """This rank's model chunks with their optimizer and LR schedule."""
+
+    chunks: list
+    """DDP-wrapped GPTModel chunks, one per virtual pipeline stage."""
+    optimizer: Any
+    """megatron-core optimizer over all chunks."""
+    scheduler: Any
+    """megatron-core ``OptimizerParamScheduler``."""
+
+
+def build_trainable(cfg: TrainConfig, vocab_size: int) -> Trainable:
+    """Chunks, optimizer and schedule, with the schedule hooks megatron-core reads from the config."""
+    from megatron.core.distributed import finalize_model_grads
+
+    chunks, tconfig = build_model_chunks(cfg, vocab_size)
+    optimizer, scheduler = build_optimizer(cfg, chunks)
     tconfig.finalize_model_grads_func = finalize_model_grads
     tconfig.grad_scale_func = optimizer.scale_loss
     tconfig.no_sync_func = [c.no_sync for c in chunks] if len(chunks) > 1 else chunks[0].no_sync
+    return Trainable(chunks, optimizer, scheduler)
 
-    # ---- resume / finetune -------------------------------------------------------------------
-    start_iter = 0
-    load_root = ck.load or ck.save
+
+def restore(ck: CheckpointConfig, model: Trainable, use_distributed_optimizer: bool, rank0: bool) -> int:
+    """Resume from ``ck.save``/``ck.load`` or load fine-tuning weights; returns the step to start at."""
+    def resume(root) -> int:
+        path = checkpointing.resolve_checkpoint_dir(root)
+        return checkpointing.load(path, model.chunks, model.optimizer, model.scheduler,
+                                  use_distributed_optimizer)["iteration"]
+
     if ck.finetune:
         if ck.save and checkpointing.latest_iteration(ck.save) is not None:
             # A fine-tune that was preempted resumes its own checkpoints, not the base model.
-            path = checkpointing.resolve_checkpoint_dir(ck.save)
-            start_iter = checkpointing.load(path, chunks, optimizer, scheduler,
-                                            cfg.parallel.use_distributed_optimizer)["iteration"]
+            start = resume(ck.save)
             if rank0:
-                print(f"resumed from {path} at step {start_iter} (fine-tune in progress)", flush=True)
-        else:
-            # With the optimizer, so its fp32 main weights come from the checkpoint too: a bf16/fp16
-            # optimizer built them from the random init, and its first step would write them back.
-            checkpointing.load(checkpointing.resolve_checkpoint_dir(ck.load), chunks, optimizer, weights_only=True)
-            if rank0:
-                print(f"finetune: loaded weights from {ck.load}; fresh optimizer, schedule and step counter", flush=True)
-    elif checkpointing.latest_iteration(load_root) is not None:
-        path = checkpointing.resolve_checkpoint_dir(load_root)
-        start_iter = checkpointing.load(path, chunks, optimizer, scheduler,
-                                        cfg.parallel.use_distributed_optimizer)["iteration"]
+                print(f"resumed from {checkpointing.resolve_checkpoint_dir(ck.save)} at step {start} "
+                      f"(fine-tune in progress)", flush=True)
+            return start
+        # With the optimizer, so its fp32 main weights come from the checkpoint too: a bf16/fp16
+        # optimizer built them from the random init, and its first step would write them back.
+        checkpointing.load(checkpointing.resolve_checkpoint_dir(ck.load), model.chunks, model.optimizer,
+                           weights_only=True)
         if rank0:
-            print(f"resumed from {path} at step {start_iter}", flush=True)
+            print(f"finetune: loaded weights from {ck.load}; fresh optimizer, schedule and step counter", flush=True)
+        return 0
+    load_root = ck.load or ck.save
+    if checkpointing.latest_iteration(load_root) is None:
+        return 0
+    start = resume(load_root)
+    if rank0:
+        print(f"resumed from {checkpointing.resolve_checkpoint_dir(load_root)} at step {start}", flush=True)
+    return start
 
-    # ---- data ---------------------------------------------------------------------------------
+
+@dataclass
+class RunData:
+    """The objective and this DP rank's view of the training and validation samples."""
+
+    objective: Any
+    """The ``data.mode`` objective: datasets, collate and forward_step."""
+    train: MicroBatches
+    """Training micro-batches of this DP rank."""
+    valid: MicroBatches | None
+    """Validation micro-batches (None without validation data)."""
+
+
+def build_data(cfg: TrainConfig, tokenizer, world_size: int) -> RunData:
+    """Datasets sized for the run (and its validation), served per DP rank in ``data.num_workers``."""
+    from megatron.core import parallel_state
+
+    o = cfg.optim
     objective = get_objective(cfg.data.mode)
-    dp = data_parallel_size(cfg.parallel, launch.world_size)
-    eval_batches = (o.train_iters // cfg.logging.eval_interval + 1) * cfg.logging.eval_iters if cfg.logging.eval_interval else 0
+    eval_batches = ((o.train_iters // cfg.logging.eval_interval + 1) * cfg.logging.eval_iters
+                    if cfg.logging.eval_interval else 0)
     train_ds, valid_ds = objective.build_datasets(cfg, tokenizer, o.train_iters * o.global_batch_size,
                                                   eval_batches * o.global_batch_size)
     if train_ds is None or len(train_ds) == 0:
         raise CodetronError(f"data.data_path {cfg.data.data_path}: no training samples (documents too short or split is 0?)")
-    dp_rank = parallel_state.get_data_parallel_rank()
-    batches = MicroBatches(train_ds, objective.collate, o.global_batch_size, o.micro_batch_size, dp_rank, dp)
-    num_micro = batches.num_micro
+    dp_rank, dp = parallel_state.get_data_parallel_rank(), data_parallel_size(cfg.parallel, world_size)
 
-    forward_step = _forward_step(objective)
+    def batches(ds):
+        return MicroBatches(ds, objective.collate, o.global_batch_size, o.micro_batch_size, dp_rank, dp,
+                            cfg.data.num_workers)
 
-    fwd_bwd = get_forward_backward_func()
+    return RunData(objective, batches(train_ds), batches(valid_ds) if valid_ds is not None else None)
+
+
+class Saver:
+    """Checkpoints at a step (when ``checkpoint.save`` is set) and the run state a launcher reads."""
+
+    def __init__(self, cfg: TrainConfig, model: Trainable, rank0: bool):
+        self.ck, self.model, self.rank0 = cfg.checkpoint, model, rank0
+        self.train_iters = cfg.optim.train_iters
+        self.use_distributed_optimizer = cfg.parallel.use_distributed_optimizer
+        self.config_yaml = cfg.to_yaml()
+
+    def start(self, it: int) -> None:
+        if self.ck.save:
+            checkpointing.ensure_dir(self.ck.save)
+            checkpointing.write_run_state(self.ck.save, "running", it, self.train_iters)
+
+    def save(self, it: int) -> None:
+        if not self.ck.save:
+            return
+        t0 = time.time()
+        m = self.model
+        path = checkpointing.save(self.ck.save, it, m.chunks, m.optimizer, m.scheduler, self.config_yaml,
+                                  self.use_distributed_optimizer, self.ck.keep_last)
+        if self.rank0:
+            print(f"saved checkpoint {path} in {time.time() - t0:.1f}s", flush=True)
+
+    def final(self, it: int, start_iter: int) -> None:
+        """The end-of-run checkpoint, unless this very step is already the latest one."""
+        if it > start_iter or not self.ck.save or checkpointing.latest_iteration(self.ck.save) != it:
+            self.save(it)
+
+    def finish(self, it: int, state: str) -> None:
+        if self.ck.save:
+            checkpointing.write_run_state(self.ck.save, state, it, self.train_iters)
+
+
+def _run_schedule(cfg: TrainConfig, chunks, micro_batches: list[dict], forward_step, fwd_bwd, forward_only: bool):
+    """One global batch through megatron-core's pipeline schedule; returns its loss dicts."""
+    # Each virtual stage reads the step's micro-batches through its own iterator.
+    iters = [iter(micro_batches) for _ in chunks]
+    return fwd_bwd(
+        forward_step_func=forward_step,
+        data_iterator=iters if len(chunks) > 1 else iters[0],
+        model=chunks if len(chunks) > 1 else chunks[0],
+        num_microbatches=len(micro_batches),
+        seq_length=cfg.model.seq_length,
+        micro_batch_size=cfg.optim.micro_batch_size,
+        forward_only=forward_only,
+    )
+
+
+def _optimizer_step(optimizer, loss: float, step: int, on_nan: str) -> tuple[float | None, bool]:
+    """Apply the update unless the loss or grad norm is not finite; returns (grad norm, skipped)."""
+    if not math.isfinite(loss):
+        if on_nan == "stop":
+            raise CodetronError(f"step {step}: loss is {loss}; stopping (logging.on_nan=skip skips such steps; "
+                                f"lower optim.lr or check the data)")
+        return None, True
+    ok, grad_norm, _ = optimizer.step()
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        if on_nan == "stop":
+            raise CodetronError(f"step {step}: grad norm is {grad_norm}; stopping (logging.on_nan=skip to continue)")
+        return grad_norm, True
+    return grad_norm, not ok
+
+
+def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
+    """Build, restore, then run steps until ``optim.train_iters`` or an exit request."""
+    rank0 = launch.rank == 0
+    vocab = prepare_config(cfg, tokenizer, rank0)
+    model = build_trainable(cfg, vocab)
+    start_iter = restore(cfg.checkpoint, model, cfg.parallel.use_distributed_optimizer, rank0)
+    data = build_data(cfg, tokenizer, launch.world_size)
+    ck = cfg.checkpoint
     logger = StepLogger(cfg.logging, cfg.model, vocab, launch.world_size, rank0,
                         cfg.logging.tensorboard_dir or (str(Path(ck.save) / "tensorboard") if ck.save else None))
-    if ck.save:
-        checkpointing.ensure_dir(ck.save)
-        checkpointing.write_run_state(ck.save, "running", start_iter, o.train_iters)
-    exit_req = ExitRequest(ck.exit_signals, ck.exit_file)
-    config_yaml = cfg.to_yaml()
+    saver = Saver(cfg, model, rank0)
+    saver.start(start_iter)
+    result = run_steps(cfg, model, data, saver, logger, start_iter, ExitRequest(ck.exit_signals, ck.exit_file), rank0)
+    saver.finish(result.iteration, result.state)
+    logger.close()
+    return result
 
-    def save(it: int):
-        if ck.save:
-            t0 = time.time()
-            path = checkpointing.save(ck.save, it, chunks, optimizer, scheduler, config_yaml,
-                                      cfg.parallel.use_distributed_optimizer, ck.keep_last)
-            if rank0:
-                print(f"saved checkpoint {path} in {time.time() - t0:.1f}s", flush=True)
 
-    losses, norms = [], []
-    it = start_iter
-    state = "finished"
+def run_steps(cfg: TrainConfig, model: Trainable, data: RunData, saver: Saver, logger: StepLogger,
+              start_iter: int, exit_req: ExitRequest, rank0: bool) -> TrainResult:
+    """The step loop: forward/backward, update, log, validate, checkpoint on schedule or request."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    o, ck, log = cfg.optim, cfg.checkpoint, cfg.logging
+    fwd_bwd = get_forward_backward_func()
+    forward_step = _forward_step(data.objective)
     # Positions, padded or not: all are computed, so MFU counts them; real tokens come from the report.
     tokens_per_step = o.global_batch_size * cfg.model.seq_length
-    while it < o.train_iters:
-        t0 = time.time()
-        for c in chunks:
+    losses, norms = [], []
+    it, state = start_iter, "finished"
+    t0 = time.time()  # a step's time includes reading its batches (in-process loading)
+    for micro_batches in data.train.steps(start_iter, o.train_iters):
+        for c in model.chunks:
             c.zero_grad_buffer()
-        optimizer.zero_grad()
-        iters = [batches.iteration(it) for _ in chunks]
-        loss_dicts = fwd_bwd(
-            forward_step_func=forward_step,
-            data_iterator=iters if len(chunks) > 1 else iters[0],
-            model=chunks if len(chunks) > 1 else chunks[0],
-            num_microbatches=num_micro,
-            seq_length=cfg.model.seq_length,
-            micro_batch_size=o.micro_batch_size,
-            forward_only=False,
-        )
+        model.optimizer.zero_grad()
+        loss_dicts = _run_schedule(cfg, model.chunks, micro_batches, forward_step, fwd_bwd, forward_only=False)
         stop_here = bool(ck.exit_at_iter) and it + 1 == ck.exit_at_iter
         report = _reduce_step(loss_dicts, exit_req.local() or stop_here)
-        loss, want_exit = report.loss, report.want_exit
-        skipped = False
-        grad_norm = None
-        if not math.isfinite(loss):
-            if cfg.logging.on_nan == "stop":
-                raise CodetronError(f"step {it + 1}: loss is {loss}; stopping (logging.on_nan=skip skips such steps; "
-                                    f"lower optim.lr or check the data)")
-            skipped = True
-        else:
-            ok, grad_norm, _ = optimizer.step()
-            if grad_norm is not None and not math.isfinite(grad_norm):
-                if cfg.logging.on_nan == "stop":
-                    raise CodetronError(f"step {it + 1}: grad norm is {grad_norm}; stopping (logging.on_nan=skip to continue)")
-                skipped = True
-            skipped = skipped or not ok
+        grad_norm, skipped = _optimizer_step(model.optimizer, report.loss, it + 1, log.on_nan)
         it += 1
-        scheduler.step(increment=1)
-        lr = optimizer.param_groups[0]["lr"]
-        losses.append(loss)
+        model.scheduler.step(increment=1)
+        losses.append(report.loss)
         norms.append(grad_norm)
-        logger.log_step(it, o.train_iters, loss, grad_norm, lr, tokens_per_step, time.time() - t0, skipped,
-                        real_tokens=report.real_tokens, extras={**report.extras(), **_loss_scale_term(optimizer, o)})
-        if cfg.logging.eval_interval and valid_ds is not None and it % cfg.logging.eval_interval == 0:
-            valid = evaluate(cfg, chunks, objective, valid_ds, dp_rank, dp, fwd_bwd, it)
+        logger.log_step(it, o.train_iters, report.loss, grad_norm, model.optimizer.param_groups[0]["lr"],
+                        tokens_per_step, time.time() - t0, skipped, real_tokens=report.real_tokens,
+                        extras={**report.extras(), **_loss_scale_term(model.optimizer, o)})
+        if log.eval_interval and data.valid is not None and it % log.eval_interval == 0:
+            valid = evaluate(cfg, model.chunks, data.objective, data.valid, fwd_bwd)
             logger.log_eval(it, valid.loss, valid.extras())
-        if want_exit:
-            save(it)
+        if report.want_exit:
+            saver.save(it)
             state = "preempted" if it < o.train_iters else "finished"
             if rank0:
                 print(f"exit requested: checkpointed step {it} and stopping", flush=True)
             break
         if ck.save_interval and it % ck.save_interval == 0 and it < o.train_iters:
-            save(it)
+            saver.save(it)
+        t0 = time.time()
     else:
-        if it > start_iter or not ck.save or checkpointing.latest_iteration(ck.save) != it:
-            save(it)
-    if ck.save:
-        checkpointing.write_run_state(ck.save, state, it, o.train_iters)
-    logger.close()
+        saver.final(it, start_iter)
     return TrainResult(iteration=it, losses=losses, grad_norms=norms, state=state)
 
 
-def evaluate(cfg, chunks, objective, valid_ds, dp_rank, dp, fwd_bwd, it) -> StepReport:
+def evaluate(cfg: TrainConfig, chunks, objective, batches: MicroBatches, fwd_bwd) -> StepReport:
     """Validation loss (and the objective's other terms) over ``eval_iters`` global batches."""
-    o = cfg.optim
-    batches = MicroBatches(valid_ds, objective.collate, o.global_batch_size, o.micro_batch_size, dp_rank, dp)
     for c in chunks:
         c.eval()
     loss_dicts = []
     with torch.no_grad():
-        for k in range(cfg.logging.eval_iters):
-            iters = [batches.iteration(k) for _ in chunks]
-            loss_dicts += fwd_bwd(
-                forward_step_func=_forward_step(objective),
-                data_iterator=iters if len(chunks) > 1 else iters[0],
-                model=chunks if len(chunks) > 1 else chunks[0],
-                num_microbatches=batches.num_micro, seq_length=cfg.model.seq_length,
-                micro_batch_size=o.micro_batch_size, forward_only=True)
+        for micro_batches in batches.steps(0, cfg.logging.eval_iters):
+            loss_dicts += _run_schedule(cfg, chunks, micro_batches, _forward_step(objective), fwd_bwd,
+                                        forward_only=True)
     for c in chunks:
         c.train()
     return _reduce_step(loss_dicts, False)

@@ -66,6 +66,8 @@ def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None
         raise ConfigError(f"data.fim_rate applies to pretraining data; set it to 0 with data.mode {d.mode}")
     if d.fim_rate > 0 and d.tokenizer and d.tokenizer.startswith("null:"):
         raise ConfigError("data.fim_rate needs a real tokenizer with <fim_*> tokens, not data.tokenizer null:V")
+    if d.num_workers < 0:
+        raise ConfigError(f"data.num_workers {d.num_workers} must be >= 0 (0 = load batches in the training process)")
     if cfg.data.mode == "rrtf" and o.micro_batch_size % 2:
         raise ConfigError(f"data.mode rrtf needs an even optim.micro_batch_size (chosen and rejected rows of a pair "
                           f"share a micro-batch), got {o.micro_batch_size}")

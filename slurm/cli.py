@@ -135,7 +135,7 @@ def _train_config(args, rest: list[str]):
     user = parse_cli_overrides(rest)
     explicit: dict[str, Any] = {}
     if args.recipe:
-        explicit.update(get_recipe(args.recipe).overrides)
+        explicit.update(get_recipe(args.recipe).overrides())
     if args.config:
         explicit.update({k: v for k, v in load_yaml(args.config).items() if k not in ("preset", "recipe")})
     explicit.update(user)
@@ -295,21 +295,24 @@ def _plan(args, rest: list[str]) -> int:
     cfg = resolve_config(args.preset, args.recipe, args.config, parse_cli_overrides(rest))
     if not cfg.preset:
         raise ConfigError("give --preset or --recipe (see `codetron presets`)")
-    extra = RECIPES[cfg.recipe].extra if cfg.recipe else {}
+    rec = RECIPES[cfg.recipe] if cfg.recipe else None
+    published_gpus = rec.published_gpus if rec else None
+    published_tokens = rec.published_tokens if rec else None
     profile = load_profile(args.profile) if args.profile else None
-    gpus = args.gpus or extra.get("gpus") or (profile.world_size if profile else None)
+    gpus = args.gpus or published_gpus or (profile.world_size if profile else None)
     if not gpus:
         raise ConfigError("give --gpus N (or a --profile / a recipe with a published GPU count)")
     gpu = get_gpu(args.gpu or (profile.gpu if profile else "a100-80gb"))
     from megatron_ext.validate import validate
 
     validate(cfg, gpus, check_data=False)
-    print(report(cfg, gpus, gpu, args.mfu, args.tokens or extra.get("tokens"), args.vocab))
-    if extra.get("days") and extra.get("tokens") and gpus == extra.get("gpus"):
+    print(report(cfg, gpus, gpu, args.mfu, args.tokens or published_tokens, args.vocab))
+    if rec and rec.published_days and published_tokens and gpus == published_gpus:
         from slurm.plan import estimate_step, implied_mfu
 
-        mfu = implied_mfu(cfg, gpus, gpu, extra["tokens"], extra["days"], args.vocab)
-        days = estimate_step(cfg, gpus, gpu, args.mfu, args.vocab).days_for(extra["tokens"])
-        print(f"published: {extra['gpus']} GPUs, {extra['days']} days for {extra['tokens']:.3g} tokens -> MFU {mfu:.1%} "
-              f"under this accounting; the estimate at MFU {args.mfu:.0%} is {days:.1f} days ({days / extra['days']:.2f}x)")
+        mfu = implied_mfu(cfg, gpus, gpu, published_tokens, rec.published_days, args.vocab)
+        days = estimate_step(cfg, gpus, gpu, args.mfu, args.vocab).days_for(published_tokens)
+        print(f"published: {published_gpus} GPUs, {rec.published_days:g} days for {published_tokens:.3g} tokens -> "
+              f"MFU {mfu:.1%} under this accounting; the estimate at MFU {args.mfu:.0%} is {days:.1f} days "
+              f"({days / rec.published_days:.2f}x)")
     return 0

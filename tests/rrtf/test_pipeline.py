@@ -85,7 +85,7 @@ def test_pipeline_rank_preprocess_train_convert_eval(demo):
              "--checkpoint.load", str(root / "base"), "--checkpoint.finetune", "true",
              "--checkpoint.save", str(root / "run"), "--optim.train_iters", "3", "--optim.global_batch_size", "4",
              "--optim.micro_batch_size", "2", "--optim.lr", "1e-3", "--optim.lr_warmup_iters", "0",
-             "--model.hidden_dropout", "0", "--model.attention_dropout", "0", "--model.embedding_dropout", "0",
+             "--model.hidden_dropout", "0", "--model.attention_dropout", "0",
              "--logging.loss_log", str(root / "loss.jsonl")], timeout=400)
     log = read_jsonl(root / "loss.jsonl")
     assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)

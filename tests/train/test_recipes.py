@@ -20,16 +20,17 @@ import yaml
 from tests.conftest import PYTHON, ROOT, TORCHRUN, subprocess_env
 
 TOKENIZER = ROOT / "data" / "tokenizer" / "tokenizer.json"
-SEQ = 64
 N_POSITIONS = 256
 STOP_AT = 2
 
-# What shrinks, per recipe: the layout (<= 4 ranks) and the batch; everything else is the recipe's.
+# What shrinks, per recipe: the layout (<= 4 ranks), batch and sequence; everything else is the recipe's.
+# Instruction samples keep whole prompts (up to ~150 tokens in the bundled samples), so SFT rows are
+# longer than pretraining rows; every sequence stays below the 256-position table.
 SCALED = {
-    "starcoder-pretrain": dict(tp=2, pp=2, nproc=4, gbs=8, iters=4),
-    "wizardcoder-sft": dict(tp=2, pp=2, nproc=4, gbs=8, iters=4),
-    "octocoder-sft": dict(tp=2, pp=1, nproc=4, gbs=8, iters=4),   # TP4 PP1 -> TP2 x DP2
-    "rrtf": dict(tp=2, pp=2, nproc=4, gbs=8, iters=None),          # steps come from the recipe's epochs
+    "starcoder-pretrain": dict(tp=2, pp=2, nproc=4, gbs=8, iters=4, seq=64),
+    "wizardcoder-sft": dict(tp=2, pp=2, nproc=4, gbs=8, iters=4, seq=192),
+    "octocoder-sft": dict(tp=2, pp=1, nproc=4, gbs=8, iters=4, seq=192),   # TP4 PP1 -> TP2 x DP2
+    "rrtf": dict(tp=2, pp=2, nproc=4, gbs=8, iters=None, seq=64),          # steps from the recipe's epochs
 }
 
 
@@ -102,14 +103,14 @@ def data(work) -> dict[str, str]:
                 "chosen": f"    return a + {k} + b\n",
                 "rejected": f"    return a - b  # wrong {k}\n",
                 "scores": [3.0, float(k % 3)]}) + "\n")
-    _codetron("rrtf", "preprocess", ranked, "-o", out["rrtf"], "--tokenizer", TOKENIZER)
+    _codetron("rrtf", "preprocess", "--input", ranked, "--out", out["rrtf"], "--tokenizer", TOKENIZER)
     return out
 
 
 def _recipe_args(name: str, data_prefix: str, save: Path, base: Path | None, log: Path) -> list[str]:
     s = SCALED[name]
     args = ["train", "--recipe", name, "--preset", "debug-tiny",
-            "--model.seq_length", str(SEQ),
+            "--model.seq_length", str(s["seq"]),
             "--parallel.tensor_model_parallel_size", str(s["tp"]),
             "--parallel.pipeline_model_parallel_size", str(s["pp"]),
             "--optim.global_batch_size", str(s["gbs"]),
@@ -144,7 +145,8 @@ def test_recipe_runs_as_shipped(name, work, data, base_checkpoint):
         assert "finetune: loaded weights" in first.stdout
     if shipped.parallel.sequence_parallel:
         # a GPU-only setting: dropped on CPU with one line, not an error
-        assert sum("sequence_parallel" in ln for ln in first.stdout.splitlines()) == 1, first.stdout[-3000:]
+        dropped = [ln for ln in first.stdout.splitlines() if "sequence_parallel" in ln and "dropped" in ln]
+        assert len(dropped) == 1, first.stdout[-3000:]
     assert json.loads((save / "run_state.json").read_text())["state"] == "preempted"
 
     second = _codetron(*args, nproc=nproc)
@@ -177,5 +179,5 @@ def test_recipe_runs_as_shipped(name, work, data, base_checkpoint):
 
     hf = work / f"hf_{name}"
     conv = _codetron("convert", "to-hf", save, hf, "--check")
-    assert "PASS" in conv.stdout or "pass" in conv.stdout.lower(), conv.stdout[-2000:]
+    assert "check passed" in conv.stdout, conv.stdout[-2000:]
     assert json.loads((hf / "config.json").read_text())["n_positions"] == N_POSITIONS
