@@ -27,3 +27,15 @@ def subprocess_env(**extra) -> dict:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def run_check_script(script: str, work) -> dict:
+    """Run a numeric-check script (``python SCRIPT WORKDIR``) in a clean child and return the JSON
+    object it prints last: model checks run outside pytest so megatron's global state stays theirs."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([PYTHON, str(ROOT / script), str(work)], cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -4,16 +4,12 @@ import subprocess
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, subprocess_env
+from tests.conftest import PYTHON, ROOT, run_check_script, subprocess_env
 
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
-    work = tmp_path_factory.mktemp("model_checks")
-    proc = subprocess.run([PYTHON, str(ROOT / "tests/objectives/model_checks.py"), str(work)], cwd=ROOT,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check_script("tests/objectives/model_checks.py", tmp_path_factory.mktemp("model_checks"))
 
 
 @pytest.mark.parametrize("mode", ["plain", "norm"])

@@ -12,17 +12,13 @@ import pytest
 import torch
 
 from codetron.errors import ConfigError
-from tests.conftest import PYTHON, ROOT, subprocess_env
+from tests.conftest import PYTHON, ROOT, run_check_script, subprocess_env
 from tests.train.conftest import base_args, read_log, run_train
 
 
 @pytest.fixture(scope="module")
 def checks(tmp_path_factory):
-    work = tmp_path_factory.mktemp("sdpa_checks")
-    proc = subprocess.run([PYTHON, str(ROOT / "tests/train/sdpa_checks.py"), str(work)], cwd=ROOT,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check_script("tests/train/sdpa_checks.py", tmp_path_factory.mktemp("sdpa_checks"))
 
 
 @pytest.mark.parametrize("groups", [1, 2, 4])
