@@ -79,7 +79,12 @@ def test_weights_positions_and_rows(sft_prefix, pairs):
         assert item["loss_mask"][off:].sum() == 0
         assert int(item["loss_units"]) == units
     assert sorted(seen) == [d for d in range(len(pairs)) if d != 120] and set(seen.values()) == {1}
-    assert ds.stats["fill"] > 0.9
+    # fill is the share of row positions holding tokens; the shuffle is salted by the dataset path
+    # (a pytest tmp dir), so the bound must hold for any order: over 500 salts first fit gave
+    # 0.88-0.94, while one document per row would give 0.56.
+    used = sum(min(len(p) + len(r), SEQ + 1) - 1 for i, (p, r) in enumerate(pairs) if i != 120)
+    assert ds.stats["fill"] == pytest.approx(used / (len(ds) * SEQ))
+    assert ds.stats["fill"] > 0.85
 
 
 def test_norm_target_loss_weights(sft_prefix):
