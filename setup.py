@@ -9,7 +9,21 @@ deliberately absent.
 """
 from setuptools import find_packages, setup
 
-STAGE_PACKAGES = ["codetron", "megatron_ext", "preprocess", "convert", "eval", "slurm"]
+# The stage folders stay at the repository's top level (the layout is the data path) but install
+# under one namespace, codetron.<stage>, so that generic names like `eval` or `convert` never land
+# in site-packages. data/ (bundled samples, the default tokenizer) installs as codetron.data.
+STAGES = ["preprocess", "megatron_ext", "slurm", "convert", "eval"]
+
+
+def _packages() -> tuple[list[str], dict[str, str]]:
+    packages, package_dir = ["codetron", "codetron.data"], {"codetron": "codetron", "codetron.data": "data"}
+    for stage in STAGES:
+        package_dir[f"codetron.{stage}"] = stage
+        packages += [f"codetron.{stage}"] + [f"codetron.{stage}.{sub}" for sub in find_packages(where=stage)]
+    return packages, package_dir
+
+
+PACKAGES, PACKAGE_DIR = _packages()
 
 # megatron-core: 0.16.0 is the first release whose TransformerConfig accepts multi-query attention
 # (num_query_groups=1) with tensor parallelism, which every StarCoder recipe uses (0.14 and 0.15
@@ -55,11 +69,12 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[
-        p for p in find_packages(include=[f"{s}*" for s in STAGE_PACKAGES])
-    ],
-    package_data={"": ["*.yaml", "*.json", "*.jsonl", "*.sbatch", "*.sh", "*.txt", "*.tmpl"]},
-    include_package_data=True,
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={
+        "": ["*.yaml", "*.json", "*.jsonl", "*.sbatch", "*.sh", "*.txt", "*.tmpl"],
+        "codetron.data": ["tokenizer/*.json", "samples/*.jsonl", "samples/*.json", "samples/*.parquet"],
+    },
     # What every role imports: configs (yaml), tokenizer.json files, progress bars, and megatron-core's
     # undeclared dist_checkpointing dependency (psutil).
     install_requires=[

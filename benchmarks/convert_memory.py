@@ -36,10 +36,10 @@ def make_checkpoint(preset: str, root: Path) -> None:
     """Runs in a child: a random model of ``preset``'s shape, saved exactly as training saves it."""
     import torch
 
-    from megatron_ext import checkpointing
-    from megatron_ext.model import build_model
-    from megatron_ext.parallel import destroy_distributed, init_distributed
-    from megatron_ext.presets import resolve_config
+    from codetron.megatron_ext import checkpointing
+    from codetron.megatron_ext.model import build_model
+    from codetron.megatron_ext.parallel import destroy_distributed, init_distributed
+    from codetron.megatron_ext.presets import resolve_config
 
     cfg = resolve_config(preset)
     vocab = cfg.model.vocab_size or 49152
@@ -62,10 +62,10 @@ def baseline_to_hf(ckpt: str, out: str) -> None:
     """Runs in a child: the non-streaming way -- the whole model in memory, then one save_file."""
     from safetensors.torch import save_file
 
-    from convert import mapping as M
-    from convert.dcp_io import CheckpointReader
-    from convert.to_hf import load_run_config
-    from megatron_ext.checkpointing import resolve_checkpoint_dir
+    from codetron.convert import mapping as M
+    from codetron.convert.dcp_io import CheckpointReader
+    from codetron.convert.to_hf import load_run_config
+    from codetron.megatron_ext.checkpointing import resolve_checkpoint_dir
 
     d = resolve_checkpoint_dir(ckpt)
     m = load_run_config(d).model
@@ -112,7 +112,7 @@ def _measure_child(cmd: list[str]) -> int:
 
 
 def same_tensors(a: Path, b: Path) -> bool:
-    from convert.safetensors_io import SafetensorsFolder
+    from codetron.convert.safetensors_io import SafetensorsFolder
 
     fa, fb = SafetensorsFolder(a), SafetensorsFolder(b)
     if set(fa.entries) != set(fb.entries):

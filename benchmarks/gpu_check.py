@@ -4,7 +4,7 @@
     ``benchmarks/results/debug_tiny_cpu_fp32.jsonl``: max |loss difference|, PASS/FAIL.
 (b) a starcoderbase-1b-shaped model (24 layers, hidden 2048, 16 heads, MQA, vocab 49152) with SDPA
     attention in bf16, micro-batch 1, at seq 8192 and 2048: tokens/s (positions and real tokens),
-    TFLOP/s and MFU over 10 timed steps after warm-up, FLOPs from ``megatron_ext.metrics``.
+    TFLOP/s and MFU over 10 timed steps after warm-up, FLOPs from ``codetron.megatron_ext.metrics``.
 
 ``--cpu-dry-run`` runs the same steps on CPU at toy sizes so a test keeps this file working;
 ``--write-reference PATH`` writes the CPU fp32 curve that (a) compares against.
@@ -75,9 +75,9 @@ def read_log(path: Path) -> list[dict]:
 
 
 def child_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    return env
+    # codetron comes from the install (or gpu_check.sh's linked copy); the checkout itself must not go
+    # on the path: its codetron/ folder alone would shadow the codetron.<stage> namespace.
+    return dict(os.environ)
 
 
 def header(dry: bool) -> list[str]:
@@ -139,8 +139,8 @@ def curve_verdict(ref: list[dict], got: list[dict], tolerance: float = CURVE_TOL
 
 
 def compare_curve(dry: bool, data: str, work: Path, env: dict) -> tuple[list[str], bool]:
-    from megatron_ext.config import ModelConfig
-    from megatron_ext.model import resolve_impl
+    from codetron.megatron_ext.config import ModelConfig
+    from codetron.megatron_ext.model import resolve_impl
 
     # On the GPU: what users get ("auto": TE if installed, else sdpa). The dry run forces sdpa, which
     # is what auto picks on a GPU without TE, so CPU tests cover that path.
@@ -156,10 +156,10 @@ def compare_curve(dry: bool, data: str, work: Path, env: dict) -> tuple[list[str
 
 
 def throughput(dry: bool, work: Path, env: dict, peak_override: float | None) -> list[str]:
-    from megatron_ext.config import LoggingConfig
-    from megatron_ext.metrics import flops_per_step, padded_vocab, peak_tflops
-    from megatron_ext.presets import resolve_config
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.config import LoggingConfig
+    from codetron.megatron_ext.metrics import flops_per_step, padded_vocab, peak_tflops
+    from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     base, seqs = (DRY_BIG_ARGS, DRY_SEQS) if dry else (BIG_ARGS, BIG_SEQS)
     steps, warmup = (DRY_STEPS, DRY_WARMUP) if dry else (BIG_STEPS, BIG_WARMUP)
@@ -195,7 +195,7 @@ def throughput(dry: bool, work: Path, env: dict, peak_override: float | None) ->
 
 
 def write_reference(path: Path) -> int:
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     with tempfile.TemporaryDirectory(prefix="codetron-gpucheck-") as tmp:
         data = write_synthetic_dataset(str(Path(tmp) / "syn"), 256)
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
         report.extend(lines)
 
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     with tempfile.TemporaryDirectory(prefix="codetron-gpucheck-") as tmp:
         work = Path(tmp)

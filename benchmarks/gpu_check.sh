@@ -12,10 +12,10 @@
 #
 #   pip download --python-version 3.12 --only-binary=:all: --implementation cp \
 #       --platform manylinux_2_28_x86_64 --no-deps -d .whl \
-#       megatron-core==0.16.1 numpy pyyaml psutil packaging setuptools wheel
+#       megatron-core==0.16.1 numpy pyyaml psutil packaging setuptools
 #
-# (setuptools and wheel build codetron itself offline.) Missing modules are installed into
-# .gpu-site/ (git-ignored) with `pip --target`, so the machine's own site-packages stay untouched.
+# Missing modules are installed into .gpu-site/ (git-ignored) with `pip --target`, so the machine's
+# own site-packages stay untouched; codetron itself is linked there from the checkout (no build).
 #
 # Usage:
 #   benchmarks/gpu_check.sh [--peak-tflops N] [--out FILE]   on the GPU machine
@@ -42,16 +42,16 @@ install_missing() {
         PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c "import ${pair%%:*}" 2>/dev/null \
             || missing+=("${pair#*:}")
     done
-    [ ${#missing[@]} -gt 0 ] || return 0  # nothing missing: the checkout runs as it is
+    [ ${#missing[@]} -gt 0 ] || return 0  # nothing missing
     if [ ! -d "$WHEELS" ]; then
         echo "gpu_check: missing ${missing[*]} and no wheel folder $WHEELS" \
              "(see the pip download command at the top of $0)" >&2
         exit 2
     fi
-    echo "gpu_check: installing ${missing[*]} and codetron from $WHEELS into $SITE (offline)"
+    echo "gpu_check: installing ${missing[*]} from $WHEELS into $SITE (offline)"
     if ! "$PY" -m pip --version >/dev/null 2>&1; then
         # No pip at all: a wheel is a zip archive laid out for site-packages; unpack the ones needed.
-        echo "gpu_check: no pip; unpacking the wheels instead (codetron runs from the checkout)"
+        echo "gpu_check: no pip; unpacking the wheels instead"
         local name whl
         for name in "${missing[@]}"; do
             name=${name%%=*}
@@ -59,13 +59,18 @@ install_missing() {
             [ -n "$whl" ] || { echo "gpu_check: no wheel for $name in $WHEELS" >&2; exit 2; }
             "$PY" -m zipfile -e "$whl" "$SITE"
         done
-        return 0  # codetron runs from the checkout (on PYTHONPATH below)
+        return 0
     fi
-    local pip=("$PY" -m pip install --quiet --no-index --find-links "$WHEELS" --no-deps --upgrade --target "$SITE")
-    "${pip[@]}" "${missing[@]}"
-    # codetron itself, without dependencies; its build backend (setuptools, wheel) comes from the
-    # wheel folder too. The checks below run the checkout, which this copy equals.
-    "${pip[@]}" "$ROOT"
+    "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" --no-deps --upgrade --target "$SITE" "${missing[@]}"
+}
+
+# codetron.<stage> laid out as setup.py's package_dir installs it, with links into this checkout:
+# the checks run the checkout itself, and nothing has to be built on the GPU machine.
+link_codetron() {
+    local ns="$SITE/codetron" entry
+    rm -rf "$ns" && mkdir -p "$ns"
+    for entry in "$ROOT"/codetron/*; do ln -s "$entry" "$ns/"; done
+    for entry in preprocess megatron_ext slurm convert eval data; do ln -s "$ROOT/$entry" "$ns/$entry"; done
 }
 
 install=1
@@ -74,7 +79,10 @@ for arg in "$@"; do
         --cpu-dry-run|--write-reference|-h|--help) install=0 ;;  # run with what this Python already has
     esac
 done
-[ "$install" = 0 ] || install_missing
+if [ "$install" = 1 ]; then
+    install_missing
+    link_codetron
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
-export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 exec "$PY" "$ROOT/benchmarks/gpu_check.py" "$@"

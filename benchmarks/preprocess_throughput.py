@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 
 def stdlib_texts() -> list[str]:
-    from preprocess.readers import STDLIB_EXCLUDES, expand_sources
+    from codetron.preprocess.readers import STDLIB_EXCLUDES, expand_sources
 
     files = expand_sources([sysconfig.get_paths()["stdlib"]], (".py",), STDLIB_EXCLUDES)
     out = []

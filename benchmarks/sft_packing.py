@@ -57,11 +57,11 @@ def main() -> int:
 
     import torch
 
-    from megatron_ext.model import build_model, resolve_impl
-    from megatron_ext.objectives import get_objective
-    from megatron_ext.parallel import LaunchEnv, device, init_distributed
-    from megatron_ext.presets import resolve_config
-    from megatron_ext.tokenizer_info import NullTokenizer
+    from codetron.megatron_ext.model import build_model, resolve_impl
+    from codetron.megatron_ext.objectives import get_objective
+    from codetron.megatron_ext.parallel import LaunchEnv, device, init_distributed
+    from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.tokenizer_info import NullTokenizer
     from tests.objectives.conftest import synthetic_sft_pairs, write_sft
 
     V = 32000

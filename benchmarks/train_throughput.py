@@ -8,7 +8,7 @@ Each layout trains on the same synthetic data over the model's real vocabulary (
 for StarCoder shapes; 256 for debug-tiny, whose tokenizer is the data's) so the logit layer costs
 what it costs in training. The first steps (start-up, warm caches) are dropped and the median of
 the rest is reported, with the ratio against the first layout measured in the same invocation.
-FLOPs are ``megatron_ext.flops.flops_per_step`` (Megatron-LM's count: causal attention, padded
+FLOPs are ``codetron.megatron_ext.flops.flops_per_step`` (Megatron-LM's count: causal attention, padded
 vocabulary); MFU divides them by the devices' peak and needs ``--peak-tflops``.
 """
 from __future__ import annotations
@@ -49,9 +49,9 @@ def main() -> int:
                     help=f"data vocabulary (default: the preset's, else {NULL_VOCAB})")
     args = ap.parse_args()
 
-    from megatron_ext.flops import flops_per_step, padded_vocab
-    from megatron_ext.presets import resolve_config
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.flops import flops_per_step, padded_vocab
+    from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     model = resolve_config(preset=args.preset).model
     vocab = args.vocab or model.vocab_size or NULL_VOCAB

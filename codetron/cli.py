@@ -13,15 +13,15 @@ from codetron.errors import CodetronError
 
 # stage -> (module with main(argv), one-line summary shown by `codetron --help`)
 STAGES: dict[str, tuple[str, str]] = {
-    "preprocess": ("preprocess.cli", "tokenize code / CommitPack / instruction data into .bin/.idx"),
-    "train": ("megatron_ext.train", "train or fine-tune a GPTBigCode-style model (TP/PP/DP)"),
-    "convert": ("convert.cli", "megatron-core checkpoint <-> Hugging Face GPTBigCode"),
-    "eval": ("eval.cli", "HumanEval-style pass@k with sandboxed execution"),
-    "slurm": ("slurm.cli", "render/submit sbatch launchers, plan capacity"),
-    "rrtf": ("preprocess.generate.rrtf.cli", "PanGu-Coder2 RRTF: sample, rank, train"),
-    "evolve": ("preprocess.generate.evolve.cli", "Evol-Instruct / self-instruct data generation"),
-    "serve": ("eval.serve", "serve a HF model folder over an OpenAI-compatible HTTP API"),
-    "presets": ("megatron_ext.presets", "list the named model and recipe presets"),
+    "preprocess": ("codetron.preprocess.cli", "tokenize code / CommitPack / instruction data into .bin/.idx"),
+    "train": ("codetron.megatron_ext.train", "train or fine-tune a GPTBigCode-style model (TP/PP/DP)"),
+    "convert": ("codetron.convert.cli", "megatron-core checkpoint <-> Hugging Face GPTBigCode"),
+    "eval": ("codetron.eval.cli", "HumanEval-style pass@k with sandboxed execution"),
+    "slurm": ("codetron.slurm.cli", "render/submit sbatch launchers, plan capacity"),
+    "rrtf": ("codetron.preprocess.generate.rrtf.cli", "PanGu-Coder2 RRTF: sample, rank, train"),
+    "evolve": ("codetron.preprocess.generate.evolve.cli", "Evol-Instruct / self-instruct data generation"),
+    "serve": ("codetron.eval.serve", "serve a HF model folder over an OpenAI-compatible HTTP API"),
+    "presets": ("codetron.megatron_ext.presets", "list the named model and recipe presets"),
     "demo": ("codetron.demo", "run the whole pipeline on the tiny preset and bundled data"),
 }
 

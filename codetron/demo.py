@@ -21,9 +21,9 @@ import sysconfig
 import time
 from pathlib import Path
 
+from codetron.data import SAMPLES_DIR
 from codetron.errors import CodetronError
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _stdlib_dir() -> str:
@@ -43,13 +43,13 @@ def stages(out: Path, args) -> list[tuple[str, list[str]]]:
               "--model.seq_length", "256", "--model.max_position_embeddings", "512"]
     return [
         ("tokenize bundled The-Stack-style code sample", py + [
-            "preprocess", "code", str(ROOT / "data/samples/the_stack_sample.jsonl"), "-o", str(data / "stack"),
+            "preprocess", "code", str(SAMPLES_DIR / "the_stack_sample.jsonl"), "-o", str(data / "stack"),
             "--quiet"]),
         ("tokenize part of this machine's Python standard library (a real code corpus)", py + [
             "preprocess", "code", *[os.path.join(_stdlib_dir(), d) for d in ("json", "email", "asyncio", "collections")],
             "--source-suffix", ".py", "--exclude", "test*", "-o", str(data / "stdlib"), "--quiet"]),
         ("tokenize Evol-Instruct sample (prompt/response kept apart)", py + [
-            "preprocess", "instruct", str(ROOT / "data/samples/evol_instruct_sample.json"),
+            "preprocess", "instruct", str(SAMPLES_DIR / "evol_instruct_sample.json"),
             "--template", "wizardcoder", "-o", str(data / "sft"), "--quiet"]),
         ("FIM pretraining, debug-tiny, TP2 x PP2 on 4 CPU ranks", _torchrun() + ["--nproc-per-node", "4", "-m", "codetron", "train"]
          + common + tp_pp + [
@@ -87,14 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("OMP_NUM_THREADS", "1")
     plan = stages(out, args)
     timings = []
     for i, (title, cmd) in enumerate(plan, 1):
         print(f"\n=== [{i}/{len(plan)}] {title}\n$ {shlex.join(cmd)}", flush=True)
         t0 = time.time()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env)
+        proc = subprocess.run(cmd, cwd=out, env=env)
         timings.append((title, time.time() - t0))
         if proc.returncode != 0:
             raise CodetronError(f"demo stage {i} ({title}) failed with exit code {proc.returncode}; see the output above")

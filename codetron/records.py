@@ -7,7 +7,7 @@ validates fields and nothing else. It lives in ``codetron/`` because eval, prepr
 megatron_ext all read such files and none of them may import another's internals for it.
 
 Large training corpora (parquet, zstd, JSON arrays, millions of lines, parsed in worker processes)
-go through ``preprocess.readers`` instead; this module is for files that fit in memory.
+go through ``codetron.preprocess.readers`` instead; this module is for files that fit in memory.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``codetron convert check CKPT HF_DIR``: load both sides and compare them numerically.
 
 The megatron side is the real megatron-core ``GPTModel`` built from the run's saved config and loaded
-with ``megatron_ext.checkpointing.load`` in one process (dist checkpoints reshard on load, so a
+with ``codetron.megatron_ext.checkpointing.load`` in one process (dist checkpoints reshard on load, so a
 TP2xPP2 checkpoint loads as TP1xPP1 with identical weights); the HF side is plain
 ``AutoModelForCausalLM.from_pretrained``. Both run in fp32 on the same random tokens; the check
 reports the largest logit difference and whether greedy decoding agrees token for token (megatron
@@ -51,11 +51,11 @@ class MegatronLM:
     """A converted-from checkpoint as a single-process megatron-core model (fp32, CPU or one GPU)."""
 
     def __init__(self, ckpt: str | Path, seed: int = 0):
-        from megatron_ext import checkpointing
-        from megatron_ext.config import OptimConfig, ParallelConfig
-        from megatron_ext.model import build_model
-        from megatron_ext.parallel import init_distributed
-        from convert.to_hf import load_run_config
+        from codetron.megatron_ext import checkpointing
+        from codetron.megatron_ext.config import OptimConfig, ParallelConfig
+        from codetron.megatron_ext.model import build_model
+        from codetron.megatron_ext.parallel import init_distributed
+        from codetron.convert.to_hf import load_run_config
 
         self.ckpt_dir = checkpointing.resolve_checkpoint_dir(ckpt)
         run = load_run_config(self.ckpt_dir)
@@ -96,7 +96,7 @@ def check(ckpt: str | Path, hf_dir: str | Path, batch: int = 2, seq_len: int | N
           new_tokens: int = 16, atol: float = 1e-4, seed: int = 0) -> CheckResult:
     from transformers import AutoModelForCausalLM
 
-    from convert.hf_config import read_hf_config
+    from codetron.convert.hf_config import read_hf_config
 
     hf_dir = Path(hf_dir)
     read_hf_config(hf_dir)  # one-line errors for a missing or non-GPTBigCode config

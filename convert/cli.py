@@ -88,7 +88,7 @@ def _print_check(result, as_json: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.cmd == "to-hf":
-        from convert.to_hf import ToHFOptions, to_hf
+        from codetron.convert.to_hf import ToHFOptions, to_hf
 
         report = to_hf(args.ckpt, args.out, ToHFOptions(dtype=args.dtype, max_shard_size=args.max_shard_size,
                                                          tokenizer=args.tokenizer, no_tokenizer=args.no_tokenizer,
@@ -99,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
               f"PP{report['layout']['pipeline_model_parallel_size']}) in {report['seconds']}s")
         print(f"tokenizer: {report['tokenizer']}")
         if args.check:
-            from convert.check import check
+            from codetron.convert.check import check
 
             return _print_check(check(args.ckpt, args.out), False)
         return 0
     if args.cmd == "from-hf":
-        from convert.from_hf import FromHFOptions, from_hf
+        from codetron.convert.from_hf import FromHFOptions, from_hf
 
         report = from_hf(args.hf_dir, args.out, FromHFOptions(
             tp=args.tp, pp=args.pp, vpp=args.vpp, dtype=args.dtype,
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fine-tune with: codetron train --config {args.out}/iter_0000000/codetron_config.yaml "
               f"--data.data_path PREFIX --checkpoint.save RUN_DIR")
         return 0
-    from convert.check import check
+    from codetron.convert.check import check
 
     return _print_check(check(args.ckpt, args.hf_dir, batch=args.batch, seq_len=args.seq_len,
                               new_tokens=args.new_tokens, atol=args.atol, seed=args.seed), args.json)

@@ -25,13 +25,13 @@ import torch
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_dir
-from convert import mapping as M
-from convert import tokenizer_files
-from convert.dcp_io import TensorToWrite, object_bytes, write_checkpoint
-from convert.hf_config import dropout_note, from_hf_config, read_hf_config
-from convert.safetensors_io import SafetensorsFolder
-from convert.to_hf import DTYPES, publishable
-from megatron_ext.config import ModelConfig, ParallelConfig
+from codetron.convert import mapping as M
+from codetron.convert import tokenizer_files
+from codetron.convert.dcp_io import TensorToWrite, object_bytes, write_checkpoint
+from codetron.convert.hf_config import dropout_note, from_hf_config, read_hf_config
+from codetron.convert.safetensors_io import SafetensorsFolder
+from codetron.convert.to_hf import DTYPES, publishable
+from codetron.megatron_ext.config import ModelConfig, ParallelConfig
 
 # Non-parameter buffers some GPTBigCode checkpoints carry (old transformers versions saved them).
 IGNORED_HF = ("attn.bias", "attn.masked_bias")
@@ -255,8 +255,8 @@ def plan_tensors(src: _Source) -> tuple[list[TensorToWrite], dict[str, bytes]]:
 def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects: dict[str, bytes],
                  progress: bool, t0: float) -> dict:
     """Write the checkpoint, its tokenizer, run config and tracker into ``out`` atomically; returns the report."""
-    from megatron_ext.checkpointing import CONFIG_NAME, TRACKER, iter_dir
-    from megatron_ext.config import CheckpointConfig, DataConfig, OptimConfig, TrainConfig
+    from codetron.megatron_ext.checkpointing import CONFIG_NAME, TRACKER, iter_dir
+    from codetron.megatron_ext.config import CheckpointConfig, DataConfig, OptimConfig, TrainConfig
 
     bar = None
     if progress:

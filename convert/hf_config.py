@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from codetron.errors import CodetronError
-from convert.mapping import check_qkv_supported
-from megatron_ext.config import ModelConfig
+from codetron.convert.mapping import check_qkv_supported
+from codetron.megatron_ext.config import ModelConfig
 
 # GPTBigCode activations that are megatron's gelu_tanh (``gelu_new`` is the same tanh formula).
 TANH_GELUS = ("gelu_pytorch_tanh", "gelu_new")

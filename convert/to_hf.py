@@ -17,12 +17,12 @@ import torch
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_dir
-from convert import mapping as M
-from convert import tokenizer_files
-from convert.dcp_io import CheckpointReader
-from convert.hf_config import to_hf_config
-from convert.safetensors_io import PlannedTensor, write_sharded
-from megatron_ext.config import ModelConfig
+from codetron.convert import mapping as M
+from codetron.convert import tokenizer_files
+from codetron.convert.dcp_io import CheckpointReader
+from codetron.convert.hf_config import to_hf_config
+from codetron.convert.safetensors_io import PlannedTensor, write_sharded
+from codetron.megatron_ext.config import ModelConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 HF_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -67,8 +67,8 @@ def publishable(tmp: Path) -> None:
 
 
 def load_run_config(ckpt_dir: Path):
-    from megatron_ext.checkpointing import saved_config
-    from megatron_ext.config import config_from_dict
+    from codetron.megatron_ext.checkpointing import saved_config
+    from codetron.megatron_ext.config import config_from_dict
 
     return config_from_dict(saved_config(ckpt_dir))
 
@@ -144,7 +144,7 @@ def plan_tensors(reader: CheckpointReader, model: ModelConfig, vocab: int, dtype
 
 def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) -> dict:
     """Convert; returns a small report (also written as ``codetron_conversion.json``)."""
-    from megatron_ext.checkpointing import CONFIG_NAME, resolve_checkpoint_dir
+    from codetron.megatron_ext.checkpointing import CONFIG_NAME, resolve_checkpoint_dir
 
     opts = opts or ToHFOptions()
     t0 = time.time()

@@ -37,12 +37,9 @@ class TokenizerInfo:
 
 
 def default_tokenizer_path() -> Path:
-    try:
-        from preprocess.tokenizer import default_tokenizer_path as dflt
+    from codetron.data import DEFAULT_TOKENIZER
 
-        return Path(dflt())
-    except ImportError:
-        return Path(__file__).resolve().parent.parent / "data" / "tokenizer" / "tokenizer.json"
+    return DEFAULT_TOKENIZER
 
 
 def resolve(spec: str | None, override: str | None, no_tokenizer: bool, where: str) -> TokenizerInfo | None:

@@ -33,7 +33,7 @@ def _problem_args(p: argparse.ArgumentParser) -> None:
 
 
 def _gen_args(p: argparse.ArgumentParser) -> None:
-    from eval.prompts import FORMATS
+    from codetron.eval.prompts import FORMATS
 
     g = p.add_argument_group("generation")
     g.add_argument("--model", required=True, help="Hugging Face model folder (e.g. from `codetron convert`)")
@@ -104,7 +104,7 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 
 def _problems(args):
-    from eval.problems import read_problems, select
+    from codetron.eval.problems import read_problems, select
 
     return select(read_problems(args.problems), args.limit, args.tasks)
 
@@ -114,8 +114,8 @@ def _task_name(args) -> str:
 
 
 def _exec_config(args):
-    from eval.evaluate import ExecConfig
-    from eval.execution import SandboxConfig, SandboxLimits
+    from codetron.eval.evaluate import ExecConfig
+    from codetron.eval.execution import SandboxConfig, SandboxLimits
 
     if args.timeout <= 0 or args.workers < 1 or args.memory_mb < 64:
         raise CodetronError("--timeout must be > 0, --workers >= 1 and --memory-mb >= 64")
@@ -125,7 +125,7 @@ def _exec_config(args):
 
 
 def _gen_config(args):
-    from eval.generate import GenerationConfig
+    from codetron.eval.generate import GenerationConfig
 
     return GenerationConfig(model=args.model, prompt=args.prompt, n_samples=args.n_samples,
                             temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
@@ -135,7 +135,7 @@ def _gen_config(args):
 
 
 def _write_generations(out: Path, problems, codes, raw, gen_config: dict) -> None:
-    from eval.harness_io import write_generations, write_json, write_samples_jsonl
+    from codetron.eval.harness_io import write_generations, write_json, write_samples_jsonl
 
     write_json(out / "generation_config.json", gen_config)
     write_generations(out / "generations.json", codes)
@@ -147,8 +147,8 @@ def _write_generations(out: Path, problems, codes, raw, gen_config: dict) -> Non
 def _execute(args, problems, codes, out: Path, config_extra: dict) -> dict:
     from dataclasses import asdict
 
-    from eval.evaluate import evaluate
-    from eval.harness_io import write_json, write_samples_jsonl
+    from codetron.eval.evaluate import evaluate
+    from codetron.eval.harness_io import write_json, write_samples_jsonl
 
     exec_cfg = _exec_config(args)
     result = evaluate(problems, codes, exec_cfg)
@@ -178,13 +178,13 @@ def main(argv: list[str]) -> int:
         parser.print_help()
         return 0
     if args.command == "formats":
-        from eval.prompts import FORMATS
+        from codetron.eval.prompts import FORMATS
 
         for f in FORMATS.values():
             print(f"{f.name:13s} {f.source}")
         return 0
     if args.command == "report":
-        from eval.report import write_report
+        from codetron.eval.report import write_report
 
         md, png = write_report(args.metrics, args.out)
         print(md.read_text(encoding="utf-8"))
@@ -196,7 +196,7 @@ def main(argv: list[str]) -> int:
     if args.command in ("run", "generate"):
         from dataclasses import asdict
 
-        from eval.generate import generate
+        from codetron.eval.generate import generate
 
         gen_cfg = _gen_config(args)
         if args.command == "run":
@@ -218,7 +218,7 @@ def main(argv: list[str]) -> int:
         codes = [[p["prompt"] + p["canonical_solution"]] for p in problems]
         extra = {"model": "canonical", "prompt": "continue"}
     else:
-        from eval.harness_io import read_samples
+        from codetron.eval.harness_io import read_samples
 
         codes = read_samples(args.generations, problems)
         extra = {"generations": str(args.generations)}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from eval.execution import SandboxConfig, check_programs
-from eval.passk import DEFAULT_KS, aggregate, pass_at_k
-from eval.prompts import program_for
+from codetron.eval.execution import SandboxConfig, check_programs
+from codetron.eval.passk import DEFAULT_KS, aggregate, pass_at_k
+from codetron.eval.prompts import program_for
 
 
 @dataclass(kw_only=True, slots=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from codetron.errors import CodetronError
-from eval.prompts import FORMATS, postprocess, render
+from codetron.eval.prompts import FORMATS, postprocess, render
 
 
 @dataclass(kw_only=True, slots=True)

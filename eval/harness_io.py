@@ -15,7 +15,7 @@ from pathlib import Path
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
 from codetron.records import read_jsonl, write_jsonl
-from eval.prompts import to_completion
+from codetron.eval.prompts import to_completion
 
 
 def write_json(path: str | Path, obj) -> None:

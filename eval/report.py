@@ -5,7 +5,7 @@ from pathlib import Path
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open, atomic_path
-from eval.harness_io import read_metrics
+from codetron.eval.harness_io import read_metrics
 
 
 def collect(paths: list[str | Path]) -> list[dict]:

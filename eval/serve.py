@@ -146,7 +146,7 @@ class Engine:
     """A loaded model + tokenizer that turns prompts into choices (thread-safe, one request at a time)."""
 
     def __init__(self, model_dir: str, device: str = "auto", dtype: str = "auto", chat_template: str = "auto"):
-        from eval.generate import load_model
+        from codetron.eval.generate import load_model
 
         self.model, self.tokenizer, self.device = load_model(model_dir, device, dtype)
         cfg = self.model.config

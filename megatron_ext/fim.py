@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from codetron.errors import ConfigError
-from megatron_ext.token_bytes import TokenBytes, decodable_span
+from codetron.megatron_ext.token_bytes import TokenBytes, decodable_span
 
 FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD = "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"
 

@@ -28,7 +28,7 @@ No torch import: ``codetron slurm plan`` uses this on a login node.
 """
 from __future__ import annotations
 
-from megatron_ext.config import ModelConfig
+from codetron.megatron_ext.config import ModelConfig
 
 # 2 FLOPs per multiply-add x 3 GEMMs per weight (forward, backward w.r.t. input, w.r.t. weight).
 _TRAIN_FACTOR = 3 * 2

@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import torch
 
-from megatron_ext.config import LoggingConfig, ModelConfig
-from megatron_ext.flops import flops_per_step, flops_per_token, padded_vocab  # noqa: F401  (public here)
+from codetron.megatron_ext.config import LoggingConfig, ModelConfig
+from codetron.megatron_ext.flops import flops_per_step, flops_per_token, padded_vocab  # noqa: F401  (public here)
 
 # Dense bf16 peak per device (TFLOP/s), used for MFU when logging.peak_tflops is unset.
 _PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A10": 125.0, "L40": 181.0, "V100": 125.0}

@@ -4,7 +4,7 @@ The architecture is expressed through megatron-core's own knobs, not a forked mo
 multi-query attention is ``num_query_groups=1``, learned absolute positions are
 ``position_embedding_type="learned_absolute"``, and the layer implementation is a ``ModuleSpec``
 (local torch modules on CPU; on GPU TransformerEngine modules, or the local spec with SDPA attention
-where TE is absent). Fused kernels are used only where they import (``megatron_ext.fusions``). The model knows
+where TE is absent). Fused kernels are used only where they import (``codetron.megatron_ext.fusions``). The model knows
 nothing about ranks: TP/PP sizes arrive through the ``TransformerConfig`` built here.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from codetron.errors import ConfigError
-from megatron_ext.config import TRANSFORMER_IMPLS, DataConfig, ModelConfig, OptimConfig, ParallelConfig
+from codetron.megatron_ext.config import TRANSFORMER_IMPLS, DataConfig, ModelConfig, OptimConfig, ParallelConfig
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ def layer_spec(model: ModelConfig):
     if impl == "transformer_engine":
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
     if impl == "sdpa":
-        from megatron_ext.sdpa import sdpa_layer_spec
+        from codetron.megatron_ext.sdpa import sdpa_layer_spec
 
         return sdpa_layer_spec()
     return gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm")
@@ -83,11 +83,11 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: Opti
 
     ``data`` tells whether batches carry their own attention masks (packed SFT), which rules out
     megatron's causal fused softmax; without it masks are assumed. ``announce``: print, from rank 0,
-    why each fused kernel is off (see :mod:`megatron_ext.fusions`).
+    why each fused kernel is off (see :mod:`codetron.megatron_ext.fusions`).
     """
     from megatron.core.transformer.transformer_config import TransformerConfig
 
-    from megatron_ext import fusions
+    from codetron.megatron_ext import fusions
 
     precision = optim.precision if optim else "fp32"
     explicit_masks = data is None or (data.mode == "sft" and data.pack)
@@ -145,7 +145,7 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, vocab_size: int, o
     """One GPTModel chunk (the caller decides pre/post process and the VPP stage)."""
     from megatron.core.models.gpt import GPTModel
 
-    from megatron_ext.initialization import layer_owned_spec
+    from codetron.megatron_ext.initialization import layer_owned_spec
 
     config = config or transformer_config(model, parallel, optim)
     return GPTModel(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from megatron_ext.config import ParallelConfig
+from codetron.megatron_ext.config import ParallelConfig
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def detect_launch() -> LaunchEnv:
 def init_distributed(parallel: ParallelConfig, seed: int, launch: LaunchEnv | None = None,
                      timeout_minutes: float = 10.0) -> LaunchEnv:
     """Start the process group and megatron's model-parallel groups; seed every RNG as Megatron-LM does
-    (``seed + 100 * pp_rank``, see ``megatron_ext.initialization``)."""
+    (``seed + 100 * pp_rank``, see ``codetron.megatron_ext.initialization``)."""
     import torch.distributed as dist
     from megatron.core import parallel_state
 
@@ -56,7 +56,7 @@ def init_distributed(parallel: ParallelConfig, seed: int, launch: LaunchEnv | No
     if use_cuda:
         torch.cuda.set_device(launch.local_rank % torch.cuda.device_count())
     else:
-        from megatron_ext import cpu_compat
+        from codetron.megatron_ext import cpu_compat
 
         cpu_compat.apply()
         if launch.world_size > 1:
@@ -75,7 +75,7 @@ def init_distributed(parallel: ParallelConfig, seed: int, launch: LaunchEnv | No
             pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
             virtual_pipeline_model_parallel_size=parallel.virtual_pipeline_model_parallel_size,
         )
-    from megatron_ext.initialization import seed_everything
+    from codetron.megatron_ext.initialization import seed_everything
 
     seed_everything(seed)
     return launch
@@ -108,7 +108,7 @@ def drop_unsupported_sequence_parallel(parallel: ParallelConfig, model) -> str |
     if torch.cuda.is_available():
         from megatron.core.models.gpt import gpt_layer_specs
 
-        from megatron_ext.model import resolve_impl
+        from codetron.megatron_ext.model import resolve_impl
 
         if resolve_impl(model) == "transformer_engine" or gpt_layer_specs.HAVE_APEX:
             return None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from codetron.errors import ConfigError
-from megatron_ext.config import SECTIONS, ModelConfig, TrainConfig, apply_overrides, load_yaml
+from codetron.megatron_ext.config import SECTIONS, ModelConfig, TrainConfig, apply_overrides, load_yaml
 
 
 @dataclass(frozen=True)

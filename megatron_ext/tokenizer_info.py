@@ -1,7 +1,7 @@
 """The few tokenizer facts training needs (vocab size, EOD, pad), from a file or a null spec.
 
 ``data.tokenizer`` may be a tokenizer.json / sentencepiece path (loaded with
-``preprocess.tokenizer``), None for the bundled default, or ``null:V`` for synthetic data with a
+``codetron.preprocess.tokenizer``), None for the bundled default, or ``null:V`` for synthetic data with a
 V-token vocabulary (EOD = V-1, pad = V-2), as Megatron-LM's NullTokenizer is used for benchmarks.
 """
 from __future__ import annotations
@@ -40,6 +40,6 @@ def load_training_tokenizer(spec: str | None):
             return NullTokenizer(int(spec.split(":", 1)[1]))
         except ValueError:
             raise ConfigError(f"data.tokenizer {spec!r}: expected null:<vocab size>") from None
-    from preprocess.tokenizer import default_tokenizer_path, load_tokenizer
+    from codetron.preprocess.tokenizer import default_tokenizer_path, load_tokenizer
 
     return load_tokenizer(spec or default_tokenizer_path())

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 def list_fields() -> str:
     import dataclasses
 
-    from megatron_ext.config import SECTIONS, TrainConfig
+    from codetron.megatron_ext.config import SECTIONS, TrainConfig
 
     import ast
     import inspect
@@ -64,8 +64,8 @@ def list_fields() -> str:
 
 
 def resolve(argv: list[str]):
-    from megatron_ext.config import parse_cli_overrides
-    from megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.config import parse_cli_overrides
+    from codetron.megatron_ext.presets import resolve_config
 
     args, rest = _parser().parse_known_args(argv)
     overrides = parse_cli_overrides(rest)
@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         print(cfg.to_yaml(), end="")
         return 0
 
-    from megatron_ext.parallel import destroy_distributed, detect_launch, init_distributed
-    from megatron_ext.tokenizer_info import load_training_tokenizer
-    from megatron_ext.validate import validate
+    from codetron.megatron_ext.parallel import destroy_distributed, detect_launch, init_distributed
+    from codetron.megatron_ext.tokenizer_info import load_training_tokenizer
+    from codetron.megatron_ext.validate import validate
 
     launch = detect_launch()
     validate(cfg, launch.world_size)  # before any process group exists, so nothing can hang
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print("resolved config:\n" + cfg.to_yaml(), flush=True)
     init_distributed(cfg.parallel, cfg.optim.seed, launch)
     try:
-        from megatron_ext.training import train
+        from codetron.megatron_ext.training import train
 
         result = train(cfg, launch, tokenizer)
     finally:

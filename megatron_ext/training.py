@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from codetron.errors import CodetronError
-from megatron_ext import checkpointing, initialization
-from megatron_ext.config import CheckpointConfig, TrainConfig
-from megatron_ext.metrics import StepLogger, StepReport, reduce_reports, with_real_tokens
-from megatron_ext.model import build_model, padded_vocab_size, transformer_config
-from megatron_ext.objectives import get_objective, resolve_train_epochs
-from megatron_ext.parallel import data_parallel_size, drop_unsupported_sequence_parallel
+from codetron.megatron_ext import checkpointing, initialization
+from codetron.megatron_ext.config import CheckpointConfig, TrainConfig
+from codetron.megatron_ext.metrics import StepLogger, StepReport, reduce_reports, with_real_tokens
+from codetron.megatron_ext.model import build_model, padded_vocab_size, transformer_config
+from codetron.megatron_ext.objectives import get_objective, resolve_train_epochs
+from codetron.megatron_ext.parallel import data_parallel_size, drop_unsupported_sequence_parallel
 
 
 @dataclass
@@ -109,7 +109,7 @@ def _to_device(batch: dict) -> dict:
 def build_model_chunks(cfg: TrainConfig, vocab_size: int):
     """Model chunks for this rank (one per virtual stage): GPTModel, in ``Float16Module`` for bf16/fp16
     (as Megatron-LM's ``get_model``), in megatron-core DDP. Initial weights depend only on
-    ``optim.seed``, not on the layout (``megatron_ext.initialization``)."""
+    ``optim.seed``, not on the layout (``codetron.megatron_ext.initialization``)."""
     from megatron.core import parallel_state
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.transformer.module import Float16Module

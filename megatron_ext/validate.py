@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from codetron.errors import ConfigError
-from megatron_ext.config import TRANSFORMER_IMPLS, TrainConfig
-from megatron_ext.presets import MODEL_PRESETS, RECIPES
+from codetron.megatron_ext.config import TRANSFORMER_IMPLS, TrainConfig
+from codetron.megatron_ext.presets import MODEL_PRESETS, RECIPES
 
 
 def data_prefixes(data_path: list[str]) -> list[str]:
@@ -72,11 +72,11 @@ def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None
         raise ConfigError(f"data.mode rrtf needs an even optim.micro_batch_size (chosen and rejected rows of a pair "
                           f"share a micro-batch), got {o.micro_batch_size}")
     if cfg.data.mode == "rrtf":
-        from megatron_ext.objectives.rrtf import LOSSES
+        from codetron.megatron_ext.objectives.rrtf import LOSSES
 
         if d.rrtf_loss not in LOSSES:
             raise ConfigError(f"data.rrtf_loss {d.rrtf_loss!r}: choose from {', '.join(LOSSES)}")
-    from megatron_ext.objectives import check_train_epochs
+    from codetron.megatron_ext.objectives import check_train_epochs
 
     check_train_epochs(cfg)
     if m.seq_length > m.positions:
@@ -94,7 +94,7 @@ def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None
     if cfg.checkpoint.finetune and not (cfg.checkpoint.load or cfg.checkpoint.save):
         raise ConfigError("checkpoint.finetune needs checkpoint.load (the checkpoint to start from)")
     if check_data and cfg.checkpoint.finetune and cfg.checkpoint.load:
-        from megatron_ext.checkpointing import check_position_table
+        from codetron.megatron_ext.checkpointing import check_position_table
 
         check_position_table(cfg.checkpoint.load, m)
     if check_data:

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--exclude", action="append", default=[], help="source trees: fnmatch glob of relative paths to skip (e.g. 'test/*')")
     c.add_argument("--max-file-bytes", type=int, default=1 << 20, help="source trees: drop larger files (default 1 MiB)")
 
-    from preprocess.commitpack import RULES
+    from codetron.preprocess.commitpack import RULES
 
     m = sub.add_parser("commitpack", help="CommitPack with CommitPackFT filters", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="CommitPack records (old_contents, new_contents, subject, message, ...) filtered by CommitPackFT's rules: " + ", ".join(RULES))
@@ -135,10 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _job_from_args(args, mode: str):
-    from preprocess.commitpack import CommitFilterConfig
-    from preprocess.config import FIELD_ALIASES, CodeConfig, CommitConfig, InstructConfig, JobConfig, QualityConfig
-    from preprocess.quality import DecontamConfig, NearDedupConfig
-    from preprocess.tokenizer import default_tokenizer_path
+    from codetron.preprocess.commitpack import CommitFilterConfig
+    from codetron.preprocess.config import FIELD_ALIASES, CodeConfig, CommitConfig, InstructConfig, JobConfig, QualityConfig
+    from codetron.preprocess.quality import DecontamConfig, NearDedupConfig
+    from codetron.preprocess.tokenizer import default_tokenizer_path
 
     fields = dict(FIELD_ALIASES)
     for spec in args.field:
@@ -187,7 +187,7 @@ def _print_summary(summary: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "train-tokenizer":
-        from preprocess.tokenizer import TokenizerTrainConfig, iter_training_texts, train_tokenizer_to
+        from codetron.preprocess.tokenizer import TokenizerTrainConfig, iter_training_texts, train_tokenizer_to
 
         cfg = TokenizerTrainConfig(vocab_size=args.vocab_size, min_frequency=args.min_frequency, max_file_bytes=args.max_file_bytes)
         suffixes = tuple(args.suffix or [".py"])
@@ -196,13 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {tok.path} (vocab {tok.vocab_size}, eod {tok.eod}, pad {tok.pad}, {size / 1024:.0f} KiB)")
         return 0
     if args.cmd == "merge":
-        from preprocess.indexed import merge
+        from codetron.preprocess.indexed import merge
 
         s = merge(args.inputs, args.output_prefix)
         print(f"wrote {args.output_prefix}.bin/.idx: {s['documents']:,} documents, {s['sequences']:,} sequences, {s['tokens_out']:,} tokens from {len(args.inputs)} inputs")
         return 0
     if args.cmd == "git-commits":
-        from preprocess.gitcommits import GitCommitsConfig, export
+        from codetron.preprocess.gitcommits import GitCommitsConfig, export
 
         n = export(args.repo, args.output, GitCommitsConfig(rev=args.rev, max_commits=args.max_commits, max_file_bytes=args.max_file_bytes))
         print(f"wrote {args.output}: {n} file changes")
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "inspect":
         return _inspect(args)
 
-    from preprocess.config import PipelineConfig
-    from preprocess.pipeline import run
+    from codetron.preprocess.config import PipelineConfig
+    from codetron.preprocess.pipeline import run
 
     job = _job_from_args(args, args.cmd)
     cfg = PipelineConfig(
@@ -232,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _inspect(args) -> int:
-    from preprocess.indexed import IndexInfo
-    from preprocess.layout import dataset_layout
-    from preprocess.tokenizer import load_tokenizer
+    from codetron.preprocess.indexed import IndexInfo
+    from codetron.preprocess.layout import dataset_layout
+    from codetron.preprocess.tokenizer import load_tokenizer
 
     info = IndexInfo(args.prefix)
     tok_path = args.tokenizer

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from preprocess.commitpack import CommitFilterConfig
-from preprocess.quality import DecontamConfig, NearDedupConfig
+from codetron.preprocess.commitpack import CommitFilterConfig
+from codetron.preprocess.quality import DecontamConfig, NearDedupConfig
 
 MODES = ("code", "commitpack", "instruct", "text")
 LAYOUTS = ("pretrain", "sft")

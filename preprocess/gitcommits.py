@@ -187,7 +187,7 @@ def export(repo: str | os.PathLike, out_path: str | os.PathLike, cfg: GitCommits
         for rec in iter_commit_records(repo, cfg):
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
-        from preprocess.indexed import make_readable
+        from codetron.preprocess.indexed import make_readable
 
         make_readable(fh.name)
     return n

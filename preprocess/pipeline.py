@@ -20,11 +20,11 @@ import numpy as np
 
 from codetron.errors import CodetronError, ConfigError
 from codetron.fileio import atomic_path
-from preprocess.config import LAYOUTS, MODES, PipelineConfig
-from preprocess.indexed import IndexedWriter, bin_path, make_readable, idx_path, summary_path, token_dtype
-from preprocess.quality import ExactDeduper, NearDeduper
-from preprocess.readers import Chunk, ReadError, expand_inputs, expand_sources, iter_chunks, resolve_stdlib, source_chunks
-from preprocess.worker import ChunkResult, Processor, init_worker, process_chunk
+from codetron.preprocess.config import LAYOUTS, MODES, PipelineConfig
+from codetron.preprocess.indexed import IndexedWriter, bin_path, make_readable, idx_path, summary_path, token_dtype
+from codetron.preprocess.quality import ExactDeduper, NearDeduper
+from codetron.preprocess.readers import Chunk, ReadError, expand_inputs, expand_sources, iter_chunks, resolve_stdlib, source_chunks
+from codetron.preprocess.worker import ChunkResult, Processor, init_worker, process_chunk
 
 
 def validate(cfg: PipelineConfig) -> None:
@@ -108,7 +108,7 @@ def _resolve(item):
 def run(cfg: PipelineConfig) -> dict:
     """Process ``cfg.inputs`` into ``cfg.output_prefix``.{bin,idx,summary.json}; returns the summary."""
     validate(cfg)
-    from preprocess.tokenizer import load_tokenizer
+    from codetron.preprocess.tokenizer import load_tokenizer
 
     tok = load_tokenizer(cfg.job.tokenizer)  # fail fast, before any worker starts
     cfg.job.tokenizer = str(tok.path)

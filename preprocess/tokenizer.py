@@ -42,12 +42,11 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 EOD_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<fim_pad>"
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
 def default_tokenizer_path() -> Path:
     """The bundled 8,192-token byte-level BPE (StarCoder specials), trained on Python stdlib code."""
-    return _REPO_ROOT / "data" / "tokenizer" / "tokenizer.json"
+    from codetron.data import DEFAULT_TOKENIZER
+
+    return DEFAULT_TOKENIZER
 
 
 def _file_sha256(path: Path) -> str:
@@ -247,7 +246,7 @@ def iter_training_texts(
 ) -> Iterator[str]:
     """Yield texts to train on: files ending in ``suffixes`` under ``paths`` (directories walked
     recursively, ``exclude`` globs skipped), or ``content``/``text`` fields of jsonl/parquet inputs."""
-    from preprocess.readers import SUFFIXES, expand_inputs, expand_sources, iter_records, resolve_stdlib
+    from codetron.preprocess.readers import SUFFIXES, expand_inputs, expand_sources, iter_records, resolve_stdlib
 
     paths, exclude = resolve_stdlib([str(p) for p in paths], list(exclude))
     data_files = [p for p in paths if p.endswith(SUFFIXES) and not p.endswith(tuple(suffixes))]

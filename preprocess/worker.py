@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from preprocess import formats
-from preprocess.commitpack import check_commit, check_token_count, first_line, unit_random
-from preprocess.config import JobConfig
-from preprocess.quality import Decontaminator, NearDeduper, exact_key
-from preprocess.readers import Chunk, ItemError, parse_item
+from codetron.preprocess import formats
+from codetron.preprocess.commitpack import check_commit, check_token_count, first_line, unit_random
+from codetron.preprocess.config import JobConfig
+from codetron.preprocess.quality import Decontaminator, NearDeduper, exact_key
+from codetron.preprocess.readers import Chunk, ItemError, parse_item
 
 
 class BadRecord(ValueError):
@@ -58,7 +58,7 @@ class Processor:
     """Holds the per-process state (tokenizer, decontaminator, MinHash permutations)."""
 
     def __init__(self, job: JobConfig):
-        from preprocess.tokenizer import load_tokenizer
+        from codetron.preprocess.tokenizer import load_tokenizer
 
         self.job = job
         self.tok = load_tokenizer(job.tokenizer)

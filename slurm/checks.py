@@ -1,6 +1,6 @@
 """Checks before anything is queued: a bad layout must fail in one line, not after a day's queue wait.
 
-The layout rules are the trainer's own (``megatron_ext.validate``), applied to the world size the
+The layout rules are the trainer's own (``codetron.megatron_ext.validate``), applied to the world size the
 profile gives (nodes x ranks per node); on top come the things only a launcher knows: that the base
 checkpoint of a fine-tune exists, and that the estimated memory per GPU fits the profile's GPU.
 """
@@ -10,10 +10,10 @@ import copy
 from pathlib import Path
 
 from codetron.errors import ConfigError
-from megatron_ext.config import TrainConfig
-from megatron_ext.validate import validate
-from slurm.plan import GiB, MemoryEstimate, estimate_memory, get_gpu
-from slurm.profile import ClusterProfile
+from codetron.megatron_ext.config import TrainConfig
+from codetron.megatron_ext.validate import validate
+from codetron.slurm.plan import GiB, MemoryEstimate, estimate_memory, get_gpu
+from codetron.slurm.profile import ClusterProfile
 
 
 def tokenizer_vocab(spec: str | None) -> int | None:
@@ -28,7 +28,7 @@ def tokenizer_vocab(spec: str | None) -> int | None:
         from tokenizers import Tokenizer
 
         if spec is None:
-            from preprocess.tokenizer import default_tokenizer_path
+            from codetron.preprocess.tokenizer import default_tokenizer_path
 
             path = default_tokenizer_path()
         else:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from codetron.errors import ConfigError
-from slurm.profile import BUILTIN, ClusterProfile, load_profile, profile_yaml
-from slurm.render import Script, render_convert, render_eval, render_preprocess, render_train
+from codetron.slurm.profile import BUILTIN, ClusterProfile, load_profile, profile_yaml
+from codetron.slurm.render import Script, render_convert, render_eval, render_preprocess, render_train
 
 REPO_SLURM_DIR = Path(__file__).resolve().parent
 
@@ -129,8 +129,8 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _train_config(args, rest: list[str]):
-    from megatron_ext.config import load_yaml, parse_cli_overrides
-    from megatron_ext.presets import get_recipe, resolve_config
+    from codetron.megatron_ext.config import load_yaml, parse_cli_overrides
+    from codetron.megatron_ext.presets import get_recipe, resolve_config
 
     user = parse_cli_overrides(rest)
     explicit: dict[str, Any] = {}
@@ -157,14 +157,14 @@ def _train_config(args, rest: list[str]):
 def build_scripts(args, rest: list[str], command: str, check_data: bool,
                   quiet: bool = False) -> tuple[list[Script], ClusterProfile]:
     """Render the scripts of one ``render``/``submit`` invocation, after the checks."""
-    from slurm.checks import check_train
+    from codetron.slurm.checks import check_train
 
     profile = _profile(args)
     if args.kind == "train":
         cfg, explicit = _train_config(args, rest)
         est = check_train(profile, cfg, check_data=check_data)
         if est is not None and not quiet:
-            from slurm.plan import GiB
+            from codetron.slurm.plan import GiB
 
             print(f"checks passed: {profile.world_size} ranks, estimated {est.total / GiB:.1f} GiB per {profile.gpu} "
                   f"(capacity from profile {profile.name})", file=sys.stderr)
@@ -256,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             for s in scripts:
                 print(s.text, end="")
             return 0
-        from slurm.submit import write_scripts
+        from codetron.slurm.submit import write_scripts
 
         for path in write_scripts(scripts, args.out_dir):
             print(f"wrote {path}")
         return 0
-    from slurm.submit import submit
+    from codetron.slurm.submit import submit
 
     for script, path, job in submit(scripts, profile.log_dir, dry_run=args.dry_run):
         dep = f" (afterok {script.after})" if script.after else ""
@@ -280,7 +280,7 @@ def _examples(args) -> int:
             return 1
         print(f"{len(scripts)} example scripts are up to date")
         return 0
-    from slurm.submit import write_scripts
+    from codetron.slurm.submit import write_scripts
 
     for path in write_scripts(scripts, out):
         print(f"wrote {path}")
@@ -288,9 +288,9 @@ def _examples(args) -> int:
 
 
 def _plan(args, rest: list[str]) -> int:
-    from megatron_ext.config import parse_cli_overrides
-    from megatron_ext.presets import RECIPES, resolve_config
-    from slurm.plan import get_gpu, report
+    from codetron.megatron_ext.config import parse_cli_overrides
+    from codetron.megatron_ext.presets import RECIPES, resolve_config
+    from codetron.slurm.plan import get_gpu, report
 
     cfg = resolve_config(args.preset, args.recipe, args.config, parse_cli_overrides(rest))
     if not cfg.preset:
@@ -303,12 +303,12 @@ def _plan(args, rest: list[str]) -> int:
     if not gpus:
         raise ConfigError("give --gpus N (or a --profile / a recipe with a published GPU count)")
     gpu = get_gpu(args.gpu or (profile.gpu if profile else "a100-80gb"))
-    from megatron_ext.validate import validate
+    from codetron.megatron_ext.validate import validate
 
     validate(cfg, gpus, check_data=False)
     print(report(cfg, gpus, gpu, args.mfu, args.tokens or published_tokens, args.vocab))
     if rec and rec.published_days and published_tokens and gpus == published_gpus:
-        from slurm.plan import estimate_step, implied_mfu
+        from codetron.slurm.plan import estimate_step, implied_mfu
 
         mfu = implied_mfu(cfg, gpus, gpu, published_tokens, rec.published_days, args.vocab)
         days = estimate_step(cfg, gpus, gpu, args.mfu, args.vocab).days_for(published_tokens)

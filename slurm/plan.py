@@ -3,7 +3,7 @@
 Memory follows the accounting of megatron-core's mixed-precision training:
 
 * **weights / grads / optimizer** per parameter (bytes): bf16/fp16 training keeps 2-byte weights,
-  fp32 gradient buffers (``grad_reduce_in_fp32``, as ``megatron_ext.training`` builds DDP) and an
+  fp32 gradient buffers (``grad_reduce_in_fp32``, as ``codetron.megatron_ext.training`` builds DDP) and an
   fp32 master copy plus Adam's two moments (12 bytes) -- 18 bytes, or ``6 + 12/DP`` with the
   distributed optimizer (ZeRO-1). fp32 training: 4 + 4 + 8 = 16, or ``8 + 8/DP``.
   (Megatron-LM ``docs/distrib_optimizer.md`` gives the same table.)
@@ -19,7 +19,7 @@ Memory follows the accounting of megatron-core's mixed-precision training:
   flight (1F1B), i.e. about ``L`` layers' worth, times ``1 + (PP-1)/(PP*VPP)`` when interleaved.
 
 Step time is ``FLOPs per step / (devices x peak x MFU)`` with the model FLOPs of
-``megatron_ext.flops`` (Megatron-LM's count: causal attention, padded vocabulary, no recompute).
+``codetron.megatron_ext.flops`` (Megatron-LM's count: causal attention, padded vocabulary, no recompute).
 
 This module imports no torch, so ``codetron slurm plan`` answers instantly on a login node.
 """
@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 
 from codetron.errors import ConfigError
-from megatron_ext.config import TrainConfig
+from codetron.megatron_ext.config import TrainConfig
 
 GiB = 1024**3
 
@@ -217,8 +217,8 @@ def estimate_memory(cfg: TrainConfig, world_size: int, gpu: GpuSpec | None = Non
 
 
 def flops_per_token(cfg: TrainConfig, vocab: int | None = None) -> float:
-    """Training FLOPs per token: the step line's accounting (``megatron_ext.flops``)."""
-    from megatron_ext.flops import flops_per_token as model_flops
+    """Training FLOPs per token: the step line's accounting (``codetron.megatron_ext.flops``)."""
+    from codetron.megatron_ext.flops import flops_per_token as model_flops
 
     return model_flops(cfg.model, vocab or cfg.model.vocab_size or 0)
 

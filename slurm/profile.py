@@ -157,7 +157,7 @@ def _check(p: ClusterProfile, where: str) -> ClusterProfile:
             bad(fld, f"{getattr(p, fld)!r} is not a Slurm time (minutes, HH:MM:SS or D-HH:MM:SS)")
     if p.signal_seconds < 1:
         bad("signal_seconds", f"must be >= 1, got {p.signal_seconds}")
-    from slurm.plan import GPUS
+    from codetron.slurm.plan import GPUS
     if p.gpu not in GPUS:
         bad("gpu", f"unknown GPU {p.gpu!r}; known: {', '.join(GPUS)}")
     return p

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from codetron.errors import ConfigError
-from megatron_ext.config import TrainConfig
-from slurm.profile import NCCL_DEFAULTS, ClusterProfile
+from codetron.megatron_ext.config import TrainConfig
+from codetron.slurm.profile import NCCL_DEFAULTS, ClusterProfile
 
 # Keys the launcher sets from variables, so they are not baked into the argument list.
 _PATH_KEYS = {"data.data_path", "checkpoint.save", "checkpoint.load", "checkpoint.exit_file", "data.tokenizer"}

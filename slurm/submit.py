@@ -9,7 +9,7 @@ from pathlib import Path
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
-from slurm.render import Script
+from codetron.slurm.render import Script
 
 
 def write_scripts(scripts: list[Script], out_dir: str | Path) -> list[Path]:

@@ -48,7 +48,7 @@ def setup_kwargs() -> dict:
 
 @pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory) -> str:
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(str(tmp_path_factory.mktemp("data") / "syn"), 256)
 
@@ -150,3 +150,39 @@ def test_each_role_runs_its_stage_with_only_its_packages(setup_kwargs, synthetic
     run_as("eval", "eval", "execute", "--canonical", "--limit", "3", "--out", tmp_path / "ev")
     run_as("eval", "eval", "report", tmp_path / "ev" / "metrics.json", "--out", tmp_path / "report")
     assert (tmp_path / "report" / "pass_at_k.png").stat().st_size > 0
+
+
+def test_install_puts_stages_under_the_codetron_namespace(tmp_path):
+    """`pip install .` (not editable) installs codetron.<stage> and nothing with a generic top-level
+    name; the bundled tokenizer and samples come along as codetron.data."""
+    import shutil
+
+    src, target = tmp_path / "src", tmp_path / "site"
+    # built from a copy: an in-tree build would leave build/ and egg-info in the checkout
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", ".whl", ".gl", ".gpu-site", "build", "dist", "*.egg-info", "__pycache__", "demo_out",
+        "runs", ".pytest_cache"))
+    proc = subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--disable-pip-version-check", "--target", str(target), str(src)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info")) == ["bin", "codetron"]
+    probe = (
+        "import importlib, importlib.util, sys\n"
+        "for stage in ('eval', 'convert', 'preprocess', 'slurm', 'megatron_ext'):\n"
+        "    assert importlib.util.find_spec(stage) is None, stage\n"
+        "    importlib.import_module('codetron.' + stage)\n"
+        "import codetron.eval.passk, codetron.convert.cli, codetron.preprocess.cli, codetron.slurm.cli\n"
+        "import codetron.megatron_ext.train, codetron.preprocess.generate.rrtf.cli\n"
+        "from codetron.preprocess.tokenizer import default_tokenizer_path\n"
+        "from codetron.data import SAMPLES_DIR\n"
+        "assert default_tokenizer_path().is_file() and (SAMPLES_DIR / 'the_stack_sample.jsonl').is_file()\n"
+        "print(codetron.__file__, default_tokenizer_path())\n")
+    env = subprocess_env()
+    env["PYTHONPATH"] = str(target)
+    proc = subprocess.run([PYTHON, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert all(p.startswith(str(target)) for p in proc.stdout.split()), proc.stdout
+    proc = subprocess.run([PYTHON, "-m", "codetron", "preprocess", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "usage: codetron preprocess" in proc.stdout, proc.stderr[-2000:]

@@ -101,3 +101,17 @@ def test_folder_does_not_import(folder, forbidden, why):
             if owner(module) in forbidden or any(full == f or full.startswith(f + ".") for f in forbidden):
                 bad.append(f"{path.relative_to(ROOT)}:{line}: {full}")
     assert not bad, f"{why}:\n" + "\n".join(bad)
+
+
+def test_every_import_of_a_stage_is_namespaced():
+    """The stages install as ``codetron.<stage>``: a bare ``import eval`` works only by accident in
+    a checkout (and would load the module twice next to ``codetron.eval``)."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0].startswith(".") or rel.parts[0].endswith(".egg-info"):
+            continue
+        for module, _, _, line in imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if module.split(".")[0] in FOLDERS[:-1]:
+                bad.append(f"{rel}:{line}: {module}")
+    assert not bad, "write stage imports as codetron.<stage>...:\n" + "\n".join(bad)

@@ -58,9 +58,9 @@ def _load_builtin() -> None:
 
     for mod in ("lm", "sft", "rrtf"):
         try:
-            importlib.import_module(f"megatron_ext.objectives.{mod}")
+            importlib.import_module(f"codetron.megatron_ext.objectives.{mod}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"megatron_ext.objectives.{mod}":
+            if exc.name != f"codetron.megatron_ext.objectives.{mod}":
                 raise
 
 

@@ -5,8 +5,8 @@ from functools import partial
 
 import torch
 
-from megatron_ext.objectives import register
-from megatron_ext.validate import data_prefixes
+from codetron.megatron_ext.objectives import register
+from codetron.megatron_ext.validate import data_prefixes
 
 
 def masked_token_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
@@ -76,7 +76,7 @@ class LMObjective:
     def build_datasets(self, cfg, tokenizer, num_train_samples, num_valid_samples):
         dataset_cls = _uncached_gpt_dataset()
         if cfg.data.fim_rate > 0:
-            from megatron_ext.fim import FIMGPTDataset  # written with the FIM objective
+            from codetron.megatron_ext.fim import FIMGPTDataset  # written with the FIM objective
 
             dataset_cls = FIMGPTDataset
         config = gpt_dataset_config(cfg, tokenizer)

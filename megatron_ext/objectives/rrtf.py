@@ -1,6 +1,6 @@
 """RRTF (PanGu-Coder2, arXiv:2307.14936 Sec. 3.2): rank loss plus teacher fine-tuning on ranked pairs.
 
-For a query x with responses y_i scored r_i by unit tests (``preprocess.generate.rrtf.scoring``), the paper
+For a query x with responses y_i scored r_i by unit tests (``codetron.preprocess.generate.rrtf.scoring``), the paper
 trains on
 
     p_i    = sum_t log P(y_i,t | x, y_i,<t) / |y_i|         length-normalised log-probability
@@ -48,7 +48,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from megatron_ext.objectives import register
+from codetron.megatron_ext.objectives import register
 
 CHOSEN, REJECTED = 0, 1
 LOSSES = ("paper", "weighted")
@@ -224,8 +224,8 @@ class RRTFObjective:
     @staticmethod
     def _pairs(cfg, tokenizer):
         from codetron.errors import ConfigError
-        from megatron_ext.rrtf.pairs import PairDataset
-        from megatron_ext.validate import data_prefixes
+        from codetron.megatron_ext.rrtf.pairs import PairDataset
+        from codetron.megatron_ext.validate import data_prefixes
 
         prefixes = data_prefixes(cfg.data.data_path)
         if len(prefixes) != 1:

@@ -14,7 +14,7 @@ permutation of its documents seeded by (seed, dataset, split, epoch) -- so chang
 not reorder the data, and ``codetron train`` logs how many epochs a run covers.
 
 Packing (``data.pack``): documents of one epoch are packed into rows of ``seq_length`` positions
-(first fit, see :mod:`megatron_ext.packing`), with position ids restarted per document and attention
+(first fit, see :mod:`codetron.megatron_ext.packing`), with position ids restarted per document and attention
 kept inside each document: an explicit block mask with the local layer spec, ``cu_seqlens`` with
 TransformerEngine (flash attention stays usable).
 
@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from codetron.errors import CodetronError, ConfigError
-from megatron_ext.objectives import register
-from megatron_ext.packing import block_causal_mask, cu_seqlens, pack_first_fit, packed_seq_params
+from codetron.megatron_ext.objectives import register
+from codetron.megatron_ext.packing import block_causal_mask, cu_seqlens, pack_first_fit, packed_seq_params
 
 
 def weighted_token_loss(loss_weights: torch.Tensor, loss_units: torch.Tensor, output_tensor: torch.Tensor):
@@ -145,7 +145,7 @@ class SFTDataset(_MegatronDataset):
         return len(self.row_start) - 1
 
     def document(self, doc: int) -> tuple[np.ndarray, np.ndarray]:
-        from preprocess.layout import read_sft_document
+        from codetron.preprocess.layout import read_sft_document
 
         return read_sft_document(self.dataset, doc)
 
@@ -222,7 +222,7 @@ class SFTObjective:
 
     @staticmethod
     def _dataset_config(cfg, tokenizer, weighted: bool = True) -> SFTDatasetConfig:
-        from megatron_ext.objectives.lm import blend_from_paths
+        from codetron.megatron_ext.objectives.lm import blend_from_paths
 
         prefixes, weights = blend_from_paths(cfg.data.data_path)
         return SFTDatasetConfig(
@@ -234,8 +234,8 @@ class SFTObjective:
     def build_datasets(self, cfg, tokenizer, num_train_samples, num_valid_samples):
         import torch.distributed as dist
 
-        from megatron_ext.model import resolve_impl
-        from megatron_ext.objectives.lm import blend_from_paths, build_blended
+        from codetron.megatron_ext.model import resolve_impl
+        from codetron.megatron_ext.objectives.lm import blend_from_paths, build_blended
 
         self.seq_length = cfg.model.seq_length
         self.thd = cfg.data.pack and resolve_impl(cfg.model) == "transformer_engine"
@@ -247,7 +247,7 @@ class SFTObjective:
         if cfg.data.fim_rate > 0:
             raise ConfigError("data.fim_rate applies to pretraining data; set it to 0 with data.mode sft")
         prefixes, _ = blend_from_paths(cfg.data.data_path)
-        from preprocess.layout import dataset_layout
+        from codetron.preprocess.layout import dataset_layout
 
         for p in prefixes:
             layout = dataset_layout(p)

@@ -5,7 +5,7 @@
                                  end with the tokenizer's EOD (the model learns to stop); the prompt
                                  does not.
 ``PREFIX.scores.npy``            float64 ``[num_pairs, 2]``: (chosen score, rejected score), the
-                                 unit-test rewards of ``preprocess.generate.rrtf.scoring`` (chosen >= rejected).
+                                 unit-test rewards of ``codetron.preprocess.generate.rrtf.scoring`` (chosen >= rejected).
 ``PREFIX.rrtf.json``             format tag, pair count, vocabulary size, EOD id and the tokenizer.
 
 All three files are written under temporary names and renamed only when complete.

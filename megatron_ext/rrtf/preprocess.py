@@ -11,7 +11,7 @@ from pathlib import Path
 
 from codetron.errors import CodetronError
 from codetron.records import read_jsonl
-from megatron_ext.rrtf.pairs import write_pairs
+from codetron.megatron_ext.rrtf.pairs import write_pairs
 
 
 def read_pairs(path: str) -> list[dict]:
@@ -41,7 +41,7 @@ def suggested_iters(pairs: int, epochs: int, global_batch_size: int) -> int:
 def run(input_path: str, out_prefix: str, tokenizer_path: str | None, epochs: int, global_batch_size: int) -> dict:
     from tqdm import tqdm
 
-    from preprocess.tokenizer import load_tokenizer
+    from codetron.preprocess.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer_path)
     records = read_pairs(input_path)

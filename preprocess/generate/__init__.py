@@ -14,7 +14,7 @@ Shared by every generator, so a new one (e.g. self-alignment) starts from them:
 ``store``      append-only, fsynced jsonl logs (resume after a crash, torn last line cut off)
 ``output``     the training file: decontaminated, deduplicated instruction records
 
-Model inference and sandboxed execution come from eval's public APIs (``eval.generate.Generator``,
-``eval.execution.check_programs``, ``eval.serve.Engine``). What trains on the results lives in
+Model inference and sandboxed execution come from eval's public APIs (``codetron.eval.generate.Generator``,
+``codetron.eval.execution.check_programs``, ``codetron.eval.serve.Engine``). What trains on the results lives in
 ``megatron_ext`` (the RRTF pairs dataset and loss).
 """

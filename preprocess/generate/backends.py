@@ -247,7 +247,7 @@ class TransformersBackend:
 
     def __init__(self, model_dir: str, device: str = "auto", dtype: str = "auto", chat_template: str = "auto",
                  budget: RequestBudget | None = None):
-        from eval.serve import Engine
+        from codetron.eval.serve import Engine
 
         self.model_dir = model_dir
         self.engine = Engine(model_dir, device, dtype, chat_template)
@@ -258,7 +258,7 @@ class TransformersBackend:
         return {"backend": "transformers", "model": self.model_dir, "chat_template": self.engine.template_name}
 
     def chat(self, messages: list[dict], params: GenParams) -> list[str]:
-        from eval.serve import RequestError, SamplingParams
+        from codetron.eval.serve import RequestError, SamplingParams
 
         self.budget.take()
         prompt, implicit_stop = self.engine.chat_prompt(messages)

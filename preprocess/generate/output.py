@@ -3,7 +3,7 @@
 Each line is ``{"instruction", "input": "", "output", "source", ...provenance}``, the record shape
 ``codetron preprocess instruct`` reads (its ``--template wizardcoder`` renders the Alpaca prompt).
 Decontamination (HumanEval prompts and canonical solutions, 13-word overlap) and dedup reuse
-``preprocess.quality``; the published file is written atomically.
+``codetron.preprocess.quality``; the published file is written atomically.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from codetron.records import write_jsonl
-from preprocess.quality import (DecontamConfig, Decontaminator, ExactDeduper, NearDedupConfig, NearDeduper,
+from codetron.preprocess.quality import (DecontamConfig, Decontaminator, ExactDeduper, NearDedupConfig, NearDeduper,
                                 filter_texts)
 
 

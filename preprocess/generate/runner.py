@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from preprocess.generate.backends import BackendError, BudgetExhausted
+from codetron.preprocess.generate.backends import BackendError, BudgetExhausted
 
 U = TypeVar("U")
 

@@ -25,7 +25,7 @@ class Seed:
 
 
 def _records(inputs: list[str]):
-    from preprocess.readers import expand_inputs, iter_records
+    from codetron.preprocess.readers import expand_inputs, iter_records
 
     for path in expand_inputs(inputs):
         for rec in iter_records(path, on_error="fail"):

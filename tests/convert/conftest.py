@@ -113,7 +113,7 @@ def run_vpp(tmp_path_factory, token_data, tokenizer_json) -> Path:
 
 @pytest.fixture(scope="session")
 def hf_tp2pp2(tmp_path_factory, run_tp2pp2) -> Path:
-    from convert.to_hf import ToHFOptions, to_hf
+    from codetron.convert.to_hf import ToHFOptions, to_hf
 
     out = tmp_path_factory.mktemp("hf") / "tp2pp2"
     to_hf(run_tp2pp2, out, ToHFOptions(progress=False))
@@ -122,7 +122,7 @@ def hf_tp2pp2(tmp_path_factory, run_tp2pp2) -> Path:
 
 @pytest.fixture(scope="session")
 def hf_vpp(tmp_path_factory, run_vpp) -> Path:
-    from convert.to_hf import ToHFOptions, to_hf
+    from codetron.convert.to_hf import ToHFOptions, to_hf
 
     out = tmp_path_factory.mktemp("hf") / "vpp"
     to_hf(run_vpp, out, ToHFOptions(progress=False))

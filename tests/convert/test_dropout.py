@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from codetron.errors import ConfigError
-from convert.hf_config import dropout_note, from_hf_config, to_hf_config
-from megatron_ext.config import ModelConfig, TrainConfig, config_from_dict
-from megatron_ext.presets import resolve_config
+from codetron.convert.hf_config import dropout_note, from_hf_config, to_hf_config
+from codetron.megatron_ext.config import ModelConfig, TrainConfig, config_from_dict
+from codetron.megatron_ext.presets import resolve_config
 from tests.convert.conftest import PYTHON, run, tiny_hf_model
 
 GPTBIGCODE = {"model_type": "gpt_bigcode", "n_embd": 64, "n_head": 4, "n_layer": 2, "n_positions": 64,

@@ -8,8 +8,8 @@ import pytest
 
 from codetron.cli import main as codetron_main
 from codetron.errors import CodetronError
-from convert.from_hf import FromHFOptions, from_hf
-from convert.to_hf import ToHFOptions, to_hf
+from codetron.convert.from_hf import FromHFOptions, from_hf
+from codetron.convert.to_hf import ToHFOptions, to_hf
 from tests.convert.conftest import tiny_hf_model
 
 
@@ -66,7 +66,7 @@ def test_bad_layout(hf_model, tmp_path):
 
 
 def test_missing_shard(hf_model, tmp_path):
-    from convert.safetensors_io import PlannedTensor, SafetensorsFolder, write_sharded
+    from codetron.convert.safetensors_io import PlannedTensor, SafetensorsFolder, write_sharded
 
     folder = SafetensorsFolder(hf_model)
     sharded = tmp_path / "sharded"
@@ -132,7 +132,7 @@ def test_to_hf_errors(meg_ckpt, tmp_path, tokenizer_json):
 
 
 def test_failure_midway_leaves_no_output(meg_ckpt, tmp_path, monkeypatch):
-    from convert import dcp_io
+    from codetron.convert import dcp_io
 
     calls = {"n": 0}
     real = dcp_io.CheckpointReader.read

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from convert.dcp_io import CheckpointReader
-from convert.from_hf import FromHFOptions, from_hf
-from convert.to_hf import ToHFOptions, to_hf
+from codetron.convert.dcp_io import CheckpointReader
+from codetron.convert.from_hf import FromHFOptions, from_hf
+from codetron.convert.to_hf import ToHFOptions, to_hf
 from tests.convert.conftest import PYTHON, check_json, run, tiny_hf_model
 
 
@@ -98,7 +98,7 @@ def test_finetune_resumes_from_converted_checkpoint(tmp_path, token_data, tokeni
 
 def test_embeddings_written_in_row_blocks_still_round_trip(tmp_path, monkeypatch):
     """from-hf splits embeddings into small row blocks (bounded memory); to-hf streams them back."""
-    import convert.from_hf as fh
+    import codetron.convert.from_hf as fh
 
     monkeypatch.setattr(fh, "MAX_CHUNK_BYTES", 4096)  # 16 rows of 64 fp32
     src = tiny_hf_model(tmp_path / "hf", tie=False)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from convert.dcp_io import CheckpointReader
-from convert.to_hf import ToHFOptions, to_hf
-from megatron_ext.checkpointing import resolve_checkpoint_dir
+from codetron.convert.dcp_io import CheckpointReader
+from codetron.convert.to_hf import ToHFOptions, to_hf
+from codetron.megatron_ext.checkpointing import resolve_checkpoint_dir
 from tests.convert.conftest import check_json
 
 pytestmark = pytest.mark.slow  # the session fixtures train two 4-rank runs

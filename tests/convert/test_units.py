@@ -9,16 +9,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from codetron.errors import CodetronError
-from convert import mapping as M
-from convert.dcp_io import CheckpointReader
-from convert.safetensors_io import PlannedTensor, SafetensorsFolder, write_sharded
-from convert.to_hf import parse_size
+from codetron.convert import mapping as M
+from codetron.convert.dcp_io import CheckpointReader
+from codetron.convert.safetensors_io import PlannedTensor, SafetensorsFolder, write_sharded
+from codetron.convert.to_hf import parse_size
 
 
 @pytest.mark.slow
 def test_table_covers_every_model_key_of_a_trained_checkpoint(run_tp2pp2, run_vpp):
     """If megatron-core renames or adds a parameter, this fails before any conversion goes wrong."""
-    from megatron_ext.checkpointing import resolve_checkpoint_dir
+    from codetron.megatron_ext.checkpointing import resolve_checkpoint_dir
 
     for run, tied in ((run_tp2pp2, True), (run_vpp, False)):
         md = CheckpointReader(resolve_checkpoint_dir(run)).metadata.state_dict_metadata
@@ -77,7 +77,7 @@ def test_streaming_safetensors_are_standard(tmp_path):
 
 
 def test_checkpoint_reader_slices_match_whole_tensors(tmp_path):
-    from convert.dcp_io import TensorToWrite, write_checkpoint
+    from codetron.convert.dcp_io import TensorToWrite, write_checkpoint
 
     full = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(0))
     # stored as 3 layers x 2 column chunks, like a TP2 row-parallel weight

@@ -6,7 +6,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def humaneval():
-    from eval.problems import read_problems
+    from codetron.eval.problems import read_problems
 
     return read_problems()
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from codetron.errors import CodetronError
-from eval.cli import main
-from eval.harness_io import read_metrics, read_samples, write_generations, write_samples_jsonl
-from eval.problems import read_problems, select
+from codetron.eval.cli import main
+from codetron.eval.harness_io import read_metrics, read_samples, write_generations, write_samples_jsonl
+from codetron.eval.problems import read_problems, select
 
 
 def test_run_generate_execute_report(tiny_model, tmp_path, capsys):

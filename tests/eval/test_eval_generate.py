@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from codetron.errors import CodetronError
-from eval.generate import GenerationConfig, generate, load_model
+from codetron.eval.generate import GenerationConfig, generate, load_model
 
 
 def test_greedy_matches_transformers_generate(tiny_model, humaneval):

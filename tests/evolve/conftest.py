@@ -55,13 +55,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine(tiny_model_dir):
-    from eval.serve import Engine
+    from codetron.eval.serve import Engine
 
     return Engine(str(tiny_model_dir), device="cpu")
 
 
 def _handlers():
-    from eval.serve import OpenAIHandler
+    from codetron.eval.serve import OpenAIHandler
 
     class CountingHandler(OpenAIHandler):
         """Counts POSTs (the requests a client really sent)."""
@@ -96,7 +96,7 @@ def _handlers():
 @pytest.fixture(scope="session")
 def start_server(engine, tiny_model_dir):
     """start_server(flaky=False, faults=()) -> a running OpenAIServer on 127.0.0.1 (free port)."""
-    from eval.serve import OpenAIServer, ServeConfig
+    from codetron.eval.serve import OpenAIServer, ServeConfig
 
     counting, flaky = _handlers()
     servers = []
@@ -130,7 +130,7 @@ class ScriptedBackend:
     """A fake backend: ``reply(messages, params) -> list[str]``; counts calls like a budget would."""
 
     def __init__(self, reply):
-        from preprocess.generate.backends import RequestBudget
+        from codetron.preprocess.generate.backends import RequestBudget
 
         self.reply = reply
         self.budget = RequestBudget()

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from preprocess.generate.backends import (BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget,
+from codetron.preprocess.generate.backends import (BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget,
                                           RetryPolicy, TransformersBackend)
 
 FAST = RetryPolicy(max_retries=4, backoff=0.01, backoff_max=0.05, timeout=60)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from preprocess.generate.evolve.eliminator import (check_instruction, check_response, copied_prompt_words,
+from codetron.preprocess.generate.evolve.eliminator import (check_instruction, check_response, copied_prompt_words,
                                                    is_sorry_short, is_stopwords_only, parse_judgement)
-from preprocess.generate.evolve.evolver import EvolConfig, run_evol
-from preprocess.generate.evolve.templates import COPIED_PROMPT_WORDS, METHODS, evolution_prompt
-from preprocess.generate.seeds import Seed
-from preprocess.generate.store import RecordLog
+from codetron.preprocess.generate.evolve.evolver import EvolConfig, run_evol
+from codetron.preprocess.generate.evolve.templates import COPIED_PROMPT_WORDS, METHODS, evolution_prompt
+from codetron.preprocess.generate.seeds import Seed
+from codetron.preprocess.generate.store import RecordLog
 
 PARENT = "Write a function that returns the largest element of a list."
 

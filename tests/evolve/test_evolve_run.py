@@ -10,8 +10,8 @@ import pytest
 from tokenizers import Tokenizer
 
 from codetron.errors import CodetronError
-from preprocess.generate.evolve.cli import EXIT_INCOMPLETE, main
-from preprocess.formats import wizardcoder_prompt
+from codetron.preprocess.generate.evolve.cli import EXIT_INCOMPLETE, main
+from codetron.preprocess.formats import wizardcoder_prompt
 
 
 def evol_args(seeds_file, out: Path, url: str, *extra) -> list[str]:
@@ -140,7 +140,7 @@ def test_server_down_stops_cleanly(ref_run, start_server, tmp_path):
 
 
 def test_output_feeds_preprocess(ref_run, tmp_path, tiny_model_dir):
-    from preprocess.cli import main as preprocess_main
+    from codetron.preprocess.cli import main as preprocess_main
 
     rc = preprocess_main(["instruct", str(ref_run["out"]), "-o", str(tmp_path / "sft"), "--tokenizer",
                           str(tiny_model_dir / "tokenizer.json"), "--workers", "0", "--dedup", "none",
@@ -175,8 +175,8 @@ def test_include_seeds(ref_run, tmp_path):
 
 
 def test_output_decontaminates_and_dedups(tmp_path):
-    from preprocess.generate.output import OutputConfig, write_output
-    from preprocess.quality import load_humaneval
+    from codetron.preprocess.generate.output import OutputConfig, write_output
+    from codetron.preprocess.quality import load_humaneval
 
     he = load_humaneval()[0]
     rows = [

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from preprocess.generate.evolve.cli import main
-from preprocess.generate.evolve.selfinstruct import (SelfInstructConfig, parse_concepts, parse_instruction,
+from codetron.preprocess.generate.evolve.cli import main
+from codetron.preprocess.generate.evolve.selfinstruct import (SelfInstructConfig, parse_concepts, parse_instruction,
                                                      run_self_instruct, split_response)
-from preprocess.generate.output import OutputConfig, training_records, write_output
-from preprocess.generate.seeds import Seed, extract_functions, load_code_seeds
-from preprocess.generate.store import RecordLog
+from codetron.preprocess.generate.output import OutputConfig, training_records, write_output
+from codetron.preprocess.generate.seeds import Seed, extract_functions, load_code_seeds
+from codetron.preprocess.generate.store import RecordLog
 
 GOOD = """[Reasoning]
 Walk the list once.

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from eval.serve import ALPACA_STOP, SamplingParams, alpaca_chat_prompt, truncate_at_stop
-from preprocess.formats import wizardcoder_prompt
+from codetron.eval.serve import ALPACA_STOP, SamplingParams, alpaca_chat_prompt, truncate_at_stop
+from codetron.preprocess.formats import wizardcoder_prompt
 
 
 def post(server, path, body, raw: bytes | None = None):

@@ -1,4 +1,4 @@
-"""The one HTTP client of the generation stages (``preprocess.generate.backends``), as Evol-Instruct
+"""The one HTTP client of the generation stages (``codetron.preprocess.generate.backends``), as Evol-Instruct
 and RRTF's teacher use it: URL forms, raw completions, retries and one-line errors on loopback servers."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from codetron.errors import CodetronError
 from codetron.templates import ALPACA_STOP, wizardcoder_prompt
-from preprocess.generate.backends import GenParams, OpenAIBackend, RequestBudget, RetryPolicy
-from preprocess.generate.rrtf.teacher import TeacherEndpoint
+from codetron.preprocess.generate.backends import GenParams, OpenAIBackend, RequestBudget, RetryPolicy
+from codetron.preprocess.generate.rrtf.teacher import TeacherEndpoint
 
 FAST = RetryPolicy(max_retries=4, backoff=0.01, backoff_max=0.05, timeout=60)
 MSG = [{"role": "user", "content": "Write a function that adds two numbers."}]
@@ -25,7 +25,7 @@ def test_server_root_and_endpoint_urls_reach_the_same_api(server):
 
 
 def test_complete_sends_the_prompt_verbatim(server, engine):
-    from eval.serve import SamplingParams
+    from codetron.eval.serve import SamplingParams
 
     rendered = wizardcoder_prompt(MSG[0]["content"])
     params = GenParams(temperature=0.7, max_tokens=6, seed=11, stop=[ALPACA_STOP], n=2)

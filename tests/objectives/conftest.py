@@ -52,7 +52,7 @@ def tiny_tokenizer_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_tokenizer_path):
-    from preprocess.tokenizer import load_tokenizer
+    from codetron.preprocess.tokenizer import load_tokenizer
 
     return load_tokenizer(tiny_tokenizer_path)
 

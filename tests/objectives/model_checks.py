@@ -31,11 +31,11 @@ def max_grad_diff(a, b) -> float:
 
 
 def main(work: str) -> None:
-    from megatron_ext.model import build_model
-    from megatron_ext.objectives import get_objective
-    from megatron_ext.parallel import LaunchEnv, init_distributed
-    from megatron_ext.presets import resolve_config
-    from megatron_ext.tokenizer_info import NullTokenizer
+    from codetron.megatron_ext.model import build_model
+    from codetron.megatron_ext.objectives import get_objective
+    from codetron.megatron_ext.parallel import LaunchEnv, init_distributed
+    from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.tokenizer_info import NullTokenizer
     from tests.objectives.conftest import synthetic_sft_pairs, write_sft
 
     cfg = resolve_config("debug-tiny", overrides={"model.seq_length": SEQ, "model.transformer_impl": "local",

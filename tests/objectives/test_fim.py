@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from codetron.errors import ConfigError
-from megatron_ext.fim import PLAIN, PSM, SPM, FIMTransform, rearrange, sample_rng
-from megatron_ext.token_bytes import TokenBytes
+from codetron.megatron_ext.fim import PLAIN, PSM, SPM, FIMTransform, rearrange, sample_rng
+from codetron.megatron_ext.token_bytes import TokenBytes
 from tests.objectives.conftest import make_documents, write_pretrain
 
 SEQ = 128
@@ -198,7 +198,7 @@ def test_fragment_level_fim(tiny_tokenizer):
 
 
 def test_null_tokenizer_is_refused():
-    from megatron_ext.tokenizer_info import NullTokenizer
+    from codetron.megatron_ext.tokenizer_info import NullTokenizer
 
     with pytest.raises(ConfigError, match="fim"):
         FIMTransform(NullTokenizer(256), 0.5, 0.5)
@@ -207,8 +207,8 @@ def test_null_tokenizer_is_refused():
 def test_gpt_dataset_pad_positions_have_no_loss(tiny_tokenizer, tiny_tokenizer_path, tmp_path):
     """Through the pretraining objective (megatron GPTDataset + FIM hook): every position whose label
     is <fim_pad> has loss weight 0, every other position weight 1, and pads do occur."""
-    from megatron_ext.config import TrainConfig
-    from megatron_ext.objectives import get_objective
+    from codetron.megatron_ext.config import TrainConfig
+    from codetron.megatron_ext.objectives import get_objective
 
     tok = tiny_tokenizer
     docs = make_documents(500, seed=11)

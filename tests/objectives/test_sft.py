@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from codetron.errors import CodetronError
-from megatron_ext.packing import block_causal_mask, cu_seqlens, pack_first_fit
-from megatron_ext.tokenizer_info import NullTokenizer
+from codetron.megatron_ext.packing import block_causal_mask, cu_seqlens, pack_first_fit
+from codetron.megatron_ext.tokenizer_info import NullTokenizer
 from tests.objectives.conftest import synthetic_sft_pairs, write_pretrain, write_sft
 
 V = 256
@@ -17,7 +17,7 @@ SEQ = 64
 
 
 def sft_cfg(paths, pack=True, norm=False, split="100,0,0", eod_mask=False):
-    from megatron_ext.config import TrainConfig
+    from codetron.megatron_ext.config import TrainConfig
 
     cfg = TrainConfig()
     cfg.model.seq_length = SEQ
@@ -43,7 +43,7 @@ def sft_prefix(tmp_path_factory, pairs):
 
 
 def build(cfg, n=None):
-    from megatron_ext.objectives import get_objective
+    from codetron.megatron_ext.objectives import get_objective
 
     obj = get_objective("sft")
     train, _ = obj.build_datasets(cfg, NullTokenizer(V), n or 1, 0)

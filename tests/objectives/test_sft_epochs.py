@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from megatron_ext.objectives import get_objective, resolve_train_epochs
-from megatron_ext.tokenizer_info import NullTokenizer
+from codetron.megatron_ext.objectives import get_objective, resolve_train_epochs
+from codetron.megatron_ext.tokenizer_info import NullTokenizer
 from tests.objectives.conftest import synthetic_sft_pairs, write_sft
 from tests.objectives.test_sft import SEQ, V, sft_cfg
 

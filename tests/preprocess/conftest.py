@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.config import JobConfig, PipelineConfig, QualityConfig
-from preprocess.tokenizer import default_tokenizer_path, load_tokenizer
+from codetron.preprocess.config import JobConfig, PipelineConfig, QualityConfig
+from codetron.preprocess.tokenizer import default_tokenizer_path, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"

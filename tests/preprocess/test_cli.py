@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from codetron.cli import main as codetron_main
-from preprocess.cli import build_parser
+from codetron.preprocess.cli import build_parser
 from tests.preprocess.conftest import REPO, SAMPLES
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from preprocess.commitpack import RULES, CommitFilterConfig, check_commit, check_token_count
+from codetron.preprocess.commitpack import RULES, CommitFilterConfig, check_commit, check_token_count
 from tests.preprocess.conftest import SAMPLES
 
 OLD = "def paginate(items, page, n):\n    return items[page * n:(page + 1) * n]\n"
@@ -80,7 +80,7 @@ def test_bundled_sample_drops_each_rule(tmp_path):
     """The CommitPack sample covers every rule; the pipeline counts exactly the planted drops."""
     from collections import Counter
 
-    from preprocess.pipeline import run
+    from codetron.preprocess.pipeline import run
     from tests.preprocess.conftest import make_cfg, read_docs
 
     s = run(make_cfg([SAMPLES / "commitpack_sample.jsonl"], tmp_path / "c", mode="commitpack"))

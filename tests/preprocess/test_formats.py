@@ -1,4 +1,4 @@
-from preprocess import formats
+from codetron.preprocess import formats
 
 
 def test_stars_buckets():

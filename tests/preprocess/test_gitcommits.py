@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from preprocess.gitcommits import GitCommitsConfig, export, iter_commit_records, lang_of
+from codetron.preprocess.gitcommits import GitCommitsConfig, export, iter_commit_records, lang_of
 
 OLD = "def area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n" * 3
 NEW = OLD.replace("return w * h", "if w < 0 or h < 0:\n        raise ValueError('negative size')\n    return w * h")
@@ -53,7 +53,7 @@ def test_records_from_history(repo):
 
 
 def test_export_then_commitpack_pipeline(repo, tmp_path, tok):
-    from preprocess.pipeline import run
+    from codetron.preprocess.pipeline import run
     from tests.preprocess.conftest import make_cfg, read_docs
 
     out = tmp_path / "commits.jsonl"

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from codetron.errors import CodetronError
-from preprocess.indexed import DTYPE_CODES, INDEX_HEADER, IndexedWriter, IndexInfo, merge, token_dtype
+from codetron.preprocess.indexed import DTYPE_CODES, INDEX_HEADER, IndexedWriter, IndexInfo, merge, token_dtype
 
 
 def _docs(rng, n, max_seq=3, vocab=60000):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from codetron.errors import CodetronError
-from preprocess import formats
-from preprocess.config import CodeConfig, CommitConfig, InstructConfig
-from preprocess.pipeline import run
+from codetron.preprocess import formats
+from codetron.preprocess.config import CodeConfig, CommitConfig, InstructConfig
+from codetron.preprocess.pipeline import run
 from tests.preprocess.conftest import SAMPLES, make_cfg, read_docs, write_jsonl
 
 EOD = "<|endoftext|>"
@@ -75,7 +75,7 @@ def test_commitpack_round_trip(tmp_path, tok, fmt, layout):
 
 @pytest.mark.parametrize("template,layout", [("wizardcoder", "sft"), ("octocoder", "sft"), ("plain", "pretrain")])
 def test_instruct_round_trip_keeps_boundary(tmp_path, tok, template, layout):
-    from preprocess.layout import read_sft_document, sft_loss_mask
+    from codetron.preprocess.layout import read_sft_document, sft_loss_mask
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     recs = json.loads((SAMPLES / "evol_instruct_sample.json").read_text())[:10]
@@ -123,8 +123,8 @@ def test_workers_give_identical_output_and_bounded_inflight(tmp_path):
 
 
 def test_runner_consumes_input_lazily():
-    from preprocess import pipeline
-    from preprocess.readers import Chunk
+    from codetron.preprocess import pipeline
+    from codetron.preprocess.readers import Chunk
     from tests.preprocess.conftest import make_cfg as mk
 
     pulled = []
@@ -147,7 +147,7 @@ def test_runner_consumes_input_lazily():
 
 
 def test_shards_merge_to_the_full_dataset(tmp_path, tok):
-    from preprocess.indexed import merge
+    from codetron.preprocess.indexed import merge
 
     recs = _code_records(100)
     src = write_jsonl(tmp_path / "code.jsonl", recs)
@@ -242,7 +242,7 @@ def test_text_mode_with_large_vocab_writes_int32(tmp_path):
     """A 70k-id tokenizer does not fit uint16: the output switches to int32 and keeps ids > 65535."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from preprocess.tokenizer import load_tokenizer
+    from codetron.preprocess.tokenizer import load_tokenizer
 
     vocab = {"<|endoftext|>": 0, "<fim_pad>": 1, "[UNK]": 2, **{f"w{i}": i + 3 for i in range(70_000)}}
     t = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))

@@ -1,7 +1,7 @@
 import random
 from collections import Counter
 
-from preprocess.quality import (DecontamConfig, Decontaminator, ExactDeduper, NearDedupConfig, NearDeduper,
+from codetron.preprocess.quality import (DecontamConfig, Decontaminator, ExactDeduper, NearDedupConfig, NearDeduper,
                                 filter_texts, load_humaneval)
 
 

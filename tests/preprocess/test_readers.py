@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from codetron.errors import CodetronError
-from preprocess.readers import ReadError, expand_inputs, iter_chunks, iter_records, parse_item, ItemError
+from codetron.preprocess.readers import ReadError, expand_inputs, iter_chunks, iter_records, parse_item, ItemError
 from tests.preprocess.conftest import write_jsonl
 
 RECS = [{"text": f"doc {i}"} for i in range(7)]
@@ -36,7 +36,7 @@ def test_json_array_streaming_with_line_numbers(tmp_path):
     assert [r.data for r in recs] == RECS
     assert recs[0].line == 2 and recs[1].line == 5  # each object starts on its own line
     # a tiny read size forces objects to straddle buffer refills
-    from preprocess import readers
+    from codetron.preprocess import readers
 
     chunks = list(readers._json_array_chunks(str(f), 100, 1 << 20, read_size=7))
     assert [o for c in chunks for _, o in c.items] == RECS

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from codetron.errors import CodetronError
-from preprocess.tokenizer import SPECIAL_TOKENS, TokenizerTrainConfig, load_tokenizer, train_bpe, train_tokenizer_to
+from codetron.preprocess.tokenizer import SPECIAL_TOKENS, TokenizerTrainConfig, load_tokenizer, train_bpe, train_tokenizer_to
 
 TEXTS = ["def add(a, b):\n    return a + b\n", "for i in range(10):\n    print(i * 2024)\n", "x = {'k': [1, 2, 3]}\n"] * 20
 
@@ -72,7 +72,7 @@ def test_usable_as_gpt_dataset_tokenizer(tok, tmp_path):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
-    from preprocess.pipeline import run
+    from codetron.preprocess.pipeline import run
     from tests.preprocess.conftest import SAMPLES, make_cfg
 
     run(make_cfg([SAMPLES / "the_stack_sample.jsonl"], tmp_path / "code"))

@@ -48,7 +48,7 @@ def synthetic_pairs(n: int = 48, vocab: int = VOCAB, seed: int = 0, per_query: i
 
 @pytest.fixture(scope="session")
 def pairs_prefix(tmp_path_factory) -> str:
-    from megatron_ext.rrtf.pairs import write_pairs
+    from codetron.megatron_ext.rrtf.pairs import write_pairs
 
     prefix = str(tmp_path_factory.mktemp("pairs") / "pairs")
     write_pairs(prefix, synthetic_pairs(), VOCAB, VOCAB - 1)

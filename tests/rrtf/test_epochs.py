@@ -4,15 +4,15 @@ import math
 import pytest
 
 from codetron.errors import ConfigError
-from megatron_ext.config import TrainConfig
-from megatron_ext.objectives import resolve_train_epochs
-from megatron_ext.tokenizer_info import NullTokenizer
+from codetron.megatron_ext.config import TrainConfig
+from codetron.megatron_ext.objectives import resolve_train_epochs
+from codetron.megatron_ext.tokenizer_info import NullTokenizer
 from tests.rrtf.conftest import VOCAB, read_jsonl, run_cli, synthetic_pairs
 
 
 @pytest.fixture(scope="module")
 def small_pairs(tmp_path_factory) -> str:
-    from megatron_ext.rrtf.pairs import write_pairs
+    from codetron.megatron_ext.rrtf.pairs import write_pairs
 
     prefix = str(tmp_path_factory.mktemp("small") / "pairs")
     write_pairs(prefix, synthetic_pairs(15), VOCAB, VOCAB - 1)
@@ -49,7 +49,7 @@ def test_epochs_none_keeps_train_iters(small_pairs, capsys):
 
 
 def test_bad_epochs_are_config_errors_before_any_process_group(small_pairs):
-    from megatron_ext.validate import validate
+    from codetron.megatron_ext.validate import validate
 
     cfg = _cfg(small_pairs, 0)
     with pytest.raises(ConfigError, match=r"optim.train_epochs 0(\.0)?: must be a number > 0"):
@@ -64,7 +64,7 @@ def test_bad_epochs_are_config_errors_before_any_process_group(small_pairs):
 
 
 def test_rrtf_recipe_trains_six_epochs_with_the_paper_loss():
-    from megatron_ext.presets import RECIPES, resolve_config
+    from codetron.megatron_ext.presets import RECIPES, resolve_config
 
     cfg = resolve_config(recipe="rrtf")
     assert cfg.optim.train_epochs == 6 and cfg.data.rrtf_loss == "paper"

@@ -4,9 +4,9 @@ import json
 import pytest
 
 from codetron.errors import CodetronError
-from preprocess.generate.rrtf.cli import main as rrtf_main
-from megatron_ext.rrtf.pairs import PairDataset
-from preprocess.generate.rrtf.problems import read_problems
+from codetron.preprocess.generate.rrtf.cli import main as rrtf_main
+from codetron.megatron_ext.rrtf.pairs import PairDataset
+from codetron.preprocess.generate.rrtf.problems import read_problems
 
 
 def test_preprocess_rejects_inverted_scores_without_output(tmp_path):
@@ -28,7 +28,7 @@ def test_problems_need_tests_and_a_prompt(tmp_path):
 
 
 def test_pretraining_dataset_is_not_a_pairs_dataset(tmp_path):
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     prefix = write_synthetic_dataset(str(tmp_path / "syn"), 64, num_docs=5)
     (tmp_path / "syn.scores.npy").write_bytes(b"")
@@ -50,8 +50,8 @@ def test_pairs_round_trip(pairs_prefix):
 def test_epochs_shuffle_pairs_and_micro_batches_keep_pairs_whole(pairs_prefix):
     import numpy as np
 
-    from megatron_ext.objectives.rrtf import PairSequences, RRTFObjective, epoch_order, split_pairs
-    from megatron_ext.training import MicroBatches
+    from codetron.megatron_ext.objectives.rrtf import PairSequences, RRTFObjective, epoch_order, split_pairs
+    from codetron.megatron_ext.training import MicroBatches
 
     train, valid = split_pairs(48, "90,10,0")
     assert (len(train), len(valid)) == (43, 5)

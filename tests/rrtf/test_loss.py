@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from megatron_ext.objectives.rrtf import RRTFObjective, build_row, rrtf_loss, teacher_weights
+from codetron.megatron_ext.objectives.rrtf import RRTFObjective, build_row, rrtf_loss, teacher_weights
 from tests.conftest import PYTHON, ROOT, subprocess_env
 from tests.rrtf.conftest import VOCAB
 
@@ -70,7 +70,7 @@ def queries_logprobs():
 
 @pytest.fixture(scope="module")
 def hand_prefix(tmp_path_factory) -> str:
-    from megatron_ext.rrtf.pairs import write_pairs
+    from codetron.megatron_ext.rrtf.pairs import write_pairs
 
     prefix = str(tmp_path_factory.mktemp("hand") / "pairs")
     write_pairs(prefix, PAIRS, VOCAB, VOCAB - 1)
@@ -78,7 +78,7 @@ def hand_prefix(tmp_path_factory) -> str:
 
 
 def _cfg(prefix, **data):
-    from megatron_ext.config import TrainConfig
+    from codetron.megatron_ext.config import TrainConfig
 
     cfg = TrainConfig()
     cfg.data.data_path, cfg.data.mode, cfg.data.split = [prefix], "rrtf", "1,0,0"
@@ -90,7 +90,7 @@ def _cfg(prefix, **data):
 
 def _epoch(prefix, **data):
     """One shuffled epoch of the hand pairs as a single batch, the objective, and per-token losses."""
-    from megatron_ext.tokenizer_info import NullTokenizer
+    from codetron.megatron_ext.tokenizer_info import NullTokenizer
 
     obj = RRTFObjective()
     train, _ = obj.build_datasets(_cfg(prefix, **data), NullTokenizer(VOCAB), 2 * len(PAIRS), 0)
@@ -189,7 +189,7 @@ def test_teacher_weights_count_each_teacher_once_per_split():
 
 
 def test_pairs_file_query_keys(hand_prefix):
-    from megatron_ext.rrtf.pairs import PairDataset
+    from codetron.megatron_ext.rrtf.pairs import PairDataset
 
     ds = PairDataset(hand_prefix)
     q, c = ds.query_keys()
@@ -233,10 +233,10 @@ def test_collate_rejects_split_pairs():
 
 MODEL_CHECK = r"""
 import json, torch
-from megatron_ext.config import ModelConfig, ParallelConfig
-from megatron_ext.parallel import init_distributed, destroy_distributed
-from megatron_ext.model import build_model
-from megatron_ext.objectives.rrtf import rrtf_loss
+from codetron.megatron_ext.config import ModelConfig, ParallelConfig
+from codetron.megatron_ext.parallel import init_distributed, destroy_distributed
+from codetron.megatron_ext.model import build_model
+from codetron.megatron_ext.objectives.rrtf import rrtf_loss
 init_distributed(ParallelConfig(), 0)
 model = build_model(ModelConfig(num_layers=2, hidden_size=32, num_attention_heads=4, seq_length=16), ParallelConfig(), 100)
 g = torch.Generator().manual_seed(0)

@@ -44,9 +44,9 @@ def test_tp2pp2_matches_single_process(pairs_prefix, tmp_path):
 
 def test_odd_micro_batch_is_a_config_error(pairs_prefix):
     from codetron.errors import ConfigError
-    from megatron_ext.config import TrainConfig
-    from megatron_ext.objectives.rrtf import RRTFObjective
-    from megatron_ext.tokenizer_info import NullTokenizer
+    from codetron.megatron_ext.config import TrainConfig
+    from codetron.megatron_ext.objectives.rrtf import RRTFObjective
+    from codetron.megatron_ext.tokenizer_info import NullTokenizer
 
     cfg = TrainConfig()
     cfg.data.data_path, cfg.data.mode, cfg.optim.micro_batch_size = [pairs_prefix], "rrtf", 1

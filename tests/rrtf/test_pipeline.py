@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.generate.rrtf.cli import main as rrtf_main
+from codetron.preprocess.generate.rrtf.cli import main as rrtf_main
 from tests.rrtf.conftest import read_jsonl, run_cli
 from tests.rrtf.tiny_hf import build_tiny_student, humaneval_problems, write_demo_inputs
 
@@ -69,8 +69,8 @@ def test_pipeline_rank_preprocess_train_convert_eval(demo):
     # preprocess with the student's own tokenizer
     assert rrtf_main(["preprocess", "--input", str(root / "pairs.jsonl"), "--out", str(root / "pairs"),
                       "--tokenizer", str(root / "student_hf"), "--global-batch-size", "4"]) == 0
-    from megatron_ext.rrtf.pairs import PairDataset
-    from preprocess.tokenizer import load_tokenizer
+    from codetron.megatron_ext.rrtf.pairs import PairDataset
+    from codetron.preprocess.tokenizer import load_tokenizer
 
     ds, tok = PairDataset(str(root / "pairs")), load_tokenizer(root / "student_hf")
     assert len(ds) == len(pairs)

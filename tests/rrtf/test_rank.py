@@ -4,9 +4,9 @@ import json
 import pytest
 
 from codetron.errors import CodetronError
-from preprocess.generate.rrtf.problems import pangu_prompt, program_code
-from preprocess.generate.rrtf.rank import rank, read_samples
-from preprocess.generate.rrtf.scoring import score_codes, split_tests
+from codetron.preprocess.generate.rrtf.problems import pangu_prompt, program_code
+from codetron.preprocess.generate.rrtf.rank import rank, read_samples
+from codetron.preprocess.generate.rrtf.scoring import score_codes, split_tests
 
 ADD = {
     "task_id": "toy/add", "entry_point": "add",

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from codetron.errors import CodetronError
-from preprocess.generate.rrtf.cli import main as rrtf_main
-from preprocess.generate.rrtf.problems import normalize_response, stop_sequences
+from codetron.preprocess.generate.rrtf.cli import main as rrtf_main
+from codetron.preprocess.generate.rrtf.problems import normalize_response, stop_sequences
 from tests.rrtf.conftest import read_jsonl
 from tests.rrtf.tiny_hf import build_tiny_student, write_demo_inputs
 
@@ -32,7 +32,7 @@ def _sample(root, inputs, out: str, *extra: str) -> list[dict]:
 
 
 def test_students_are_generator_samples_whatever_the_chunk_or_shard(student):
-    from eval.generate import GenerationConfig, Generator
+    from codetron.eval.generate import GenerationConfig, Generator
 
     root, inputs = student
     whole = _sample(root, inputs, "whole.jsonl", "--chunk", "3")

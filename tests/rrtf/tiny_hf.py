@@ -8,7 +8,7 @@ SPECIALS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<f
 
 
 def humaneval_problems(n: int) -> list[dict]:
-    from eval.problems import read_problems
+    from codetron.eval.problems import read_problems
 
     return read_problems()[:n]
 
@@ -49,7 +49,7 @@ if __name__ == "__main__":
 
     root = Path(sys.argv[1])
     inputs = write_demo_inputs(root)
-    from eval.problems import read_problems
+    from codetron.eval.problems import read_problems
 
     build_tiny_student(root / "student_hf", [p["prompt"] + p["canonical_solution"] for p in read_problems()])
     print(root)

@@ -24,7 +24,7 @@ def slurm_cluster(tmp_path_factory, pytestconfig):
     import subprocess
 
     from codetron.errors import CodetronError
-    from slurm.local_cluster import LocalCluster, have_slurm, install_slurm
+    from codetron.slurm.local_cluster import LocalCluster, have_slurm, install_slurm
 
     if not have_slurm():
         if os.geteuid() != 0:
@@ -57,7 +57,7 @@ def job_env():
 def render():
     """``codetron slurm ARGV`` in-process; asserts success."""
     def run(argv: list[str]) -> None:
-        from slurm.cli import main
+        from codetron.slurm.cli import main
 
         assert main(argv) == 0
     return run

@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-from megatron_ext.config import parse_cli_overrides
-from megatron_ext.presets import resolve_config
-from slurm.plan import estimate_memory, estimate_step, get_gpu, implied_mfu
+from codetron.megatron_ext.config import parse_cli_overrides
+from codetron.megatron_ext.presets import resolve_config
+from codetron.slurm.plan import estimate_memory, estimate_step, get_gpu, implied_mfu
 from tests.conftest import PYTHON, ROOT, subprocess_env
 
 
@@ -134,7 +134,7 @@ def _peak_rss(cmd: list[str]) -> int:
 @pytest.mark.slow
 def test_memory_estimate_matches_a_measured_cpu_run_within_20_percent(tmp_path):
     """Model states + activations of a ~86M-parameter run vs its peak RSS above the import baseline."""
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     data = write_synthetic_dataset(str(tmp_path / "syn"), 256)
     args = ["--preset", "debug-tiny", "--model.num_layers", "8", "--model.hidden_size", "1024",

@@ -22,7 +22,7 @@ def _loss_log(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> str:
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(str(tmp_path_factory.mktemp("tiny") / "syn"), 256)
 

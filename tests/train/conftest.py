@@ -28,7 +28,7 @@ def read_log(path) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> str:
-    from megatron_ext.synthetic import write_synthetic_dataset
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(str(tmp_path_factory.mktemp("data") / "syn"), VOCAB)
 

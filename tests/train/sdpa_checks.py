@@ -45,9 +45,9 @@ def padding_mask(lengths_left: list[int], lengths_right: list[int]) -> torch.Ten
 
 def sft_batch(work: Path):
     """A packed SFT micro-batch exactly as the training loop builds it (real SFT dataset + collate)."""
-    from megatron_ext.objectives import get_objective
-    from megatron_ext.presets import resolve_config
-    from megatron_ext.tokenizer_info import NullTokenizer
+    from codetron.megatron_ext.objectives import get_objective
+    from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.tokenizer_info import NullTokenizer
     from tests.objectives.conftest import synthetic_sft_pairs, write_sft
 
     cfg = resolve_config("debug-tiny", overrides={"model.seq_length": SEQ, "model.transformer_impl": "sdpa",
@@ -59,10 +59,10 @@ def sft_batch(work: Path):
 
 
 def main(work: str) -> None:
-    from megatron_ext.config import ModelConfig, ParallelConfig
-    from megatron_ext.model import build_model
-    from megatron_ext.parallel import LaunchEnv, init_distributed
-    from megatron_ext.sdpa import SDPADotProductAttention
+    from codetron.megatron_ext.config import ModelConfig, ParallelConfig
+    from codetron.megatron_ext.model import build_model
+    from codetron.megatron_ext.parallel import LaunchEnv, init_distributed
+    from codetron.megatron_ext.sdpa import SDPADotProductAttention
 
     init_distributed(ParallelConfig(), 1234, LaunchEnv(0, 1, 0, "single"))
     g = torch.Generator().manual_seed(3)

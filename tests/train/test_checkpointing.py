@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from megatron_ext import checkpointing
+from codetron.megatron_ext import checkpointing
 from tests.conftest import PYTHON, ROOT, subprocess_env
 from tests.train.conftest import base_args, read_log, run_train
 

@@ -4,14 +4,14 @@ import subprocess
 import pytest
 
 from codetron.errors import ConfigError
-from megatron_ext.config import ParallelConfig, parse_cli_overrides
-from megatron_ext.presets import MODEL_PRESETS, RECIPES, resolve_config
+from codetron.megatron_ext.config import ParallelConfig, parse_cli_overrides
+from codetron.megatron_ext.presets import MODEL_PRESETS, RECIPES, resolve_config
 from tests.conftest import PYTHON, ROOT, subprocess_env
 
 
 @pytest.mark.parametrize("name", list(MODEL_PRESETS))
 def test_every_preset_builds_a_transformer_config(name):
-    from megatron_ext.model import padded_vocab_size, transformer_config
+    from codetron.megatron_ext.model import padded_vocab_size, transformer_config
 
     cfg = resolve_config(preset=name)
     tc = transformer_config(cfg.model, ParallelConfig())
@@ -23,8 +23,8 @@ def test_every_preset_builds_a_transformer_config(name):
 
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_every_recipe_builds_with_its_parallel_layout(name):
-    from megatron_ext.model import transformer_config
-    from megatron_ext.validate import validate
+    from codetron.megatron_ext.model import transformer_config
+    from codetron.megatron_ext.validate import validate
 
     cfg = resolve_config(recipe=name)
     p = cfg.parallel

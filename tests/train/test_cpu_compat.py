@@ -5,7 +5,7 @@ import inspect
 import pytest
 import torch
 
-from megatron_ext import cpu_compat
+from codetron.megatron_ext import cpu_compat
 
 
 def test_patch_targets_match_installed_megatron_core():

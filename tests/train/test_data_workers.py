@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from megatron_ext.training import MicroBatches
+from codetron.megatron_ext.training import MicroBatches
 from tests.train.conftest import base_args, read_log, run_train
 
 

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from megatron_ext.config import LoggingConfig, ModelConfig
-from megatron_ext.metrics import StepLogger, flops_per_step, flops_per_token, padded_vocab
-from megatron_ext.presets import resolve_config
+from codetron.megatron_ext.config import LoggingConfig, ModelConfig
+from codetron.megatron_ext.metrics import StepLogger, flops_per_step, flops_per_token, padded_vocab
+from codetron.megatron_ext.presets import resolve_config
 
 STARCODERBASE_1B = ModelConfig(num_layers=24, hidden_size=2048, num_attention_heads=16, num_query_groups=1,
                                ffn_hidden_size=8192, seq_length=8192, vocab_size=49152)
@@ -97,7 +97,7 @@ def test_step_line_mfu_is_flops_per_step_over_time_and_devices(capsys):
 
 
 def test_slurm_planner_uses_the_same_accounting():
-    from slurm.plan import flops_per_token as plan_flops
+    from codetron.slurm.plan import flops_per_token as plan_flops
 
     cfg = resolve_config(recipe="starcoder-pretrain")
     assert plan_flops(cfg, 49152) == flops_per_token(cfg.model, 49152) == 104_865_988_608

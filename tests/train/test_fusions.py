@@ -1,13 +1,13 @@
 """Fused kernels are turned on only where they import; each one left off says why in one line.
 
 The GPU machines these decisions are for are not here, so "CUDA present" and "kernel X imports" are
-faked by replacing the two probes of ``megatron_ext.fusions``.
+faked by replacing the two probes of ``codetron.megatron_ext.fusions``.
 """
 import pytest
 import torch
 import torch.nn.functional as F
 
-from megatron_ext import fusions
+from codetron.megatron_ext import fusions
 
 ALL_KERNELS = {"triton", "fused_weight_gradient_mlp_cuda", "scaled_upper_triang_masked_softmax_cuda",
                "scaled_masked_softmax_cuda", "apex", "apex.contrib.layer_norm.layer_norm"}
@@ -106,8 +106,8 @@ def test_apex_without_fast_layer_norm(gpu_with):
 def test_transformer_config_takes_the_decisions(gpu_with):
     """What reaches megatron: flags from the decision; F.gelu only with the bias-GELU fusion on, since
     megatron's unfused path would apply F.gelu as exact erf GELU."""
-    from megatron_ext.config import DataConfig, ModelConfig, OptimConfig, ParallelConfig
-    from megatron_ext.model import gelu_tanh, transformer_config
+    from codetron.megatron_ext.config import DataConfig, ModelConfig, OptimConfig, ParallelConfig
+    from codetron.megatron_ext.model import gelu_tanh, transformer_config
 
     m = ModelConfig(transformer_impl="local")
     tc = transformer_config(m, ParallelConfig(), OptimConfig(precision="fp32"))

@@ -61,8 +61,8 @@ def test_dry_run_compares_bf16_with_the_stored_fp32_curve(dry_run):
 
 @pytest.mark.slow
 def test_dry_run_throughput_numbers_add_up(dry_run):
-    from megatron_ext.flops import flops_per_token
-    from megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.flops import flops_per_token
+    from codetron.megatron_ext.presets import resolve_config
 
     _, report = dry_run
     assert "peak 0.01 TFLOP/s per device (assumed for the dry run)" in report

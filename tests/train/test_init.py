@@ -2,7 +2,7 @@
 
 Megatron-LM offsets each pipeline rank's seed by 100 x pp_rank so stages are not copies of each
 other; here, in addition, every weight is drawn from a generator keyed by its global layer (see
-``megatron_ext.initialization``), so the same seed gives bit-identical HF weights after
+``codetron.megatron_ext.initialization``), so the same seed gives bit-identical HF weights after
 ``codetron convert to-hf`` whether the model was built on one process, TP2xPP2 or PP4.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _fresh_hf(data: str, root, name: str, extra: list[str], nproc: int = 1) -> d
     """Build the model (0 training steps), checkpoint it and convert it to HF weights."""
     from safetensors.torch import load_file
 
-    from convert.to_hf import ToHFOptions, to_hf
+    from codetron.convert.to_hf import ToHFOptions, to_hf
 
     save = root / name
     run_train(base_args(data, 0) + extra + ["--checkpoint.save", str(save)], nproc=nproc)
@@ -94,7 +94,7 @@ def test_keyed_init_is_a_function_of_seed_owner_and_order():
     """The init hook ignores the ambient RNG: same (seed, owner, draw) -> same tensor."""
     from megatron.core.utils import init_method_normal
 
-    from megatron_ext.initialization import KeyedInit, _DrawCounter
+    from codetron.megatron_ext.initialization import KeyedInit, _DrawCounter
 
     def draw(seed: int, ambient: int, owner_draws: int) -> torch.Tensor:
         torch.manual_seed(ambient)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from megatron_ext.config import LoggingConfig, ModelConfig
-from megatron_ext.metrics import (LM_LOSS, REAL_TOKENS, StepLogger, StepReport, real_token_count, reduce_reports,
+from codetron.megatron_ext.config import LoggingConfig, ModelConfig
+from codetron.megatron_ext.metrics import (LM_LOSS, REAL_TOKENS, StepLogger, StepReport, real_token_count, reduce_reports,
                                   with_real_tokens)
 from tests.conftest import PYTHON, ROOT, TORCHRUN, subprocess_env
 from tests.train.conftest import read_log, run_train
@@ -80,7 +80,7 @@ def test_reduce_reports_sums_every_key_in_one_process():
 
 REDUCE_2RANKS = r"""
 import json, sys, torch, torch.distributed as dist
-from megatron_ext.metrics import reduce_reports
+from codetron.megatron_ext.metrics import reduce_reports
 dist.init_process_group("gloo")
 r = dist.get_rank()
 # rank 0 plays a first pipeline stage (no reports) that asks to exit; rank 1 the last stage

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from megatron_ext.presets import MODEL_PRESETS, RECIPES, resolve_config
+from codetron.megatron_ext.presets import MODEL_PRESETS, RECIPES, resolve_config
 from tests.conftest import PYTHON, ROOT, subprocess_env
 from tests.train.conftest import VOCAB, base_args, run_train
 
@@ -43,7 +43,7 @@ def converted(tmp_path_factory):
     """A HF GPTBigCode shaped like debug-tiny with 256 positions, through `codetron convert from-hf`."""
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
-    from convert.from_hf import FromHFOptions, from_hf
+    from codetron.convert.from_hf import FromHFOptions, from_hf
 
     root = tmp_path_factory.mktemp("positions")
     torch.manual_seed(0)
@@ -58,7 +58,7 @@ def converted(tmp_path_factory):
 def test_finetune_at_shorter_seq_keeps_the_checkpoints_table(converted, synthetic_data, tmp_path):
     from safetensors.torch import load_file
 
-    from convert.to_hf import ToHFOptions, to_hf
+    from codetron.convert.to_hf import ToHFOptions, to_hf
 
     hf, base = converted
     saved = yaml.safe_load((base / "iter_0000000" / "codetron_config.yaml").read_text())

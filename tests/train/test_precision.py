@@ -99,7 +99,7 @@ def _half_way(run_dir, dst):
 
 
 def _read(ckpt, key: str) -> torch.Tensor:
-    from convert.dcp_io import CheckpointReader
+    from codetron.convert.dcp_io import CheckpointReader
 
     return CheckpointReader(ckpt).read(key)
 

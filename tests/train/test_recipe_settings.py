@@ -5,8 +5,8 @@ import typing
 
 import pytest
 
-from megatron_ext.config import SECTIONS, TrainConfig
-from megatron_ext.presets import RECIPES, RecipeSettings, resolve_config, section_of
+from codetron.megatron_ext.config import SECTIONS, TrainConfig
+from codetron.megatron_ext.presets import RECIPES, RecipeSettings, resolve_config, section_of
 
 
 def _section_types() -> dict[str, dict[str, typing.Any]]:
@@ -45,7 +45,7 @@ def test_a_setting_outside_the_sections_is_refused():
 
 
 def test_planner_reads_the_published_numbers(monkeypatch, capsys):
-    from slurm.cli import main
+    from codetron.slurm.cli import main
 
     pub = RECIPES["starcoder-pretrain"]
     assert (pub.published_gpus, pub.published_tokens, pub.published_days) == (512, 1e12, 24)

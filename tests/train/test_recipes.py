@@ -132,7 +132,7 @@ def _saved_config(save: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCALED))
 def test_recipe_runs_as_shipped(name, work, data, base_checkpoint):
-    from megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.presets import resolve_config
 
     shipped = resolve_config(recipe=name)
     finetune = shipped.checkpoint.finetune

@@ -45,8 +45,8 @@ def test_attention_dropout_uses_the_model_parallel_rng_and_only_in_training(chec
 
 
 def test_auto_picks_te_then_sdpa_on_gpu_else_local(monkeypatch):
-    from megatron_ext import model as model_mod
-    from megatron_ext.config import ModelConfig
+    from codetron.megatron_ext import model as model_mod
+    from codetron.megatron_ext.config import ModelConfig
 
     cfg = ModelConfig(transformer_impl="auto")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -60,8 +60,8 @@ def test_auto_picks_te_then_sdpa_on_gpu_else_local(monkeypatch):
 
 
 def test_unknown_impl_is_a_config_error_before_any_process_group():
-    from megatron_ext.presets import resolve_config
-    from megatron_ext.validate import validate
+    from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.validate import validate
 
     cfg = resolve_config("debug-tiny", overrides={"model.transformer_impl": "flash"})
     with pytest.raises(ConfigError, match="model.transformer_impl .*sdpa"):

@@ -75,7 +75,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS
+    from codetron.preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS
 
     p = argparse.ArgumentParser(prog="codetron evolve", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_backend(args):
-    from preprocess.generate.backends import OpenAIBackend, RequestBudget, RetryPolicy, TransformersBackend
+    from codetron.preprocess.generate.backends import OpenAIBackend, RequestBudget, RetryPolicy, TransformersBackend
 
     if args.max_requests is not None and args.max_requests < 1:
         raise CodetronError(f"--max-requests must be >= 1, got {args.max_requests}")
@@ -132,9 +132,9 @@ def _paths(output: str) -> tuple[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    from preprocess.generate.backends import BackendError, BudgetExhausted
-    from preprocess.generate.output import OutputConfig, training_records, write_output
-    from preprocess.generate.store import RecordLog
+    from codetron.preprocess.generate.backends import BackendError, BudgetExhausted
+    from codetron.preprocess.generate.output import OutputConfig, training_records, write_output
+    from codetron.preprocess.generate.store import RecordLog
 
     args = build_parser().parse_args(argv)
     records_path, stats_path = _paths(args.output)
@@ -142,8 +142,8 @@ def main(argv: list[str]) -> int:
                            decontaminate=not args.no_decontaminate)
     started = time.time()
     if args.mode == "evol":
-        from preprocess.generate.evolve.evolver import EvolConfig, run_evol
-        from preprocess.generate.seeds import load_instruction_seeds
+        from codetron.preprocess.generate.evolve.evolver import EvolConfig, run_evol
+        from codetron.preprocess.generate.seeds import load_instruction_seeds
 
         cfg = EvolConfig(rounds=args.rounds, template=args.template,
                          methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), seed=args.seed,
@@ -153,8 +153,8 @@ def main(argv: list[str]) -> int:
         cfg.validate()
         seeds = load_instruction_seeds(args.seeds, args.limit)
     else:
-        from preprocess.generate.evolve.selfinstruct import SelfInstructConfig, run_self_instruct
-        from preprocess.generate.seeds import load_code_seeds
+        from codetron.preprocess.generate.evolve.selfinstruct import SelfInstructConfig, run_self_instruct
+        from codetron.preprocess.generate.seeds import load_code_seeds
 
         cfg = SelfInstructConfig(instructions_per_seed=args.instructions_per_seed, responses=args.responses,
                                  seed=args.seed, temperature=0.7 if args.temperature is None else args.temperature,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from preprocess.generate.evolve.templates import COPIED_PROMPT_WORDS
+from codetron.preprocess.generate.evolve.templates import COPIED_PROMPT_WORDS
 
 RULES = ("empty_instruction", "copied_prompt_words", "no_information_gain", "sorry_short", "stopwords_only")
 """Every rule name, in checking order."""

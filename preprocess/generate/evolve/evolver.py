@@ -17,12 +17,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from codetron.errors import CodetronError, ConfigError
-from preprocess.generate.backends import Backend, GenParams
-from preprocess.generate.evolve.eliminator import RULES, check_instruction, check_response, parse_judgement
-from preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS, equality_prompt, evolution_prompt
-from preprocess.generate.runner import RunStatus, derive_seed, run_units
-from preprocess.generate.seeds import Seed
-from preprocess.generate.store import RecordLog
+from codetron.preprocess.generate.backends import Backend, GenParams
+from codetron.preprocess.generate.evolve.eliminator import RULES, check_instruction, check_response, parse_judgement
+from codetron.preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS, equality_prompt, evolution_prompt
+from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_units
+from codetron.preprocess.generate.seeds import Seed
+from codetron.preprocess.generate.store import RecordLog
 
 
 @dataclass(kw_only=True)

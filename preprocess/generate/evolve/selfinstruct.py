@@ -3,7 +3,7 @@
 For each code seed and ``k < instructions_per_seed``: the model names the snippet's concepts, writes
 a new task exercising them (category and difficulty drawn from a seeded hash), and answers it
 ``responses`` times in the ``[Reasoning] / [Implementation] / [Tests]`` format. Each answer's
-implementation + its own tests run in the ``eval`` sandbox (``eval.execution.check_programs``); the
+implementation + its own tests run in the ``eval`` sandbox (``codetron.eval.execution.check_programs``); the
 first answer whose tests pass is kept, and an item with no passing answer is dropped. Answers
 without an ``assert`` in their tests are never kept: a test that checks nothing proves nothing.
 
@@ -19,12 +19,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError, ConfigError
-from preprocess.generate.backends import Backend, GenParams
-from preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE,
+from codetron.preprocess.generate.backends import Backend, GenParams
+from codetron.preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE,
                                                   RESPONSE_TEMPLATE, TASK_CATEGORIES)
-from preprocess.generate.runner import RunStatus, derive_seed, run_units
-from preprocess.generate.seeds import Seed
-from preprocess.generate.store import RecordLog
+from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_units
+from codetron.preprocess.generate.seeds import Seed
+from codetron.preprocess.generate.store import RecordLog
 
 SELF_RULES = ("no_concepts", "no_instruction", "no_tests", "tests_failed")
 """Why a self-instruct item is dropped: nothing parsed at a step, no answer with asserting tests,
@@ -151,7 +151,7 @@ def generate_item(backend: Backend, cfg: SelfInstructConfig, seed: Seed, k: int)
 
 def execute_chunk(records: list[dict], cfg: SelfInstructConfig) -> None:
     """Run every candidate's tests in the sandbox; keep each item's first passing answer."""
-    from eval.execution import check_programs
+    from codetron.eval.execution import check_programs
 
     flat = [(rec, cand) for rec in records for cand in rec["_candidates"]]
     results = check_programs([cand[3] for _, cand in flat], timeout=cfg.exec_timeout,

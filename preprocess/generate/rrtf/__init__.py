@@ -5,7 +5,7 @@
 ``codetron rrtf rank``        run every response against the problem's unit tests in the eval sandbox,
                               score compile error < runtime error < partial pass < all pass, keep
                               (teacher, student) pairs, write pairs jsonl + per-tier statistics
-``codetron rrtf preprocess``  tokenize pairs into the indexed pairs dataset (``megatron_ext.rrtf``)
+``codetron rrtf preprocess``  tokenize pairs into the indexed pairs dataset (``codetron.megatron_ext.rrtf``)
 ``codetron train --data.mode rrtf``  L = L_rank + L_ft (``megatron_ext/objectives/rrtf.py``)
 
 Modules: ``problems`` (problem schema, PanGu-Coder2 prompt), ``scoring`` (tiers, test harness),

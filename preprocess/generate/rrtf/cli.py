@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     argv = list(argv)
     if argv and argv[0] == "train":
-        from megatron_ext.train import main as train_main
+        from codetron.megatron_ext.train import main as train_main
 
         rest = argv[1:]
         return train_main(rest + ["--data.mode", "rrtf"] if "--help" not in rest and "-h" not in rest else rest)
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
         _parser().print_help()
         return 2
     if args.cmd == "sample":
-        from preprocess.generate.rrtf.sample import SampleConfig, run
+        from codetron.preprocess.generate.rrtf.sample import SampleConfig, run
 
         run(SampleConfig(
             problems=args.problems, out=args.out, model=args.model, temperatures=args.temperatures,
@@ -104,14 +104,14 @@ def main(argv: list[str]) -> int:
             shard=args.shard, chunk=args.chunk, limit=args.limit), progress=not args.no_progress)
         return 0
     if args.cmd == "rank":
-        from preprocess.generate.rrtf.rank import run
+        from codetron.preprocess.generate.rrtf.rank import run
 
         if args.timeout <= 0 or args.workers < 1:
             raise CodetronError("--timeout must be > 0 and --workers >= 1")
         run(args.problems, args.samples, args.out, args.timeout, args.workers, progress=not args.no_progress)
         return 0
     if args.cmd == "preprocess":
-        from megatron_ext.rrtf.preprocess import run
+        from codetron.megatron_ext.rrtf.preprocess import run
 
         if args.epochs < 1 or args.global_batch_size < 2 or args.global_batch_size % 2:
             raise CodetronError("--epochs must be >= 1 and --global-batch-size an even number >= 2")

@@ -30,7 +30,7 @@ def is_humaneval(problem: dict) -> bool:
 
 def read_problems(path: str | Path) -> list[dict]:
     """Read and validate a problems jsonl; errors name ``file:line`` and the field."""
-    from eval.problems import read_task_records
+    from codetron.eval.problems import read_task_records
 
     return read_task_records(path, _check_schema, what="problems")
 
@@ -50,7 +50,7 @@ def _check_schema(rec: dict, where: str) -> None:
 
 def pangu_prompt(problem: dict) -> str:
     """The model input in the PanGu-Coder2 format (shared with eval's ``pangu-coder2`` prompt)."""
-    from eval.prompts import PANGU_TEMPLATE, render
+    from codetron.eval.prompts import PANGU_TEMPLATE, render
 
     if is_humaneval(problem):
         return render(problem, "pangu-coder2")[0]
@@ -58,7 +58,7 @@ def pangu_prompt(problem: dict) -> str:
 
 
 def stop_sequences(problem: dict) -> tuple[str, ...]:
-    from eval.prompts import FORMATS
+    from codetron.eval.prompts import FORMATS
 
     return FORMATS["pangu-coder2"].stop if is_humaneval(problem) else INSTRUCTION_STOP
 
@@ -66,7 +66,7 @@ def stop_sequences(problem: dict) -> tuple[str, ...]:
 def normalize_response(problem: dict, text: str) -> str:
     """A response as the training target: fenced chat answers to instruction problems become their
     code; everything is cut at the format's stop sequences."""
-    from eval.prompts import extract_code, truncate
+    from codetron.eval.prompts import extract_code, truncate
 
     if "```" in text and not is_humaneval(problem):
         text = extract_code(text, problem.get("entry_point"))
@@ -77,7 +77,7 @@ def program_code(problem: dict, prompt: str, response: str) -> str:
     """The code under test for a response: the prompt (docstring + declaration) it continues, then
     the response. A fenced chat answer runs its code block instead; for a HumanEval-schema problem
     after the original prompt, so the block redefines the entry point (as eval does)."""
-    from eval.prompts import extract_code
+    from codetron.eval.prompts import extract_code
 
     if "```" in response:
         code = extract_code(response, problem.get("entry_point"))

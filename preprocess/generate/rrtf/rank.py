@@ -19,8 +19,8 @@ from collections import Counter
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
 from codetron.records import read_jsonl, write_jsonl
-from preprocess.generate.rrtf.problems import program_code, read_problems
-from preprocess.generate.rrtf.scoring import TIERS, Score, score_codes
+from codetron.preprocess.generate.rrtf.problems import program_code, read_problems
+from codetron.preprocess.generate.rrtf.scoring import TIERS, Score, score_codes
 
 
 def read_samples(paths: list[str]) -> list[dict]:

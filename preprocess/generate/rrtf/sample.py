@@ -19,8 +19,8 @@ from pathlib import Path
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
 from codetron.records import read_jsonl
-from preprocess.generate.rrtf.problems import normalize_response, pangu_prompt, read_problems, stop_sequences
-from preprocess.generate.store import AppendLog
+from codetron.preprocess.generate.rrtf.problems import normalize_response, pangu_prompt, read_problems, stop_sequences
+from codetron.preprocess.generate.store import AppendLog
 
 
 @dataclass(kw_only=True)
@@ -114,14 +114,14 @@ class StudentSampler:
     """The student model, loaded once; one seeded generator per (problem, temperature, sample)."""
 
     def __init__(self, cfg: SampleConfig):
-        from eval.generate import Generator
+        from codetron.eval.generate import Generator
 
         self.cfg = cfg
         self.generator = Generator(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
 
     def sample(self, problems: list[dict], prompts: list[str], temperature: float, t_index: int) -> list[list[str]]:
         """n_samples raw outputs per problem at one temperature."""
-        from eval.generate import GenerationConfig
+        from codetron.eval.generate import GenerationConfig
 
         c = self.cfg
         gen = GenerationConfig(model=c.model, n_samples=c.n_samples, temperature=temperature, top_p=c.top_p,
@@ -143,7 +143,7 @@ class StudentSampler:
 def run(cfg: SampleConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    from preprocess.generate.rrtf.teacher import TeacherEndpoint, read_teacher_files
+    from codetron.preprocess.generate.rrtf.teacher import TeacherEndpoint, read_teacher_files
 
     if not cfg.temperatures or any(t < 0 for t in cfg.temperatures):
         raise CodetronError("--temperatures: give one or more temperatures >= 0")

@@ -1,6 +1,6 @@
 """Unit-test rewards for RRTF: compile error < runtime error < partial pass < all pass.
 
-Every response runs once in the eval sandbox (``eval.execution.check_programs``) as
+Every response runs once in the eval sandbox (``codetron.eval.execution.check_programs``) as
 
     <prompt + response>          the code under test; a SyntaxError here is a *compile error*
     <harness>                    runs the problem's tests one by one and reports how many passed
@@ -140,7 +140,7 @@ def score_result(result, total: int) -> Score:
 def score_codes(problems_and_codes: list[tuple[dict, str]], timeout: float = 5.0, n_workers: int = 2,
                 progress: bool = True) -> list[Score]:
     """Score many (problem, code) pairs in the sandbox; results in input order."""
-    from eval.execution import check_programs
+    from codetron.eval.execution import check_programs
 
     programs, totals = [], []
     for problem, code in problems_and_codes:

@@ -5,7 +5,7 @@ accepted too); a task may have several lines (several teacher responses, the bes
 
 Endpoint: ``POST {base}/v1/completions`` with ``{"model", "prompt", "max_tokens", "temperature": 0,
 "stop"}`` -- what vLLM, TGI, llama.cpp and OpenAI's legacy completions API accept -- through the
-generation stages' one HTTP client (``preprocess.generate.backends.OpenAIBackend``: retries with
+generation stages' one HTTP client (``codetron.preprocess.generate.backends.OpenAIBackend``: retries with
 back-off, request budget). The API key, if any, is read from an environment variable (never from
 the command line).
 """
@@ -15,7 +15,7 @@ import os
 
 from codetron.errors import CodetronError
 from codetron.records import read_jsonl
-from preprocess.generate.backends import BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget, RetryPolicy
+from codetron.preprocess.generate.backends import BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget, RetryPolicy
 
 RESPONSE_KEYS = ("response", "completion", "output")
 
