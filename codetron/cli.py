@@ -20,6 +20,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "slurm": ("codetron.slurm.cli", "render/submit sbatch launchers, plan capacity"),
     "rrtf": ("codetron.preprocess.generate.rrtf.cli", "PanGu-Coder2 RRTF: sample, rank, train"),
     "evolve": ("codetron.preprocess.generate.evolve.cli", "Evol-Instruct / self-instruct data generation"),
+    "selfalign": ("codetron.preprocess.generate.selfalign.cli", "StarCoder2-Instruct self-alignment: seeds -> tested pairs"),
     "serve": ("codetron.eval.serve", "serve a HF model folder over an OpenAI-compatible HTTP API"),
     "presets": ("codetron.megatron_ext.presets", "list the named model and recipe presets"),
     "demo": ("codetron.demo", "run the whole pipeline on the tiny preset and bundled data"),

@@ -57,6 +57,46 @@ def render_octocoder_instruction(instruction: str, output: str, input: str = "")
     return render_octocoder(join_input(instruction, input), output)
 
 
+STARCODER2_INSTRUCT_SYSTEM = ("You are an exceptionally intelligent coding assistant that consistently delivers "
+                              "accurate and reliable responses to user instructions.")
+"""The fixed system line of StarCoder2-15B-Instruct-v0.1 (its template rejects system messages)."""
+
+STARCODER2_INSTRUCT_CHAT_TEMPLATE = (
+    "{{bos_token}}{{'" + STARCODER2_INSTRUCT_SYSTEM + "\n\n'}}\n"
+    "{%- for message in messages %}\n"
+    "    {%- if message['role'] == 'system' %}\n"
+    "        {{ raise_exception('System messages are not allowed in this template.') }}\n"
+    "    {%- else %}\n"
+    "        {%- if message['role'] == 'user' %}\n"
+    "{{'### Instruction\n' + message['content'] + '\n\n'}}\n"
+    "        {%- else %}\n"
+    "{{'### Response\n' + message['content'] + eos_token + '\n\n'}}\n"
+    "        {%- endif %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{{'### Response\n'}}"
+)
+"""The ``chat_template`` of bigcode/starcoder2-15b-instruct-v0.1 (tokenizer_config.json; the same string is
+``CHAT_TEMPLATE`` in starcoder2-self-align ``src/star_align/prompt_template.py``), for tokenizer files
+written by conversion; ``starcoder2_instruct_prompt`` renders a single turn of it in plain Python."""
+
+STARCODER2_INSTRUCT_STOP = "###"
+"""StarCoder2-Instruct's terminator besides EOS (its model card stops on the ``###`` token)."""
+
+
+def starcoder2_instruct_prompt(instruction: str) -> str:
+    """One user turn in StarCoder2-Instruct's chat template, ending where the response starts
+    (``### Response\\n``). Without ``bos_token``: its evaluation script (text2code.py) formats the
+    same text without it, and Codetron's GPTBigCode/StarCoder2 tokenizers add none."""
+    return f"{STARCODER2_INSTRUCT_SYSTEM}\n\n### Instruction\n{instruction}\n\n### Response\n"
+
+
+def render_starcoder2_instruct(instruction: str, output: str, input: str = "") -> tuple[str, str]:
+    """StarCoder2-Instruct SFT pair: the response follows ``### Response\\n`` verbatim (EOD is added by
+    the pipeline, where the chat template writes ``eos_token``)."""
+    return starcoder2_instruct_prompt(join_input(instruction, input)), output
+
+
 def render_plain(instruction: str, output: str, input: str = "") -> tuple[str, str]:
     """No template: ``INSTRUCTION[\\n\\nINPUT]\\n\\n`` then the output."""
     return join_input(instruction, input, sep="\n\n") + "\n\n", output
@@ -71,6 +111,7 @@ INSTRUCTION_TEMPLATES = {
     "wizardcoder": render_wizardcoder,
     "octocoder": render_octocoder_instruction,
     "plain": render_plain,
+    "starcoder2-instruct": render_starcoder2_instruct,
 }
 """name -> f(instruction, output, input) -> (prompt, response)."""
 
@@ -78,5 +119,6 @@ PROMPT_TEMPLATES = {
     "wizardcoder": wizardcoder_prompt,
     "octocoder": octocoder_prompt,
     "plain": lambda instruction, input="": render_plain(instruction, "", input)[0],
+    "starcoder2-instruct": lambda instruction, input="": starcoder2_instruct_prompt(join_input(instruction, input)),
 }
 """name -> f(instruction, input) -> prompt, for generation with the training template."""

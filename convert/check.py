@@ -6,6 +6,15 @@ TP2xPP2 checkpoint loads as TP1xPP1 with identical weights); the HF side is plai
 ``AutoModelForCausalLM.from_pretrained``. Both run in fp32 on the same random tokens; the check
 reports the largest logit difference and whether greedy decoding agrees token for token (megatron
 by full re-forward each step, HF by ``generate`` with its KV cache).
+
+Weights stored narrower than fp32 (``to-hf --dtype bf16``): the megatron reference is rounded to the
+same dtype before comparing. Rounding is what such a conversion is asked to do, and its effect is not
+small: bf16 keeps 8 significand bits (unit roundoff 2**-8 = 0.4% per weight), which moved the logits of
+a tiny test model by 0.12 and flipped greedy tokens at near-ties -- no tolerance wide enough for that
+would still catch a mapping mistake of the same size (e.g. truncating instead of rounding to bf16).
+With both sides holding the same bf16-representable weights and computing in fp32, only fp32
+arithmetic differs, so ``atol`` keeps its fp32 meaning for every storage dtype; how far the rounding
+itself moved the logits is reported alongside (``rounding_diff``).
 """
 from __future__ import annotations
 
@@ -14,6 +23,9 @@ from pathlib import Path
 
 import torch
 
+from codetron.convert.dcp_io import CheckpointReader
+from codetron.convert.safetensors_io import SafetensorsFolder
+from codetron.convert.to_hf import HF_DTYPE_NAMES
 from codetron.errors import CodetronError
 
 
@@ -31,6 +43,10 @@ class CheckResult:
     """Greedily generated ids (transformers generate)."""
     atol: float
     """Tolerance the check was run with."""
+    reference_dtype: str = "float32"
+    """Dtype the megatron weights were rounded to before comparing: the HF folder's storage dtype."""
+    rounding_diff: float | None = None
+    """Largest logit change that rounding the megatron weights to ``reference_dtype`` caused (None: fp32)."""
 
     @property
     def greedy_equal(self) -> bool:
@@ -44,7 +60,7 @@ class CheckResult:
         return {"max_abs_diff": self.max_abs_diff, "logit_scale": self.logit_scale,
                 "argmax_agreement": self.argmax_agreement, "greedy_equal": self.greedy_equal,
                 "greedy_megatron": self.greedy_megatron, "greedy_hf": self.greedy_hf, "atol": self.atol,
-                "ok": self.ok}
+                "reference_dtype": self.reference_dtype, "rounding_diff": self.rounding_diff, "ok": self.ok}
 
 
 class MegatronLM:
@@ -73,6 +89,13 @@ class MegatronLM:
         self.model.eval()
 
     @torch.no_grad()
+    def round_weights(self, dtype: torch.dtype) -> None:
+        """Round every weight to ``dtype`` (round to nearest even, as ``to-hf`` casts) and keep
+        computing in fp32."""
+        for p in self.model.parameters():
+            p.copy_(p.to(dtype).to(p.dtype))
+
+    @torch.no_grad()
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens.to(self.device)
         pos = torch.arange(tokens.shape[1], device=self.device).unsqueeze(0).expand_as(tokens)
@@ -80,13 +103,14 @@ class MegatronLM:
         return out[..., : self.vocab].float().cpu()  # padded vocab rows are not real tokens
 
     @torch.no_grad()
-    def greedy(self, prompt: torch.Tensor, new_tokens: int, eos: int | None) -> list[int]:
+    def greedy(self, prompt: torch.Tensor, new_tokens: int, eos: int | list[int] | None) -> list[int]:
+        stop = {eos} if isinstance(eos, int) else set(eos or ())
         seq = prompt.clone()
         out: list[int] = []
         for _ in range(new_tokens):
             nxt = int(self.logits(seq)[0, -1].argmax())
             out.append(nxt)
-            if eos is not None and nxt == eos:
+            if nxt in stop:
                 break
             seq = torch.cat([seq, torch.tensor([[nxt]])], dim=1)
         return out
@@ -94,12 +118,16 @@ class MegatronLM:
 
 def check(ckpt: str | Path, hf_dir: str | Path, batch: int = 2, seq_len: int | None = None,
           new_tokens: int = 16, atol: float = 1e-4, seed: int = 0) -> CheckResult:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     from codetron.convert.hf_config import read_hf_config
+    from codetron.megatron_ext.checkpointing import resolve_checkpoint_dir
 
     hf_dir = Path(hf_dir)
     read_hf_config(hf_dir)  # one-line errors for a missing or non-GPTBigCode config
+    # one-line errors for missing or truncated shard files, before megatron's loader meets them
+    CheckpointReader(resolve_checkpoint_dir(ckpt))
+    stored = storage_dtype(hf_dir)
     meg = MegatronLM(ckpt, seed)
     hf = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     if hf.config.vocab_size != meg.vocab:
@@ -109,6 +137,11 @@ def check(ckpt: str | Path, hf_dir: str | Path, batch: int = 2, seq_len: int | N
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, meg.vocab, (batch, seq_len), generator=gen)
     a = meg.logits(tokens)
+    rounding_diff = None
+    if stored is not None:
+        meg.round_weights(stored)
+        full, a = a, meg.logits(tokens)
+        rounding_diff = float((full - a).abs().max())
     with torch.no_grad():
         b = hf(tokens).logits.float()
     diff = float((a - b).abs().max())
@@ -116,10 +149,21 @@ def check(ckpt: str | Path, hf_dir: str | Path, batch: int = 2, seq_len: int | N
 
     prompt = tokens[:1, : max(1, min(8, seq_len - new_tokens))]
     eos = hf.generation_config.eos_token_id
-    eos = eos[0] if isinstance(eos, list) else eos
+    first_eos = eos[0] if isinstance(eos, list) and eos else eos
+    # greedy decoding of the weights alone: the folder's own sampling defaults (a carried
+    # generation_config.json with repetition_penalty, top_p, ...) would apply on the HF side only
+    hf.generation_config = GenerationConfig(eos_token_id=eos)
     greedy_meg = meg.greedy(prompt, new_tokens, eos)
     with torch.no_grad():
         out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                          max_new_tokens=new_tokens, pad_token_id=eos if eos is not None else 0)
+                          max_new_tokens=new_tokens, pad_token_id=first_eos if first_eos is not None else 0)
     greedy_hf = out[0, prompt.shape[1]:].tolist()
-    return CheckResult(diff, float(a.abs().max()), agree, greedy_meg, greedy_hf, atol)
+    return CheckResult(diff, float(a.abs().max()), agree, greedy_meg, greedy_hf, atol,
+                       HF_DTYPE_NAMES.get(stored, "float32"), rounding_diff)
+
+
+def storage_dtype(hf_dir: Path) -> torch.dtype | None:
+    """The one floating dtype narrower than fp32 that all HF weights are stored in, else None
+    (mixed dtypes are compared against the unrounded weights)."""
+    dtypes = {e.dtype for e in SafetensorsFolder(hf_dir).entries.values() if e.dtype.is_floating_point}
+    return next(iter(dtypes)) if len(dtypes) == 1 and dtypes <= {torch.bfloat16, torch.float16} else None

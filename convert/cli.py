@@ -1,4 +1,4 @@
-"""codetron convert: megatron-core checkpoints <-> Hugging Face GPTBigCode.
+"""codetron convert: megatron-core checkpoints <-> Hugging Face GPTBigCode and StarCoder2.
 
 Examples::
 
@@ -29,12 +29,14 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{to-hf,from-hf,check}")
 
-    a = sub.add_parser("to-hf", help="megatron-core checkpoint -> HF GPTBigCodeForCausalLM folder",
+    a = sub.add_parser("to-hf", help="megatron-core checkpoint -> HF GPTBigCodeForCausalLM / Starcoder2ForCausalLM folder",
                        description="Convert a checkpoint written by `codetron train` (any TP/PP/VPP) into a "
                                    "Hugging Face GPTBigCode folder: sharded safetensors + index, config.json, "
                                    "generation_config.json and the run's tokenizer.")
     a.add_argument("ckpt", help="run directory (its latest checkpoint is used) or an iter_XXXXXXX directory")
-    a.add_argument("out", help="output folder (written atomically; replaced if it exists)")
+    a.add_argument("out", help="output folder, written atomically; must be new or empty, or a HF model folder "
+                              "with --overwrite; never inside or around the run")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing HF model folder at OUT")
     a.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="weight dtype (default: as stored)")
     a.add_argument("--max-shard-size", default="2GB", help="largest safetensors file, e.g. 500MB, 5GB (default 2GB)")
     a.add_argument("--tokenizer", help="tokenizer.json to ship (default: the run's data.tokenizer)")
@@ -42,12 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--check", action="store_true", help="afterwards, run `check` on the result")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    b = sub.add_parser("from-hf", help="HF GPTBigCode folder -> megatron-core checkpoint for fine-tuning",
+    b = sub.add_parser("from-hf", help="HF GPTBigCode or StarCoder2 folder -> megatron-core checkpoint for fine-tuning",
                        description="Convert a Hugging Face GPTBigCode folder (StarCoder, StarCoderBase, SantaCoder "
                                    "style; safetensors) into a megatron-core checkpoint that `codetron train "
                                    "--checkpoint.finetune true --checkpoint.load OUT` starts from.")
     b.add_argument("hf_dir", help="folder with config.json and model.safetensors (or an index + shards)")
-    b.add_argument("out", help="output checkpoint directory (written atomically)")
+    b.add_argument("out", help="output checkpoint directory, written atomically; must be new or empty, or a "
+                              "previous from-hf output with --overwrite; never inside or around HF_DIR")
+    b.add_argument("--overwrite", action="store_true", help="replace a previous from-hf output at OUT")
     b.add_argument("--tp", type=int, default=1, help="target tensor_model_parallel_size (validated, recorded)")
     b.add_argument("--pp", type=int, default=1, help="target pipeline_model_parallel_size (validated, recorded)")
     b.add_argument("--vpp", type=int, default=None, help="target virtual_pipeline_model_parallel_size")
@@ -62,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "whether greedy decoding agrees. Exit 1 if not within --atol.")
     c.add_argument("ckpt", help="run directory or iter_XXXXXXX directory")
     c.add_argument("hf_dir", help="Hugging Face folder")
-    c.add_argument("--atol", type=float, default=1e-4, help="max allowed |logit difference| (default 1e-4)")
+    c.add_argument("--atol", type=float, default=1e-4,
+                   help="max allowed |logit difference| (default 1e-4); bf16/fp16 HF weights are compared with "
+                        "megatron's rounded to the same dtype, so this stays an fp32 arithmetic tolerance")
     c.add_argument("--batch", type=int, default=2, help="random sequences (default 2)")
     c.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: model seq_length)")
     c.add_argument("--new-tokens", type=int, default=16, help="greedy tokens to compare (default 16)")
@@ -81,6 +87,9 @@ def _print_check(result, as_json: bool) -> int:
               f"{'identical' if d['greedy_equal'] else 'DIFFER'}")
         if not d["greedy_equal"]:
             print(f"  megatron: {d['greedy_megatron']}\n  hf:       {d['greedy_hf']}")
+        if d["rounding_diff"] is not None:
+            print(f"  HF weights are {d['reference_dtype']}: megatron's were rounded the same way before comparing "
+                  f"(the rounding itself moves logits by up to {d['rounding_diff']:.3e})")
         print("check " + ("passed" if result.ok else "FAILED"))
     return 0 if result.ok else 1
 
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report = to_hf(args.ckpt, args.out, ToHFOptions(dtype=args.dtype, max_shard_size=args.max_shard_size,
                                                          tokenizer=args.tokenizer, no_tokenizer=args.no_tokenizer,
-                                                         progress=not args.quiet))
+                                                         progress=not args.quiet, overwrite=args.overwrite))
         print(f"wrote {args.out}: {report['parameters']:,} parameters in {len(report['files'])} safetensors file(s), "
               f"vocab {report['vocab_size']} (padded {report['padded_vocab_size']}), {'/'.join(report['dtype'])}, "
               f"from {report['source']} (TP{report['layout']['tensor_model_parallel_size']} "
@@ -108,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
         report = from_hf(args.hf_dir, args.out, FromHFOptions(
             tp=args.tp, pp=args.pp, vpp=args.vpp, dtype=args.dtype,
-            make_vocab_size_divisible_by=args.make_vocab_size_divisible_by, progress=not args.quiet))
+            make_vocab_size_divisible_by=args.make_vocab_size_divisible_by, progress=not args.quiet,
+            overwrite=args.overwrite))
         for note in report["notes"]:
             print(f"note: {note}")
         print(f"wrote {args.out}/iter_0000000 ({report['dtype']}, vocab {report['vocab_size']} padded to "

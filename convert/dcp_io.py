@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import DefaultSavePlanner
 from torch.distributed.checkpoint.metadata import (
     BytesStorageMetadata,
@@ -133,6 +134,16 @@ class CheckpointReader:
         if missing:
             raise CodetronError(f"{self.path}: checkpoint shard file(s) missing: {', '.join(missing[:4])}"
                                 f"{' ...' if len(missing) > 4 else ''}")
+        # a save killed mid-write or a partial copy leaves short files; DCP would only fail deep in
+        # torch.load with a bare EOFError, after part of the output was written
+        needed: dict[str, int] = {}
+        for info in self.metadata.storage_data.values():
+            needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+        for name, size in sorted(needed.items()):
+            have = (self.path / name).stat().st_size
+            if have < size:
+                raise CodetronError(f"{self.path / name}: truncated ({have} bytes, the checkpoint metadata needs "
+                                    f"{size}); the checkpoint is incomplete, convert an earlier iter_* directory")
 
     def keys(self) -> list[str]:
         return list(self.metadata.state_dict_metadata)
@@ -190,7 +201,7 @@ class CheckpointReader:
             dest = torch.empty(tuple(chunk.sizes), dtype=self.dtype(key))
             self._load({key: (tuple(chunk.offsets), dest)})
             return dest
-        with open(self.path / info.relative_path, "rb") as fh:
+        with open(self.path / info.relative_path, "rb") as fh, self._reading([key]):
             t = torch.load(_FileSlice(fh, info.offset, info.length), map_location="cpu", weights_only=True)
         if tuple(t.shape) != tuple(chunk.sizes):
             raise CodetronError(f"{self.path / info.relative_path}: chunk of {key} has shape {tuple(t.shape)}, "
@@ -199,13 +210,30 @@ class CheckpointReader:
 
     def read_object(self, key: str) -> bytes:
         planner = _RegionLoadPlanner({}, [key])
-        with _quiet():
+        with _quiet(), self._reading([key]):
             dcp_load({}, storage_reader=self._reader, planner=planner, no_dist=True)
         return planner.loaded_objects[key]
 
     def _load(self, regions) -> None:
-        with _quiet():
+        with _quiet(), self._reading(list(regions)):
             dcp_load({}, storage_reader=self._reader, planner=_RegionLoadPlanner(regions), no_dist=True)
+
+    @contextlib.contextmanager
+    def _reading(self, keys: list[str]):
+        """Corrupt bytes that pass the size check still end in one line naming the files read."""
+        try:
+            yield
+        except CodetronError:
+            raise
+        except (Exception, CheckpointException) as exc:
+            if isinstance(exc, CheckpointException) and exc.failures:
+                exc = next(iter(exc.failures.values()))[0]  # DCP wraps the real error per rank
+            files = sorted({str(self.path / info.relative_path) for index, info in self.metadata.storage_data.items()
+                            if index.fqn in keys})
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise CodetronError(f"{', '.join(files) or self.path}: cannot read {', '.join(keys)} "
+                                f"({type(exc).__name__}{': ' + detail if detail else ''}); "
+                                f"corrupt or unreadable checkpoint") from None
 
 
 class _FileSlice(io.RawIOBase):

@@ -30,6 +30,7 @@ from codetron.convert import tokenizer_files
 from codetron.convert.dcp_io import TensorToWrite, object_bytes, write_checkpoint
 from codetron.convert.hf_config import dropout_note, from_hf_config, read_hf_config
 from codetron.convert.safetensors_io import SafetensorsFolder
+from codetron.convert.safety import check_output
 from codetron.convert.to_hf import DTYPES, publishable
 from codetron.megatron_ext.config import ModelConfig, ParallelConfig
 
@@ -55,6 +56,8 @@ class FromHFOptions:
     """Embedding rows are padded to a multiple of this (codetron's model.make_vocab_size_divisible_by)."""
     progress: bool = True
     """Show a tqdm bar."""
+    overwrite: bool = False
+    """Replace an existing output folder (only a previous from-hf output; never a training run)."""
 
 
 def _validate_layout(model: ModelConfig, parallel: ParallelConfig, padded_vocab: int, where: str) -> None:
@@ -68,6 +71,7 @@ def _validate_layout(model: ModelConfig, parallel: ParallelConfig, padded_vocab:
         raise CodetronError(f"{where}: n_head {model.num_attention_heads} is not divisible by --tp {tp}")
     if model.ffn % tp:
         raise CodetronError(f"{where}: n_inner {model.ffn} is not divisible by --tp {tp}")
+    M.check_kv_groups(model.num_attention_heads, model.num_query_groups, tp, where)
     if padded_vocab % tp:
         raise CodetronError(f"padded vocab {padded_vocab} is not divisible by --tp {tp}")
     stages = pp * (vpp or 1)
@@ -145,7 +149,7 @@ def read_source(hf_dir: Path, opts: FromHFOptions) -> _Source:
     _validate_layout(model, parallel, padded, where)
     if opts.dtype is not None and opts.dtype not in DTYPES:
         raise CodetronError(f"--dtype {opts.dtype!r}: choose fp32, bf16 or fp16")
-    dtype = DTYPES[opts.dtype] if opts.dtype else st.dtype("transformer.wte.weight")
+    dtype = DTYPES[opts.dtype] if opts.dtype else st.dtype(M.HF_WORD_EMBEDDINGS[model.family])
     note = dropout_note(cfg, where)
     return _Source(hf_dir, model, parallel, st, padded, dtype, [note] if note else [])
 
@@ -301,7 +305,14 @@ def from_hf(hf_dir: str | Path, out: str | Path, opts: FromHFOptions | None = No
     """Convert; every check runs before anything is written."""
     opts = opts or FromHFOptions()
     t0 = time.time()
+    check_output(out, {"HF model": Path(hf_dir)}, "from-hf", opts.overwrite)
     src = read_source(Path(hf_dir), opts)
-    check_source(src)
-    tensors, objects = plan_tensors(src)
+    if src.model.family == "starcoder2":
+        from codetron.convert import starcoder2
+
+        starcoder2.check_source(src)
+        tensors, objects = starcoder2.plan_from_hf(src)
+    else:
+        check_source(src)
+        tensors, objects = plan_tensors(src)
     return write_output(src, Path(out), tensors, objects, opts.progress, t0)

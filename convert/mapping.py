@@ -1,4 +1,4 @@
-"""megatron-core GPTModel <-> Hugging Face GPTBigCode: the name table and its special cases.
+"""megatron-core GPTModel <-> Hugging Face GPTBigCode and StarCoder2: the name tables and their special cases.
 
 Keys on the megatron side are the *global* dist-checkpoint keys ``codetron train`` writes with the
 local layer spec (its ``sharded_state_dict_keys_map`` stores the layer norms under the
@@ -122,3 +122,81 @@ def pad_vocab(rows: int, padded: int) -> int:
     if padded < rows:
         raise CodetronError(f"padded vocab {padded} is smaller than the vocabulary {rows}")
     return padded - rows
+
+
+# ---- StarCoder2 (``Starcoder2ForCausalLM``) ---------------------------------------------------------
+# The same megatron keys (the layer spec is the same up to RoPE, which has no weights, and the
+# window, which is a mask). Special cases: fused QKV is three HF tensors (``qkv_split`` /
+# ``qkv_merge``), no position table, vocab padding and untied output as above.
+
+STARCODER2_HF_LAYER = "model.layers.{i}."
+"""Prefix of layer ``i`` in a Starcoder2ForCausalLM state dict."""
+
+STARCODER2_QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+
+STARCODER2_LAYER_MAP: dict[str, str | tuple[str, ...]] = {
+    "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
+    "self_attention.linear_qkv.layer_norm_bias": "input_layernorm.bias",
+    "self_attention.linear_qkv.weight": tuple(f"{m}.weight" for m in STARCODER2_QKV),  # special case: qkv_split
+    "self_attention.linear_qkv.bias": tuple(f"{m}.bias" for m in STARCODER2_QKV),  # special case: qkv_split
+    "self_attention.linear_proj.weight": "self_attn.o_proj.weight",
+    "self_attention.linear_proj.bias": "self_attn.o_proj.bias",
+    "mlp.linear_fc1.layer_norm_weight": "post_attention_layernorm.weight",
+    "mlp.linear_fc1.layer_norm_bias": "post_attention_layernorm.bias",
+    "mlp.linear_fc1.weight": "mlp.c_fc.weight",
+    "mlp.linear_fc1.bias": "mlp.c_fc.bias",
+    "mlp.linear_fc2.weight": "mlp.c_proj.weight",
+    "mlp.linear_fc2.bias": "mlp.c_proj.bias",
+}
+"""Per-layer megatron key suffix -> per-layer HF suffix (a tuple: one megatron tensor is several HF ones)."""
+
+STARCODER2_GLOBAL_MAP: dict[str, str] = {
+    "embedding.word_embeddings.weight": "model.embed_tokens.weight",  # special case: vocab padding
+    "decoder.final_layernorm.weight": "model.norm.weight",
+    "decoder.final_layernorm.bias": "model.norm.bias",
+}
+"""Whole-model megatron key -> HF name (RoPE: no position table)."""
+
+STARCODER2_UNTIED_OUTPUT = ("output_layer.weight", "lm_head.weight")
+
+HF_WORD_EMBEDDINGS = {"gpt_bigcode": GLOBAL_MAP[WORD_EMBEDDINGS], "starcoder2": STARCODER2_GLOBAL_MAP[WORD_EMBEDDINGS]}
+"""The HF word-embedding tensor of each family (its dtype is the model's)."""
+
+
+def starcoder2_layer_names(layer: int, meg_suffix: str) -> tuple[str, ...]:
+    """The HF name(s) of one layer's megatron tensor."""
+    hf = STARCODER2_LAYER_MAP[meg_suffix]
+    return tuple(STARCODER2_HF_LAYER.format(i=layer) + s for s in ((hf,) if isinstance(hf, str) else hf))
+
+
+def check_kv_groups(num_heads: int, num_groups: int, tp: int, where: str) -> None:
+    """megatron-core splits KV groups over TP ranks, or replicates each on TP/groups ranks; nothing else."""
+    if num_groups < 1 or num_heads % num_groups:
+        raise CodetronError(f"{where}: {num_groups} KV heads do not divide {num_heads} attention heads")
+    if num_groups % tp and tp % num_groups:
+        raise CodetronError(f"{where}: {num_groups} KV heads cannot be split over --tp {tp} (megatron-core needs one "
+                            f"to be a multiple of the other)")
+
+
+def qkv_split(t: torch.Tensor, num_heads: int, num_groups: int, head_dim: int) -> tuple[torch.Tensor, ...]:
+    """Megatron's fused QKV weight ``(rows, hidden)`` or bias ``(rows,)`` -> HF ``(q, k, v)``.
+
+    megatron stores each group's query heads, then its key head, then its value head; HF stores all
+    query heads, then all key heads, then all value heads. Query head h belongs to group
+    ``h // (num_heads / num_groups)`` on both sides (HF's ``repeat_kv``), so only rows move."""
+    if t.shape[0] != qkv_rows(num_heads, num_groups, head_dim):
+        raise CodetronError(f"fused QKV has {t.shape[0]} rows, expected (heads {num_heads} + 2 * groups "
+                            f"{num_groups}) * head_dim {head_dim}")
+    per, rest = num_heads // num_groups, t.shape[1:]
+    g = t.reshape(num_groups, per + 2, head_dim, *rest)
+    return (g[:, :per].reshape(num_heads * head_dim, *rest), g[:, per].reshape(num_groups * head_dim, *rest),
+            g[:, per + 1].reshape(num_groups * head_dim, *rest))
+
+
+def qkv_merge(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, num_groups: int,
+              head_dim: int) -> torch.Tensor:
+    """Inverse of :func:`qkv_split`."""
+    per, rest = num_heads // num_groups, q.shape[1:]
+    parts = [q.reshape(num_groups, per, head_dim, *rest), k.reshape(num_groups, 1, head_dim, *rest),
+             v.reshape(num_groups, 1, head_dim, *rest)]
+    return torch.cat(parts, dim=1).reshape(-1, *rest)

@@ -20,8 +20,9 @@ from codetron.fileio import atomic_dir
 from codetron.convert import mapping as M
 from codetron.convert import tokenizer_files
 from codetron.convert.dcp_io import CheckpointReader
-from codetron.convert.hf_config import to_hf_config
+from codetron.convert.hf_config import save_hf_config
 from codetron.convert.safetensors_io import PlannedTensor, write_sharded
+from codetron.convert.safety import check_output
 from codetron.megatron_ext.config import ModelConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -42,6 +43,8 @@ class ToHFOptions:
     """Write the model without tokenizer files."""
     progress: bool = True
     """Show a tqdm bar."""
+    overwrite: bool = False
+    """Replace an existing output folder (only a Hugging Face model folder; never the run itself)."""
 
 
 def parse_size(text: str) -> int:
@@ -64,6 +67,36 @@ def publishable(tmp: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
+
+
+def run_root(ckpt_dir: Path) -> Path:
+    """The training run an ``iter_*`` directory belongs to (what conversion must never touch), or
+    the directory alone when it was copied out of its run."""
+    from codetron.megatron_ext.checkpointing import TRACKER
+
+    return ckpt_dir.parent if (ckpt_dir.parent / TRACKER).is_file() else ckpt_dir
+
+
+def saved_tokenizer(run, ckpt_dir: Path) -> str | None:
+    """``data.tokenizer`` of a saved config, found again after the checkpoint folder moved.
+
+    A saved config records paths as they were at save time (from-hf writes absolute ones, so that
+    ``train --config`` works from any directory). A tokenizer stored inside the checkpoint's own
+    folder (from-hf keeps the HF files in ``OUT/tokenizer/``) is looked up relative to where that
+    folder is now, so a copied or moved checkpoint converts without its original location.
+    """
+    spec = run.data.tokenizer
+    if not spec or spec.startswith("null:"):
+        return spec
+    here = ckpt_dir.parent
+    tok = os.path.normpath(spec)
+    for root in (run.checkpoint.save, run.checkpoint.load):
+        if not root or os.path.isabs(root) != os.path.isabs(tok):
+            continue
+        rel = os.path.relpath(tok, os.path.normpath(root))
+        if rel != os.curdir and not rel.startswith(os.pardir) and (here / rel).exists():
+            return str(here / rel)
+    return spec
 
 
 def load_run_config(ckpt_dir: Path):
@@ -152,19 +185,24 @@ def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) ->
         raise CodetronError(f"--dtype {opts.dtype!r}: choose fp32, bf16 or fp16")
     max_shard = parse_size(opts.max_shard_size)
     ckpt_dir = resolve_checkpoint_dir(ckpt)
+    check_output(out, {"checkpoint": run_root(ckpt_dir)}, "to-hf", opts.overwrite)
     cfg_path = ckpt_dir / CONFIG_NAME
     run = load_run_config(ckpt_dir)
     model = run.model
     if not model.vocab_size:
         raise CodetronError(f"{cfg_path}: model.vocab_size is empty; cannot tell real rows from padding")
     vocab = model.vocab_size
-    tok = tokenizer_files.resolve(run.data.tokenizer, opts.tokenizer, opts.no_tokenizer, str(cfg_path))
+    tok = tokenizer_files.resolve(saved_tokenizer(run, ckpt_dir), opts.tokenizer, opts.no_tokenizer, str(cfg_path))
     tokenizer_files.check_vocab(tok, vocab, str(cfg_path))
     if tok is not None and tok.path is None and tok.vocab_size != vocab:
         raise CodetronError(f"{cfg_path}: data.tokenizer null:{tok.vocab_size} disagrees with model.vocab_size {vocab}")
     reader = CheckpointReader(ckpt_dir)
     dtype = DTYPES[opts.dtype] if opts.dtype else None
-    plan = plan_tensors(reader, model, vocab, dtype, cfg_path)
+    if model.family == "starcoder2":  # the family's name table (mapping.py), same streaming
+        from codetron.convert.starcoder2 import plan_to_hf as plan_family
+    else:
+        plan_family = plan_tensors
+    plan = plan_family(reader, model, vocab, dtype, cfg_path)
     out_dtypes = {t.dtype for t in plan}
     config_dtype = HF_DTYPE_NAMES.get(dtype or reader.dtype(M.WORD_EMBEDDINGS), "float32")
     total = sum(_numel(t.shape) for t in plan)
@@ -182,15 +220,18 @@ def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) ->
         if bar:
             bar.close()
         # transformers is imported only now, after the big tensors are gone (keeps peak RSS down)
-        from transformers import GenerationConfig, GPTBigCodeConfig
+        from transformers import GenerationConfig
 
         bos, eos, pad = (tok.bos, tok.eos, tok.pad) if tok else (None, None, None)
-        hf_cfg = GPTBigCodeConfig(**to_hf_config(model, vocab, bos, eos, pad, config_dtype))
-        hf_cfg.save_pretrained(str(tmp))
-        gen = {k: v for k, v in dict(bos_token_id=bos, eos_token_id=eos, pad_token_id=pad).items() if v is not None}
-        GenerationConfig(**gen).save_pretrained(str(tmp))
+        save_hf_config(model, vocab, bos, eos, pad, config_dtype, tmp)  # the family's config class
+        carried = tokenizer_files.side_files(tok.path) if tok is not None and tok.path is not None else []
+        if not any(f.name == "generation_config.json" for f in carried):
+            gen = {k: v for k, v in dict(bos_token_id=bos, eos_token_id=eos, pad_token_id=pad).items() if v is not None}
+            GenerationConfig(**gen).save_pretrained(str(tmp))
         tok_files = []
-        if tok is not None and tok.path is not None:
+        if carried:
+            tok_files = [n for n in tokenizer_files.copy_side_files(carried, tmp) if n != "generation_config.json"]
+        elif tok is not None and tok.path is not None:
             tok_files = [Path(p).name for p in tokenizer_files.write_hf_tokenizer(tok, tmp, model.positions)]
         report = {
             "source": str(ckpt_dir.resolve()),

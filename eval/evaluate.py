@@ -39,18 +39,25 @@ class Evaluation:
 
 
 def evaluate(problems: list[dict], codes: list[list[str]], config: ExecConfig | None = None,
-             progress: bool = True) -> Evaluation:
-    """Run ``codes[i][j]`` (the code of sample j of problem i) against problem i's tests."""
+             progress: bool = True, task=None) -> Evaluation:
+    """Run ``codes[i][j]`` (the code of sample j of problem i) against problem i's tests; with a
+    ``codetron.eval.tasks.Task``, as that task assembles and runs its programs (any language)."""
     config = config or ExecConfig()
     assert len(problems) == len(codes)
     programs, index = [], []
     for i, (problem, samples) in enumerate(zip(problems, codes)):
         for j, code in enumerate(samples):
-            programs.append(program_for(problem, code))
+            programs.append(task.program(problem, code) if task is not None else program_for(problem, code))
             index.append((i, j))
     isolation: dict = {}
-    results = check_programs(programs, config.timeout, config.n_workers, config.sandbox, progress=progress,
-                             info=isolation)
+    if task is not None:
+        from codetron.eval.tasks import run_programs
+
+        results = run_programs(programs, task.language, config.timeout, config.n_workers, config.sandbox,
+                               progress=progress, info=isolation, task=task.name)
+    else:
+        results = check_programs(programs, config.timeout, config.n_workers, config.sandbox, progress=progress,
+                                 info=isolation)
     samples: list[list[dict]] = [[{} for _ in s] for s in codes]
     for (i, j), r in zip(index, results):
         samples[i][j] = {"passed": r.passed, "status": r.status, "error_kind": r.error_kind,

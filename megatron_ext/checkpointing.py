@@ -9,22 +9,29 @@ Layout of ``checkpoint.save``::
 
 A kill during a save leaves at most a partial ``iter_*`` directory that no tracker points to; the
 next save of that iteration removes it first, and old ones are pruned only after a newer one is
-complete.
+complete. A complete checkpoint damaged later (a truncated ``.distcp`` after a full disk or an
+interrupted copy) is found from file sizes alone before any process group starts, and a resume
+falls back to the newest intact one (``resume_point``). The processes megatron-core starts to write
+a checkpoint die with the trainer (``_die_with_parent``), so a kill -9 leaves no writer behind.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
-from codetron.errors import CodetronError
+from codetron.errors import CodetronError, ConfigError
 from codetron.fileio import atomic_open
 
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -62,6 +69,111 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     if it is None:
         raise CodetronError(f"{p}: no complete checkpoint (no {TRACKER} and not an iter_* directory)")
     return iter_dir(p, it)
+
+
+def checkpoint_damage(ckpt_dir: str | Path) -> str | None:
+    """Why ``ckpt_dir`` cannot be loaded, in one line naming the file; None when every file its
+    metadata lists is present at full length. File sizes only: cheap for any checkpoint size."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    ckpt_dir = Path(ckpt_dir)
+    for name in (".metadata", "metadata.json", "common.pt"):
+        if not (ckpt_dir / name).is_file():
+            return f"{ckpt_dir / name} is missing"
+    try:
+        storage = FileSystemReader(str(ckpt_dir)).read_metadata().storage_data or {}
+    except Exception as exc:  # a truncated pickle raises EOFError, UnpicklingError, ...
+        return f"{ckpt_dir / '.metadata'} is unreadable ({type(exc).__name__})"
+    need: dict[str, int] = {}
+    for info in storage.values():
+        need[info.relative_path] = max(need.get(info.relative_path, 0), info.offset + info.length)
+    for rel, end in sorted(need.items()):
+        f = ckpt_dir / rel
+        if not f.is_file():
+            return f"{f} is missing"
+        if f.stat().st_size < end:
+            return f"{f} is truncated ({f.stat().st_size} of {end} bytes)"
+    return None
+
+
+def resume_point(root: str | Path, report: Callable[[str], None] | None = None) -> Path | None:
+    """The newest intact checkpoint under ``root`` at or before the tracker's; None if ``root`` has no
+    tracker. A damaged one is skipped with one line to ``report``; if none is intact, a one-line
+    CodetronError naming the damaged file."""
+    latest = latest_iteration(root)
+    if latest is None:
+        return None
+    # Older complete checkpoints kept by keep_last carry the config written after their save.
+    older = sorted((int(m.group(1)) for p in Path(root).iterdir()
+                    if (m := _ITER_RE.match(p.name)) and int(m.group(1)) < latest and (p / CONFIG_NAME).is_file()),
+                   reverse=True)
+    first_problem = None
+    for it in [latest, *older]:
+        problem = checkpoint_damage(iter_dir(root, it))
+        if problem is None:
+            if first_problem and report:
+                report(f"checkpoint {iter_dir(root, latest).name} is damaged: {first_problem}; resuming from "
+                       f"{iter_dir(root, it)}, the newest intact checkpoint")
+            return iter_dir(root, it)
+        first_problem = first_problem or problem
+    raise CodetronError(f"{first_problem}; no intact checkpoint to fall back to under {root}")
+
+
+def resume_source(ck, report: Callable[[str], None] | None = None) -> tuple[Path | None, bool]:
+    """The checkpoint a run with CheckpointConfig ``ck`` starts from, and whether it takes weights only.
+
+    The run's own checkpoints in ``save`` come first (a requeued or preempted run continues itself,
+    fine-tune or not); then ``load``, a run or ``iter_*`` directory: weights only for a fine-tune, a
+    full resume otherwise. (None, False) = from scratch. A ``load`` holding no checkpoint is an error,
+    not a silent fresh start."""
+    if ck.save and latest_iteration(ck.save) is not None:
+        return resume_point(ck.save, report), False
+    if not ck.load:
+        return None, False
+    p = Path(ck.load)
+    if _ITER_RE.match(p.name) and (p / "metadata.json").is_file():
+        problem = checkpoint_damage(p)
+        if problem:
+            raise CodetronError(f"checkpoint.load {p} is damaged: {problem}")
+        return p, bool(ck.finetune)
+    found = resume_point(p, report)
+    if found is None:
+        raise ConfigError(f"checkpoint.load: {p} holds no checkpoint (no {TRACKER}, not an iter_* directory)")
+    return found, bool(ck.finetune)
+
+
+# Model settings whose change changes a parameter's shape (others: dropout, recompute, seq_length
+# within the position table... may differ between runs of the same weights).
+_SHAPE_FIELDS = ("family", "num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "ffn",
+                 "tie_embeddings")
+
+
+def check_same_model(ckpt_dir: str | Path, model, vocab_size: int) -> None:
+    """Before any process group: ConfigError in one line when the checkpoint's saved config describes
+    a model of other shapes than ``model`` (a ModelConfig) with vocabulary ``vocab_size``."""
+    from codetron.megatron_ext.config import ModelConfig
+
+    ckpt_dir = Path(ckpt_dir)
+    if not (ckpt_dir / CONFIG_NAME).is_file():
+        return  # not written by codetron train; the loader's shape check still applies
+    doc = saved_config(ckpt_dir).get("model") or {}
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    saved = ModelConfig(**{k: v for k, v in doc.items() if k in names})
+
+    def shape_of(m: ModelConfig, vocab: int | None) -> dict:
+        out = {k: getattr(m, k) for k in _SHAPE_FIELDS if hasattr(m, k)}
+        if getattr(m, "family", "gpt_bigcode") == "gpt_bigcode":
+            out["max_position_embeddings"] = m.positions  # the learned position table's rows
+        if vocab:
+            multiple = m.make_vocab_size_divisible_by
+            out["padded vocab"] = -(-vocab // multiple) * multiple
+        return out
+
+    have, want = shape_of(saved, saved.vocab_size), shape_of(model, vocab_size)
+    diff = [f"{k} {have[k]} vs {want[k]}" for k in want if k in have and have[k] != want[k]]
+    if diff:
+        raise ConfigError(f"{ckpt_dir}: another model shape than this run's (checkpoint vs run: {', '.join(diff)}); "
+                          f"use the preset/model settings of {ckpt_dir / CONFIG_NAME}, or another checkpoint.save")
 
 
 def unwrap(chunk):
@@ -117,7 +229,8 @@ def save(root: str | Path, iteration: int, model_chunks, optimizer, scheduler, c
     state["scheduler"] = scheduler.state_dict() if scheduler is not None else None
     state["iteration"] = iteration
     state["extra"] = extra or {}
-    dist_checkpointing.save(state, str(target))
+    with _writers_die_with_parent():
+        dist_checkpointing.save(state, str(target))
     _barrier()
     if _rank0():
         (target / CONFIG_NAME).write_text(config_yaml)
@@ -126,6 +239,57 @@ def save(root: str | Path, iteration: int, model_chunks, optimizer, scheduler, c
         _prune(root, keep_last, iteration)
     _barrier()
     return target
+
+
+# ---- no writer outlives the trainer ------------------------------------------------------------
+# dist_checkpointing.save forks one writer per file bucket and, on first use, spawns a Manager for
+# their results queue. Killed with -9 mid-save, the trainer left both running (reparented to PID 1,
+# measured alive minutes later and still writing into the checkpoint directory). Linux's
+# PR_SET_PDEATHSIG has the kernel kill them when the trainer dies; elsewhere nothing changes.
+_PR_SET_PDEATHSIG = 1
+_saving_in: int | None = None  # pid of the process inside save(): only its forks are writers
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a child of ``parent``: get SIGKILL when the parent dies (or exit now if it already has)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: no such call
+        return
+    if os.getppid() != parent:  # the parent died between fork and prctl
+        os._exit(1)
+
+
+def _after_fork_in_child() -> None:
+    if _saving_in is not None:
+        _die_with_parent(_saving_in)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def _writers_die_with_parent():
+    global _saving_in
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    # The results queue's Manager is spawned (fork+exec: fork hooks do not run), so it gets the
+    # same setting through the Manager's initializer. megatron-core creates it lazily into this
+    # module global; created here first, it is the one megatron uses.
+    if getattr(filesystem_async, "_results_queue", False) is None:
+        import multiprocessing as mp
+        from multiprocessing.managers import SyncManager
+
+        manager = SyncManager(ctx=mp.get_context("spawn"))
+        manager.start(initializer=functools.partial(_die_with_parent, os.getpid()))
+        filesystem_async._results_queue = manager.Queue()
+    _saving_in = os.getpid()
+    try:
+        yield
+    finally:
+        _saving_in = None
 
 
 def _prune(root: str | Path, keep_last: int, newest: int) -> None:
@@ -404,4 +568,5 @@ def ensure_dir(path: str | Path) -> None:
 
 
 __all__ = ["save", "load", "latest_iteration", "resolve_checkpoint_dir", "iter_dir", "saved_config",
+           "checkpoint_damage", "resume_point", "resume_source", "check_same_model",
            "write_run_state", "TRACKER", "CONFIG_NAME", "RUN_STATE", "torch"]

@@ -20,11 +20,18 @@ from codetron.errors import ConfigError
 TRANSFORMER_IMPLS = ("auto", "local", "sdpa", "transformer_engine")
 """Values of ``model.transformer_impl``."""
 
+FAMILIES = ("gpt_bigcode", "starcoder2")
+"""Values of ``model.family``: the Hugging Face ``model_type`` a model converts to and from."""
+
 
 @dataclass(kw_only=True)
 class ModelConfig:
-    """GPTBigCode architecture (StarCoder family) expressed for megatron-core."""
+    """GPTBigCode (StarCoder) or StarCoder2 architecture expressed for megatron-core."""
 
+    family: str = "gpt_bigcode"
+    """"gpt_bigcode" (StarCoder/SantaCoder: learned absolute positions) or "starcoder2" (RoPE
+    positions, no position table): the Hugging Face model_type `codetron convert` writes and reads.
+    Every other difference of StarCoder2 (GQA, sliding window, untied output) is its own field."""
     num_layers: int = 4
     """Transformer layers."""
     hidden_size: int = 64
@@ -40,7 +47,13 @@ class ModelConfig:
     max_position_embeddings: int | None = None
     """Rows of the learned position table (``n_positions``): a property of the model, not of the
     run -- every preset sets it, and fine-tuning at a shorter seq_length keeps the checkpoint's
-    table. None (hand-built configs only) means seq_length."""
+    table. None (hand-built configs only) means seq_length. For family starcoder2 (no table) the
+    longest context the model supports (``max_position_embeddings``)."""
+    rotary_base: float = 10000.0
+    """RoPE base (``rope_theta``); family starcoder2 only."""
+    sliding_window: int | None = None
+    """Sliding-window attention: each token attends to itself and the window - 1 tokens before it
+    (``sliding_window``; StarCoder2: 4096). None = full causal attention."""
     vocab_size: int | None = None
     """Tokenizer vocabulary; None means read it from the tokenizer at start-up."""
     make_vocab_size_divisible_by: int = 128
@@ -78,13 +91,20 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def position_embedding_type(self) -> str:
+        """megatron-core's GPTModel knob: StarCoder2 rotates queries and keys, GPTBigCode adds a table."""
+        return "rope" if self.family == "starcoder2" else "learned_absolute"
+
     def num_parameters(self, vocab: int | None = None) -> int:
-        """Parameter count of the GPTBigCode model (tied embeddings)."""
+        """Parameter count (position table only with learned positions, output matrix only if untied)."""
         v = vocab or self.vocab_size or 0
         h, f, hd = self.hidden_size, self.ffn, self.head_dim
         qkv = h * (h + 2 * self.num_query_groups * hd) + (h + 2 * self.num_query_groups * hd)
         layer = qkv + h * h + h + 2 * h * f + f + h + 4 * h
-        return v * h + self.positions * h + self.num_layers * layer + 2 * h
+        table = self.positions * h if self.position_embedding_type == "learned_absolute" else 0
+        output = 0 if self.tie_embeddings else v * h
+        return v * h + output + table + self.num_layers * layer + 2 * h
 
 
 @dataclass(kw_only=True)
@@ -167,6 +187,10 @@ class OptimConfig:
     """Final learning rate after decay."""
     lr_warmup_iters: int = 2
     """Linear warmup steps."""
+    lr_warmup_fraction: float | None = None
+    """Linear warmup as a fraction of the decay horizon (Megatron-LM's --lr-warmup-fraction, HF's
+    warmup_ratio); when set it wins over lr_warmup_iters, so warmup follows train_iters computed
+    from train_epochs. None = use lr_warmup_iters."""
     lr_decay_iters: int | None = None
     """Decay horizon; None means train_iters."""
     lr_decay_style: str = "cosine"
@@ -271,6 +295,17 @@ RETIRED_KEYS = {
 never changed what trained); in a YAML file or on the command line they are an error saying why."""
 
 
+class _NoValue:
+    """What ``--key`` followed by another flag (or nothing) parses to: True for a bool field, an
+    error for any other (``--optim.train_iters --optim.lr`` must not become 1 and 1.0)."""
+
+    def __repr__(self) -> str:
+        return "<no value>"
+
+
+NO_VALUE = _NoValue()
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a YAML/CLI value to the annotated field type, or raise a one-line ConfigError."""
     origin = typing.get_origin(tp)
@@ -281,6 +316,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return None
         non_none = [a for a in args if a is not type(None)]
         return _coerce(value, non_none[0], where)
+    if value is NO_VALUE:
+        if tp is bool:
+            return True
+        raise ConfigError(f"{where}: the flag has no value (only true/false fields may be given without one)")
     if origin is list:
         (item,) = args or (str,)
         if isinstance(value, str):
@@ -297,6 +336,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if str(value).lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if tp in (int, float) and isinstance(value, bool):
+            raise ValueError  # YAML's true/false are ints to Python; as a number they are a typo
         if tp is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -375,7 +416,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def parse_cli_overrides(tokens: list[str]) -> dict[str, Any]:
     """``["--optim.lr", "1e-4", "--finetune", "--data_path", "a", "b"]`` -> dict (lists take all
-    values up to the next flag; a flag with no value means True)."""
+    values up to the next flag; a flag with no value is ``NO_VALUE``: true for a bool field, an error
+    for any other)."""
     out: dict[str, Any] = {}
     i = 0
     while i < len(tokens):
@@ -393,7 +435,7 @@ def parse_cli_overrides(tokens: list[str]) -> dict[str, Any]:
         while i < len(tokens) and not (tokens[i].startswith("--") and not _is_number(tokens[i])):
             vals.append(tokens[i])
             i += 1
-        out[key] = True if not vals else (vals[0] if len(vals) == 1 else vals)
+        out[key] = NO_VALUE if not vals else (vals[0] if len(vals) == 1 else vals)
     return out
 
 

@@ -157,6 +157,12 @@ def apply() -> bool:
     if _APPLIED or torch.cuda.is_available():
         return _APPLIED
     check_patch_targets()
+    # ``with torch.device(...)`` finds factories by identity in a set torch caches on first use;
+    # filled after the swap below it would hold our wrappers and miss the real functions, and
+    # transformers' model init in this process then left RoPE buffers uninitialised (measured).
+    from torch.utils._device import _device_constructors
+
+    _device_constructors()
     for name in _FACTORIES:
         fn = getattr(torch, name)
         if not getattr(fn, "__codetron_cpu__", False):

@@ -1,21 +1,23 @@
-"""GPTBigCode (StarCoder family) as a megatron-core ``GPTModel``.
+"""GPTBigCode (StarCoder) and StarCoder2 as a megatron-core ``GPTModel``.
 
 The architecture is expressed through megatron-core's own knobs, not a forked model file:
-multi-query attention is ``num_query_groups=1``, learned absolute positions are
-``position_embedding_type="learned_absolute"``, and the layer implementation is a ``ModuleSpec``
+multi-query attention is ``num_query_groups=1`` (StarCoder2's grouped-query attention: 2 or 4),
+learned absolute positions are ``position_embedding_type="learned_absolute"`` (StarCoder2:
+``"rope"`` with ``rotary_base``), StarCoder2's sliding window is ``window_size``; both families
+have LayerNorm with bias, biases on every linear layer and tanh GELU. The layer implementation is a ``ModuleSpec``
 (local torch modules on CPU; on GPU TransformerEngine modules, or the local spec with SDPA attention
 where TE is absent). Fused kernels are used only where they import (``codetron.megatron_ext.fusions``). The model knows
 nothing about ranks: TP/PP sizes arrive through the ``TransformerConfig`` built here.
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 
 from codetron.errors import ConfigError
-from codetron.megatron_ext.config import TRANSFORMER_IMPLS, DataConfig, ModelConfig, OptimConfig, ParallelConfig
+from codetron.megatron_ext.config import FAMILIES, TRANSFORMER_IMPLS, DataConfig, ModelConfig, OptimConfig, ParallelConfig
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -74,12 +76,44 @@ def layer_spec(model: ModelConfig):
         from codetron.megatron_ext.sdpa import sdpa_layer_spec
 
         return sdpa_layer_spec()
-    return gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm")
+    spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm")
+    if model.sliding_window is not None:
+        from codetron.megatron_ext.window import WindowedDotProductAttention
+
+        spec = with_core_attention(spec, WindowedDotProductAttention)
+    return spec
+
+
+def with_core_attention(spec, core_attention):
+    """A GPT layer spec with another core-attention module; nothing else changes."""
+    attention = spec.submodules.self_attention
+    attention = dataclasses.replace(
+        attention, submodules=dataclasses.replace(attention.submodules, core_attention=core_attention))
+    return dataclasses.replace(spec, submodules=dataclasses.replace(spec.submodules, self_attention=attention))
+
+
+def check_architecture(model: ModelConfig, tensor_parallel: int = 1) -> None:
+    """One-line errors for what megatron-core would reject deep inside a model build (or, for the
+    sliding window, silently ignore)."""
+    if model.family not in FAMILIES:
+        raise ConfigError(f"model.family must be one of {', '.join(FAMILIES)}, not {model.family!r}")
+    groups = model.num_query_groups
+    if groups < 1 or model.num_attention_heads % groups:
+        raise ConfigError(f"model.num_query_groups {groups} must divide num_attention_heads {model.num_attention_heads}")
+    # megatron-core splits KV groups over TP ranks, or (TP > groups) replicates each group on
+    # TP/groups ranks; anything else cannot be laid out.
+    if groups % tensor_parallel and tensor_parallel % groups:
+        raise ConfigError(f"model.num_query_groups {groups} (KV heads) cannot be split over tensor_model_parallel_size "
+                          f"{tensor_parallel}: one must be a multiple of the other")
+    if model.sliding_window is not None and model.sliding_window < 1:
+        raise ConfigError(f"model.sliding_window must be >= 1 or None, not {model.sliding_window}")
+    if model.family == "gpt_bigcode" and model.sliding_window is not None:
+        raise ConfigError("model.sliding_window needs model.family starcoder2 (GPTBigCode has no sliding window)")
 
 
 def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: OptimConfig | None = None,
                        data: DataConfig | None = None, announce: bool = False):
-    """megatron-core TransformerConfig for GPTBigCode.
+    """megatron-core TransformerConfig for the model's family.
 
     ``data`` tells whether batches carry their own attention masks (packed SFT), which rules out
     megatron's causal fused softmax; without it masks are assumed. ``announce``: print, from rank 0,
@@ -88,9 +122,12 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: Opti
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     from codetron.megatron_ext import fusions
+    from codetron.megatron_ext.window import window_size
 
+    check_architecture(model, parallel.tensor_model_parallel_size)
     precision = optim.precision if optim else "fp32"
-    explicit_masks = data is None or (data.mode == "sft" and data.pack)
+    # A window is a mask megatron's causal softmax kernel would ignore, like packed SFT's.
+    explicit_masks = data is None or (data.mode == "sft" and data.pack) or model.sliding_window is not None
     fused = fusions.choose(resolve_impl(model), precision, explicit_masks)
     if announce:
         fusions.announce(fused)
@@ -117,11 +154,12 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: Opti
         add_qkv_bias=True,
         gated_linear_unit=False,
         # megatron's fused bias-GELU is keyed on F.gelu but computes the tanh form (bias_gelu_impl;
-        # tests/train/test_fusions.py checks it), so it is GPTBigCode's activation either way.
+        # tests/train/test_fusions.py checks it), so it is GPTBigCode's and StarCoder2's activation either way.
         activation_func=F.gelu if fused.bias_gelu else gelu_tanh,
         init_method_std=model.init_method_std,
         attention_softmax_in_fp32=True,
         apply_query_key_layer_scaling=False,
+        window_size=window_size(model.sliding_window),
         **fused.transformer_config_kwargs(),
         tensor_model_parallel_size=parallel.tensor_model_parallel_size,
         pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
@@ -157,6 +195,7 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, vocab_size: int, o
         post_process=post_process,
         parallel_output=True,
         share_embeddings_and_output_weights=model.tie_embeddings,
-        position_embedding_type="learned_absolute",
+        position_embedding_type=model.position_embedding_type,
+        rotary_base=model.rotary_base,
         vp_stage=vp_stage,
     )

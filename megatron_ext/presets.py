@@ -46,6 +46,8 @@ class RecipeSettings:
     """optim.min_lr: final learning rate."""
     lr_warmup_iters: int | None = None
     """optim.lr_warmup_iters: linear warmup steps."""
+    lr_warmup_fraction: float | None = None
+    """optim.lr_warmup_fraction: linear warmup as a fraction of the (epoch-derived) step count."""
     lr_decay_style: str | None = None
     """optim.lr_decay_style: "cosine", "linear" or "constant"."""
     weight_decay: float | None = None
@@ -140,6 +142,18 @@ def _bigcode(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
+def _starcoder2(**kw) -> ModelConfig:
+    """StarCoder2-family defaults shared by the three released config.json files: RoPE, sliding window
+    4096, 16384-token context, LayerNorm eps 1e-5, 4h MLP, biases, tanh GELU, 49152 vocab."""
+    base = dict(family="starcoder2", sliding_window=4096, seq_length=16384, max_position_embeddings=16384,
+                layernorm_epsilon=1e-5, vocab_size=49152)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+STARCODER2_SOURCE = ("config.json ({}) and StarCoder2 paper (arXiv:2402.19173) Sec. 6: GQA, RoPE, sliding window "
+                     "4096, trained at 4K then 16K context; its dropouts ({}) are pretraining settings, not architecture")
+
 MODEL_PRESETS: dict[str, ModelPreset] = {
     "debug-tiny": ModelPreset(
         ModelConfig(num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=1,
@@ -147,6 +161,15 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
         source="Codetron test model: 4 layers so TP2xPP2xVPP2 is possible; vocab from the tokenizer; a "
                "256-row position table, twice its training length, as real checkpoints have spare positions",
         description="tiny MQA model for CPU tests and the demo",
+    ),
+    "debug-starcoder2": ModelPreset(
+        ModelConfig(family="starcoder2", num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=2,
+                    seq_length=128, max_position_embeddings=256, sliding_window=32, rotary_base=100000.0,
+                    tie_embeddings=False, vocab_size=None),
+        source="Codetron test model shaped like StarCoder2-15B: GQA (4 heads, 2 KV groups: TP2 splits the groups, "
+               "TP4 replicates them), RoPE base 1e5, untied output; a 32-token window, a quarter of the training "
+               "length, so every test crosses it; 4 layers so TP2xPP2xVPP2 is possible",
+        description="tiny StarCoder2-shaped model for CPU tests",
     ),
     "santacoder-1b": ModelPreset(
         _bigcode(num_layers=24, hidden_size=2048, num_attention_heads=16, seq_length=2048,
@@ -175,6 +198,37 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
         source="bigcode/starcoder config.json and StarCoder paper (arXiv:2305.06161) Sec. 5: 40 layers, "
                "hidden 6144, 48 heads, MQA, 8192 context, vocab 49152",
         description="StarCoder / StarCoderBase 15.5B",
+    ),
+    "starcoder2-3b": ModelPreset(
+        _starcoder2(num_layers=30, hidden_size=3072, num_attention_heads=24, num_query_groups=2,
+                    ffn_hidden_size=12288, rotary_base=999999.4420358813, init_method_std=0.018042,
+                    tie_embeddings=True),
+        source="bigcode/starcoder2-3b " + STARCODER2_SOURCE.format(
+            "num_hidden_layers 30, hidden_size 3072, num_attention_heads 24, num_key_value_heads 2, intermediate_size "
+            "12288, rope_theta 999999.4420358813, sliding_window 4096, max_position_embeddings 16384, norm_epsilon "
+            "1e-5, initializer_range 0.018042, use_bias, gelu_pytorch_tanh, tied embeddings (no "
+            "tie_word_embeddings key: transformers' default true)", "attention/residual/embedding 0.1"),
+        description="StarCoder2 3B (GQA 2 KV heads, 16K context)",
+    ),
+    "starcoder2-7b": ModelPreset(
+        _starcoder2(num_layers=32, hidden_size=4608, num_attention_heads=36, num_query_groups=4,
+                    ffn_hidden_size=18432, rotary_base=1e6, init_method_std=0.018042, tie_embeddings=True),
+        source="bigcode/starcoder2-7b " + STARCODER2_SOURCE.format(
+            "num_hidden_layers 32, hidden_size 4608, num_attention_heads 36, num_key_value_heads 4, intermediate_size "
+            "18432, rope_theta 1e6, sliding_window 4096, max_position_embeddings 16384, norm_epsilon 1e-5, "
+            "initializer_range 0.018042, use_bias, gelu_pytorch_tanh, tied embeddings (no tie_word_embeddings key)",
+            "0.1 in later revisions"),
+        description="StarCoder2 7B (GQA 4 KV heads, 16K context)",
+    ),
+    "starcoder2-15b": ModelPreset(
+        _starcoder2(num_layers=40, hidden_size=6144, num_attention_heads=48, num_query_groups=4,
+                    ffn_hidden_size=24576, rotary_base=1e5, init_method_std=0.01275, tie_embeddings=False),
+        source="bigcode/starcoder2-15b " + STARCODER2_SOURCE.format(
+            "num_hidden_layers 40, hidden_size 6144, num_attention_heads 48, num_key_value_heads 4, intermediate_size "
+            "24576, rope_theta 100000, sliding_window 4096, max_position_embeddings 16384, norm_epsilon 1e-5, "
+            "initializer_range 0.01275, use_bias, gelu_pytorch_tanh, tie_word_embeddings false", "0.1 in later "
+            "revisions"),
+        description="StarCoder2 15B (GQA 4 KV heads, untied output, 16K context)",
     ),
 }
 
@@ -239,7 +293,50 @@ RECIPES: dict[str, Recipe] = {
                "of the ranked data",
         description="PanGu-Coder2 RRTF ranking fine-tuning",
     ),
+    "starcoder2-instruct": Recipe(
+        model_preset="starcoder2-15b",
+        settings=RecipeSettings(
+            global_batch_size=64, micro_batch_size=1, seq_length=1280, train_epochs=4,
+            lr=1e-5, min_lr=0.0, lr_decay_style="linear", lr_warmup_fraction=0.05,
+            # Adam in place of Adafactor, HF Trainer's AdamW defaults: see source.
+            adam_beta1=0.9, adam_beta2=0.999, adam_eps=1e-8, weight_decay=0.0, clip_grad=1.0,
+            precision="bf16", hidden_dropout=0.0, attention_dropout=0.0,
+            mode="sft", pack=True, finetune=True,
+            tensor_model_parallel_size=4, pipeline_model_parallel_size=2, use_distributed_optimizer=True,
+        ),
+        source="StarCoder2-Instruct (bigcode/starcoder2-15b-instruct-v0.1 model card and starcoder2-self-align "
+               "README): StarCoder2-15B fine-tuned on ~50k self-aligned pairs, lr 1e-5, 4 epochs, batch 64, "
+               "warmup ratio 0.05, linear schedule, sequence 1280, no dropout, Adafactor. megatron-core has no "
+               "Adafactor (Adam and SGD only), so this uses Adam with the Hugging Face Trainer's AdamW defaults "
+               "(b1 0.9, b2 0.999, eps 1e-8, no weight decay, clip 1.0): at lr 1e-5 for ~3k steps it is the "
+               "standard fine-tuning optimizer, and Adafactor's reason, factored second moments to save memory, "
+               "is served here by the distributed optimizer sharding Adam's state over data-parallel ranks. "
+               "Packing is codetron's SFT default (attention stays inside each sample)",
+        description="StarCoder2-Instruct self-aligned instruction tuning of StarCoder2-15B",
+    ),
 }
+
+
+def check_family(cfg: TrainConfig, with_checkpoint: bool = True) -> None:
+    """The model family must be the preset's, and the checkpoint to fine-tune from must be of it: a
+    GPTBigCode config or checkpoint given to a StarCoder2 preset (or the reverse) is one line here,
+    not a shape error from deep inside megatron-core (or a position table silently dropped)."""
+    family = cfg.model.family
+    preset = MODEL_PRESETS.get(cfg.preset) if cfg.preset else None
+    if preset is not None and preset.model.family != family:
+        raise ConfigError(f"model.family {family} contradicts preset {cfg.preset} (a {preset.model.family} model); "
+                          f"drop the preset or the model settings that came with the other family")
+    load = cfg.checkpoint.load
+    if not (with_checkpoint and cfg.checkpoint.finetune and load):
+        return
+    from codetron.megatron_ext.checkpointing import CONFIG_NAME, resolve_checkpoint_dir, saved_config
+
+    ckpt_dir = resolve_checkpoint_dir(load)
+    saved = (saved_config(ckpt_dir).get("model") or {}).get("family", "gpt_bigcode")
+    if saved != family:
+        raise ConfigError(f"{ckpt_dir / CONFIG_NAME}: checkpoint.load is a {saved} model but model.family is "
+                          f"{family}{f' (preset {cfg.preset})' if cfg.preset else ''}; fine-tune it with a {saved} "
+                          f"preset, or convert a {family} model")
 
 
 def get_model_preset(name: str) -> ModelPreset:
@@ -292,9 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, p in MODEL_PRESETS.items():
         m = p.model
         params = m.num_parameters(m.vocab_size or 8192) / 1e9
-        print(f"  {name:18s} {m.num_layers:>3}L h{m.hidden_size:<5} {m.num_attention_heads:>2} heads  "
+        print(f"  {name:20s} {m.num_layers:>3}L h{m.hidden_size:<5} {m.num_attention_heads:>2} heads  "
               f"seq {m.seq_length:<5} ~{params:5.2f}B  {p.description}")
     print("recipes:")
     for name, r in RECIPES.items():
-        print(f"  {name:18s} on {r.model_preset:16s} {r.description}")
+        print(f"  {name:20s} on {r.model_preset:16s} {r.description}")
     return 0

@@ -17,6 +17,8 @@ local spec) and keeps its semantics:
   a query row with every key masked gets the mean of the values, which is what megatron's
   ``masked_fill(-10000)`` softmax yields (SDPA alone returns zeros or NaN there, by torch version
   and kernel);
+* a sliding window (``config.window_size``, StarCoder2) is a mask too, applied on top of the batch's
+  mask or of the causal one (:mod:`codetron.megatron_ext.window`);
 * MQA/GQA: key/value heads are shared by consecutive query heads, as in megatron's attention. They
   are expanded to one per query head before the call: flash and memory-efficient kernels take
   that on every torch version, while ``enable_gqa`` would push a masked call to the math kernel.
@@ -37,6 +39,8 @@ from megatron.core import tensor_parallel
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 from codetron.errors import ConfigError
+from codetron.megatron_ext.window import with_window
+
 
 class SDPADotProductAttention(DotProductAttention):
     """megatron-core core attention through ``F.scaled_dot_product_attention`` (see module docstring)."""
@@ -46,9 +50,10 @@ class SDPADotProductAttention(DotProductAttention):
         super().__init__(config=config, layer_number=layer_number, attn_mask_type=attn_mask_type,
                          attention_type=attention_type, attention_dropout=attention_dropout,
                          softmax_scale=softmax_scale, cp_comm_type=cp_comm_type, pg_collection=pg_collection)
-        if config.softmax_type != "vanilla" or self.scale_mask_softmax.window_size is not None:
-            raise ConfigError("model.transformer_impl=sdpa supports plain softmax attention only "
-                              "(no softmax offsets, no sliding window)")
+        if config.softmax_type != "vanilla":
+            raise ConfigError("model.transformer_impl=sdpa supports plain softmax attention only (no softmax offsets)")
+        # None unless this layer has a window (megatron decides per layer from the config)
+        self.window = self.scale_mask_softmax.window_size
         # With query-key layer scaling megatron divides the scale by the layer number and its softmax
         # multiplies it back in fp32: the net scale is the unscaled one.
         self.sdpa_scale = self.softmax_scale * (self.layer_number if config.apply_query_key_layer_scaling else 1)
@@ -67,6 +72,8 @@ class SDPADotProductAttention(DotProductAttention):
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         dropout_p = self.attention_dropout.p if self.training else 0.0
         dead = None
+        if self.window is not None:
+            attention_mask = with_window(attention_mask, self.window, q.size(2), k.size(2), q.device)
         if attention_mask is None:
             mask = None
             # As megatron's softmax: a single query row (KV-cache decoding) sees every key.

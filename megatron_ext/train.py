@@ -86,6 +86,18 @@ def versions() -> str:
     return f"torch {torch.__version__} | megatron-core {megatron.core.__version__} | transformer-engine {te}"
 
 
+def _check_resume(cfg, tokenizer_vocab: int, rank0: bool) -> None:
+    """Before any process group (so nothing hangs and no rank prints a traceback): the checkpoint the
+    run will start from is intact (else the newest intact one is used, said in one line) and holds
+    this model's shapes."""
+    from codetron.megatron_ext import checkpointing
+
+    report = (lambda msg: print(f"warning: {msg}", flush=True)) if rank0 else None
+    ckpt_dir, _ = checkpointing.resume_source(cfg.checkpoint, report)
+    if ckpt_dir is not None:
+        checkpointing.check_same_model(ckpt_dir, cfg.model, cfg.model.vocab_size or tokenizer_vocab)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, cfg = resolve(argv)
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.checkpoint.finetune and not cfg.checkpoint.load:
         raise ConfigError("checkpoint.finetune needs checkpoint.load (the checkpoint to start from)")
     tokenizer = load_training_tokenizer(cfg.data.tokenizer)
+    _check_resume(cfg, tokenizer.vocab_size, launch.rank == 0)
     if launch.rank == 0:
         print(f"codetron train | {versions()} | ranks {launch.world_size} ({launch.launcher})", flush=True)
         print("resolved config:\n" + cfg.to_yaml(), flush=True)

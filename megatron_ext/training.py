@@ -161,9 +161,10 @@ def build_optimizer(cfg: TrainConfig, chunks):
     )
     optimizer = get_megatron_optimizer(oc, chunks)
     decay = o.lr_decay_iters or o.train_iters
+    warmup = o.lr_warmup_iters if o.lr_warmup_fraction is None else int(o.lr_warmup_fraction * decay)
     scheduler = OptimizerParamScheduler(
-        optimizer, init_lr=0.0 if o.lr_warmup_iters else o.lr, max_lr=o.lr, min_lr=o.min_lr,
-        lr_warmup_steps=o.lr_warmup_iters, lr_decay_steps=max(decay, o.lr_warmup_iters + 1),
+        optimizer, init_lr=0.0 if warmup else o.lr, max_lr=o.lr, min_lr=o.min_lr,
+        lr_warmup_steps=warmup, lr_decay_steps=max(decay, warmup + 1),
         lr_decay_style=o.lr_decay_style, start_wd=o.weight_decay, end_wd=o.weight_decay,
         wd_incr_steps=decay, wd_incr_style="constant")
     return optimizer, scheduler
@@ -232,33 +233,22 @@ def build_trainable(cfg: TrainConfig, vocab_size: int) -> Trainable:
 
 
 def restore(ck: CheckpointConfig, model: Trainable, use_distributed_optimizer: bool, rank0: bool) -> int:
-    """Resume from ``ck.save``/``ck.load`` or load fine-tuning weights; returns the step to start at."""
-    def resume(root) -> int:
-        path = checkpointing.resolve_checkpoint_dir(root)
-        return checkpointing.load(path, model.chunks, model.optimizer, model.scheduler,
-                                  use_distributed_optimizer)["iteration"]
-
-    if ck.finetune:
-        if ck.save and checkpointing.latest_iteration(ck.save) is not None:
-            # A fine-tune that was preempted resumes its own checkpoints, not the base model.
-            start = resume(ck.save)
-            if rank0:
-                print(f"resumed from {checkpointing.resolve_checkpoint_dir(ck.save)} at step {start} "
-                      f"(fine-tune in progress)", flush=True)
-            return start
+    """Resume from ``ck.save``/``ck.load`` or load fine-tuning weights; returns the step to start at.
+    Which checkpoint (and the fallback past a damaged one): ``checkpointing.resume_source``."""
+    path, weights_only = checkpointing.resume_source(ck)
+    if path is None:
+        return 0
+    if weights_only:
         # With the optimizer, so its fp32 main weights come from the checkpoint too: a bf16/fp16
         # optimizer built them from the random init, and its first step would write them back.
-        checkpointing.load(checkpointing.resolve_checkpoint_dir(ck.load), model.chunks, model.optimizer,
-                           weights_only=True)
+        checkpointing.load(path, model.chunks, model.optimizer, weights_only=True)
         if rank0:
-            print(f"finetune: loaded weights from {ck.load}; fresh optimizer, schedule and step counter", flush=True)
+            print(f"finetune: loaded weights from {path}; fresh optimizer, schedule and step counter", flush=True)
         return 0
-    load_root = ck.load or ck.save
-    if checkpointing.latest_iteration(load_root) is None:
-        return 0
-    start = resume(load_root)
+    start = checkpointing.load(path, model.chunks, model.optimizer, model.scheduler,
+                               use_distributed_optimizer)["iteration"]
     if rank0:
-        print(f"resumed from {checkpointing.resolve_checkpoint_dir(load_root)} at step {start}", flush=True)
+        print(f"resumed from {path} at step {start}{' (fine-tune in progress)' if ck.finetune else ''}", flush=True)
     return start
 
 

@@ -59,6 +59,11 @@ def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None
     if vpp is not None and (o.global_batch_size // (o.micro_batch_size * dp)) % pp:
         raise ConfigError(f"interleaved pipeline needs the number of microbatches ({o.global_batch_size // (o.micro_batch_size * dp)}) "
                           f"to be a multiple of pipeline_model_parallel_size {pp}")
+    from codetron.megatron_ext.model import check_architecture
+    from codetron.megatron_ext.presets import check_family
+
+    check_architecture(m, tp)
+    check_family(cfg, with_checkpoint=check_data)
     d = cfg.data
     if not (0.0 <= d.fim_rate <= 1.0 and 0.0 <= d.fim_spm_rate <= 1.0):
         raise ConfigError(f"data.fim_rate {d.fim_rate} and data.fim_spm_rate {d.fim_spm_rate} must lie in [0, 1]")
@@ -87,6 +92,8 @@ def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None
         raise ConfigError(f"optim.precision must be fp32, bf16 or fp16, not {o.precision!r}")
     if m.transformer_impl not in TRANSFORMER_IMPLS:
         raise ConfigError(f"model.transformer_impl must be one of {', '.join(TRANSFORMER_IMPLS)}, not {m.transformer_impl!r}")
+    if o.lr_warmup_fraction is not None and not 0.0 <= o.lr_warmup_fraction < 1.0:
+        raise ConfigError(f"optim.lr_warmup_fraction {o.lr_warmup_fraction} must lie in [0, 1) (or none)")
     if o.lr_decay_style not in ("cosine", "linear", "constant"):
         raise ConfigError(f"optim.lr_decay_style must be cosine, linear or constant, not {o.lr_decay_style!r}")
     if cfg.logging.on_nan not in ("stop", "skip"):
@@ -104,5 +111,12 @@ def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None
             for ext in (".bin", ".idx"):
                 if not Path(prefix + ext).is_file():
                     raise ConfigError(f"data.data_path: {prefix}{ext} does not exist")
+            from codetron.errors import CodetronError
+            from codetron.preprocess.publish import check_dataset
+
+            try:
+                check_dataset(prefix)  # .bin and .idx of one complete preprocess run
+            except CodetronError as exc:
+                raise ConfigError(f"data.data_path: {exc}") from None
         if cfg.data.tokenizer and not cfg.data.tokenizer.startswith("null:") and not Path(cfg.data.tokenizer).exists():
             raise ConfigError(f"data.tokenizer: {cfg.data.tokenizer} does not exist")

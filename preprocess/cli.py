@@ -100,15 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starcoder: <commit_before>OLD<commit_msg>SUBJECT<commit_after>NEW; octocoder: Question: OLD\\nSUBJECT\\n\\nAnswer: NEW; plain: the new file as code")
     m.add_argument("--commit-filename", action="store_true", help="starcoder format: prefix <filename>NEW_FILE")
     m.add_argument("--disable-rule", action="append", default=[], choices=RULES, metavar="RULE", help=f"switch a rule off (repeatable): {', '.join(RULES)}")
-    m.add_argument("--min-tokens", type=int, default=50, help="token_count: min tokens of old+new (default 50)")
-    m.add_argument("--max-tokens", type=int, default=768, help="token_count: max tokens of old+new (default 768)")
+    m.add_argument("--verbs", choices=["extended", "octopack"], default="extended",
+                   help="not_imperative: octopack = exactly OctoPack's published verb list; extended (default) adds "
+                        "common verbs it lacks (Close, Open, Warn, Pass, Fill, Do, Avoid, Ensure, ...)")
+    m.add_argument("--min-tokens", type=int, default=50, help="token_count: min tokens of old+EOD+new (default 50)")
+    m.add_argument("--max-tokens", type=int, default=768, help="token_count: max tokens of old+EOD+new (default 768)")
     m.add_argument("--max-old-chars", type=int, default=50_000, help="old_file_too_long: limit (default 50000)")
     m.add_argument("--bump-drop-prob", type=_prob, default=0.9, help="bump_version: drop probability (default 0.9)")
 
     i = sub.add_parser("instruct", help="Evol-Instruct / CodeAlpaca instruction data", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Instruction records (instruction, optional input, output) rendered with a template; sft layout keeps the prompt/response boundary.")
     _add_common(i, "sft")
-    i.add_argument("--template", choices=["wizardcoder", "octocoder", "plain"], default="wizardcoder", help="prompt template (default wizardcoder, exact Alpaca text)")
+    i.add_argument("--template", choices=["wizardcoder", "octocoder", "plain", "starcoder2-instruct"], default="wizardcoder", help="prompt template (default wizardcoder, exact Alpaca text; starcoder2-instruct: its chat template's system line, ### Instruction, ### Response)")
 
     x = sub.add_parser("text", help="plain text documents (field text)", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(x, "pretrain")
@@ -166,7 +169,7 @@ def _job_from_args(args, mode: str):
         job.commit = CommitConfig(
             format=args.commit_format,
             filename=args.commit_filename,
-            filters=CommitFilterConfig(disabled=frozenset(args.disable_rule), min_tokens=args.min_tokens, max_tokens=args.max_tokens,
+            filters=CommitFilterConfig(disabled=frozenset(args.disable_rule), verbs=args.verbs, min_tokens=args.min_tokens, max_tokens=args.max_tokens,
                                        max_old_chars=args.max_old_chars, bump_drop_prob=args.bump_drop_prob, seed=args.seed),
         )
     elif mode == "instruct":

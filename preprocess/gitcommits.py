@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ def lang_of(path: str) -> str | None:
     return EXTENSION_LANG.get(os.path.splitext(name)[1].lower())
 
 
-def _git(repo: Path, *args: str) -> str:
+def _git_bytes(repo: Path, *args: str) -> bytes:
     try:
         out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
     except FileNotFoundError:
@@ -65,7 +66,44 @@ def _git(repo: Path, *args: str) -> str:
     except subprocess.CalledProcessError as exc:
         msg = exc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise CodetronError(f"{repo}: git {' '.join(args[:2])} failed: {msg[0] if msg else exc.returncode}") from None
-    return out.stdout.decode("utf-8", "replace")
+    return out.stdout
+
+
+def _git(repo: Path, *args: str) -> str:
+    return _git_bytes(repo, *args).decode("utf-8", "replace")
+
+
+def _paths(raw: bytes) -> list[str]:
+    """NUL-separated output of a ``-z`` git command. Names are bytes in git; undecodable bytes are
+    kept as surrogates so the name can be handed back to git unchanged."""
+    return [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0")]
+
+
+def _printable(name: str) -> str:
+    """A name with non-UTF-8 bytes shown as U+FFFD (jsonl must be valid UTF-8)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def repo_name(remote: str, top: Path) -> str:
+    """CommitPack's ``repos`` value, ``owner/name``, from a remote URL: ``https://host/owner/name.git``,
+    ``git@host:owner/name.git``, ``ssh://user@host:22/owner/name``, a local path or ``file://`` URL
+    (its last two components). Without a remote, the work tree's directory name. User names and
+    tokens in the URL never reach the output."""
+    url = remote.strip().rstrip("/")
+    if not url:
+        return top.name
+    if "://" in url:
+        path = url.split("://", 1)[1]
+        path = path.split("/", 1)[1] if "/" in path and not url.startswith("file://") else path
+    elif re.match(r"^[\w.-]+@[\w.-]+:", url) or re.match(r"^[\w.-]+:(?!/)", url):
+        path = url.split(":", 1)[1]  # scp-like ssh syntax
+    else:
+        path = url  # a local path
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[-1].endswith(".git"):
+        parts[-1] = parts[-1][: -len(".git")]
+    parts = [p for p in parts if p]
+    return "/".join(parts[-2:]) if parts else top.name
 
 
 class _Blobs:
@@ -78,7 +116,10 @@ class _Blobs:
 
     def get(self, spec: str) -> bytes | None:
         assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(spec.encode("utf-8") + b"\n")
+        raw = spec.encode("utf-8", "surrogateescape")
+        if b"\n" in raw:
+            return None  # --batch reads one name per line; such a file cannot be asked for
+        self.proc.stdin.write(raw + b"\n")
         self.proc.stdin.flush()
         header = self.proc.stdout.readline().decode().split()
         if len(header) < 3 or header[-1] == "missing":
@@ -97,7 +138,7 @@ class _Blobs:
 def detect_license(repo: Path, rev: str = "HEAD") -> str | None:
     """SPDX-like id of the top-level LICENSE/COPYING file at ``rev``, if recognisable."""
     try:
-        names = _git(repo, "ls-tree", "--name-only", rev).split("\n")
+        names = _paths(_git_bytes(repo, "ls-tree", "-z", "--name-only", rev))
     except CodetronError:
         return None
     for name in names:
@@ -129,7 +170,7 @@ def iter_commit_records(repo: str | os.PathLike, cfg: GitCommitsConfig) -> Itera
         remote = _git(top, "config", "--get", "remote.origin.url").strip()
     except CodetronError:
         remote = ""
-    repos = remote or top.name
+    repos = repo_name(remote, top)
     # NUL-separated fields, record separator \x1e: hash, parents, full message
     args = ["log", "--no-merges", "--format=%H%x00%P%x00%B%x1e", cfg.rev]
     if cfg.max_commits:
@@ -145,19 +186,22 @@ def iter_commit_records(repo: str | os.PathLike, cfg: GitCommitsConfig) -> Itera
             parent = parents.split()[0] if parents.split() else None
             message = message.strip()
             subject = message.split("\n", 1)[0].strip()
-            diff_args = ["diff-tree", "--no-commit-id", "-r", "-M", "--name-status"]
+            # -z: names verbatim (without it git quotes non-ASCII names and cat-file cannot find them)
+            diff_args = ["diff-tree", "--no-commit-id", "-r", "-M", "--name-status", "-z"]
             if parent is None:
                 diff_args.append("--root")
-            changes = _git(top, *diff_args, sha).strip().split("\n")
-            for change in filter(None, changes):
-                parts = change.split("\t")
-                status = parts[0][:1]
+            fields = _paths(_git_bytes(top, *diff_args, sha))
+            k = 0
+            while k < len(fields) and fields[k]:
+                status = fields[k][:1]
+                if status in ("R", "C"):
+                    old_file, new_file = fields[k + 1], fields[k + 2]
+                    k += 3
+                else:
+                    old_file = new_file = fields[k + 1]
+                    k += 2
                 if status == "D":
                     continue
-                if status in ("R", "C"):
-                    old_file, new_file = parts[1], parts[2]
-                else:
-                    old_file = new_file = parts[1]
                 new = _decode(blobs.get(f"{sha}:{new_file}"), cfg.max_file_bytes)
                 if new is None:
                     continue
@@ -166,8 +210,8 @@ def iter_commit_records(repo: str | os.PathLike, cfg: GitCommitsConfig) -> Itera
                     continue
                 yield {
                     "commit": sha,
-                    "old_file": old_file,
-                    "new_file": new_file,
+                    "old_file": _printable(old_file),
+                    "new_file": _printable(new_file),
                     "old_contents": old,
                     "new_contents": new,
                     "subject": subject,

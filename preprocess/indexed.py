@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from codetron.errors import CodetronError
-from codetron.fileio import atomic_path
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1
@@ -130,8 +129,13 @@ class IndexInfo:
     """The index of one dataset, memory-mapped (nothing is loaded)."""
 
     def __init__(self, prefix: str | os.PathLike):
+        from codetron.preprocess.publish import marker_path
+
         self.prefix = str(prefix)
         path = idx_path(prefix)
+        if os.path.exists(marker_path(prefix)):
+            raise CodetronError(f"{prefix}: an earlier run was stopped while publishing it ({marker_path(prefix)} exists), "
+                                f"so {prefix}.bin and {prefix}.idx may come from different runs; rerun the preprocess command that writes it")
         if not os.path.isfile(path) or not os.path.isfile(bin_path(prefix)):
             raise CodetronError(f"{prefix}: missing {prefix}.idx or {prefix}.bin")
         with open(path, "rb") as fh:
@@ -173,7 +177,12 @@ def merge(prefixes: list[str], out_prefix: str, block_seqs: int = 1 << 20) -> di
     n_seq = sum(i.n_seq for i in infos)
     n_doc_idx = 1 + sum(i.n_doc_idx - 1 for i in infos)
     summaries = [_read_summary(p) for p in prefixes]
-    with atomic_path(summary_path(out_prefix)) as tmp_sum, atomic_path(idx_path(out_prefix)) as tmp_idx, atomic_path(bin_path(out_prefix)) as tmp_bin:
+    from codetron.preprocess.publish import check_dataset, dataset_outputs
+
+    for p in prefixes:
+        check_dataset(p)
+    with dataset_outputs(out_prefix) as outs:
+        tmp_idx, tmp_bin = outs.idx, outs.bin
         with open(tmp_bin, "wb") as out:
             for info in infos:
                 with open(bin_path(info.prefix), "rb") as fh:
@@ -196,9 +205,7 @@ def merge(prefixes: list[str], out_prefix: str, block_seqs: int = 1 << 20) -> di
                 for s in range(1, info.n_doc_idx, block_seqs):
                     fh.write((np.asarray(info.document_indices[s : s + block_seqs]) + seq_base).tobytes())
                 seq_base += info.n_seq
-        summary = _merge_summaries(prefixes, summaries, infos, out_prefix)
-        Path(tmp_sum).write_text(json.dumps(summary, indent=2) + "\n")
-        make_readable(tmp_sum, tmp_idx, tmp_bin)
+        summary = outs.seal(_merge_summaries(prefixes, summaries, infos, out_prefix))
     return summary
 
 

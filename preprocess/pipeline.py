@@ -8,7 +8,6 @@ written in input order, so the output does not depend on the number of workers.
 from __future__ import annotations
 
 import collections
-import json
 import multiprocessing as mp
 import sys
 import time
@@ -19,11 +18,12 @@ from typing import Iterator
 import numpy as np
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.fileio import atomic_path
 from codetron.preprocess.config import LAYOUTS, MODES, PipelineConfig
-from codetron.preprocess.indexed import IndexedWriter, bin_path, make_readable, idx_path, summary_path, token_dtype
+from codetron.preprocess.indexed import IndexedWriter, token_dtype
+from codetron.preprocess.publish import dataset_outputs
 from codetron.preprocess.quality import ExactDeduper, NearDeduper
 from codetron.preprocess.readers import Chunk, ReadError, expand_inputs, expand_sources, iter_chunks, resolve_stdlib, source_chunks
+from codetron.preprocess.signals import stop_on_signals
 from codetron.preprocess.worker import ChunkResult, Processor, init_worker, process_chunk
 
 
@@ -149,8 +149,9 @@ def run(cfg: PipelineConfig) -> dict:
 
     runner = None
     ok = False
-    with atomic_path(summary_path(prefix)) as tmp_sum, atomic_path(idx_path(prefix)) as tmp_idx, atomic_path(bin_path(prefix)) as tmp_bin:
-        writer = IndexedWriter(tmp_bin, dtype)
+    stopped = f"nothing written, {prefix}.bin/.idx/.summary.json left as they were"
+    with stop_on_signals(stopped), dataset_outputs(prefix) as outs:
+        writer = IndexedWriter(outs.bin, dtype)
         try:
             runner = _Runner(cfg)
             for res in runner.run(_sharded_chunks(files, cfg)):
@@ -182,7 +183,7 @@ def run(cfg: PipelineConfig) -> dict:
             reasons = ", ".join(f"{k}={v}" for k, v in dropped.most_common()) or "none"
             first = f"; first error: {error_examples[0]}" if error_examples else ""
             raise CodetronError(f"no documents kept from {docs_in} read (dropped: {reasons}; errors: {error_total}{first})")
-        writer.finalize(tmp_idx)
+        writer.finalize(outs.idx)
         secs = time.perf_counter() - t0
         summary = {
             "output": str(prefix),
@@ -207,8 +208,7 @@ def run(cfg: PipelineConfig) -> dict:
             "tokens_per_s": round(writer.tokens / secs, 1),
             "config": _config_dict(cfg),
         }
-        Path(tmp_sum).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        make_readable(tmp_sum, tmp_idx, tmp_bin)
+        summary = outs.seal(summary)
     return summary
 
 

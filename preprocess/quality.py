@@ -16,6 +16,7 @@ number of workers.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ _WORD_RE = re.compile(r"\w+")
 # ignored, so re-indented or re-wrapped copies still match. With punctuation as tokens, 10-20 token
 # runs matched ordinary stdlib code (e.g. `for i in range(len(x)):` idioms); 13 words did not.
 _CODE_TOKEN_RE = re.compile(r"\w+")
+
+
+_MATCH_BLOCK_WORDS = 1 << 16
+
+
+def _trivial(word: str) -> bool:
+    return len(word) < 2 or word.isdigit()
 
 
 # --- exact --------------------------------------------------------------------------------------
@@ -101,14 +109,21 @@ class NearDeduper:
         """MinHash signature (uint64[num_perm]) of ``text``'s word n-grams."""
         from datasketch import MinHash
 
-        words = _WORD_RE.findall(text)
         n = self.cfg.ngram
-        if len(words) < n:
-            shingles = {" ".join(words).encode()}
-        else:
-            shingles = {" ".join(g).encode() for g in zip(*(words[i:] for i in range(n)))}
         m = MinHash(num_perm=self.cfg.num_perm, seed=self.cfg.seed, permutations=self._proto.permutations, scheme=self._proto.scheme)
-        m.update_batch(list(shingles))
+        words = (w.group() for w in _WORD_RE.finditer(text))
+        carry: list[str] = []
+        first = True
+        while True:  # in blocks: MinHash is a minimum, so updating block by block gives the same signature
+            block = carry + list(itertools.islice(words, _MATCH_BLOCK_WORDS))
+            if len(block) == len(carry) and not first:
+                break
+            if first and len(block) < n:
+                m.update_batch([" ".join(block).encode()])
+                break
+            first = False
+            m.update_batch(list({" ".join(g).encode() for g in zip(*(block[i:] for i in range(n)))}))
+            carry = block[len(block) - (n - 1):] if n > 1 else []
         return m.hashvalues
 
     def seen_signature(self, hashvalues: np.ndarray) -> bool:
@@ -145,6 +160,10 @@ class DecontamConfig:
     (words: identifiers, keywords, numbers; punctuation, whitespace and layout ignored)."""
     min_tokens: int = 13
     """Benchmark texts shorter than this (e.g. ``return x + y``) are too generic to match on."""
+    max_trivial_fraction: float = 0.5
+    """Benchmark n-grams in which more than this fraction of the words are trivial (all digits or a
+    single character, e.g. HumanEval/78's ``0 1 2 3 4 5 6 7 8 9 A B C``) are not matched on: any
+    hex table or digit list would share them. A real copy still shares the problem's other n-grams."""
 
 
 class Decontaminator:
@@ -154,13 +173,15 @@ class Decontaminator:
         """``benchmark_texts``: (name, text) pairs, e.g. ("HumanEval/0 prompt", prompt)."""
         self.cfg = cfg or DecontamConfig()
         n = self.cfg.ngram
+        max_trivial = self.cfg.max_trivial_fraction * n
         self._grams: dict[tuple, str] = {}
         for name, text in benchmark_texts:
             toks = _CODE_TOKEN_RE.findall(text)
             if len(toks) < max(n, self.cfg.min_tokens):
                 continue
             for g in zip(*(toks[i:] for i in range(n))):
-                self._grams.setdefault(g, name)
+                if sum(map(_trivial, g)) <= max_trivial:
+                    self._grams.setdefault(g, name)
         self._keys = self._grams.keys()
 
     @classmethod
@@ -174,13 +195,21 @@ class Decontaminator:
 
     def match(self, text: str) -> str | None:
         """Name of the benchmark text ``text`` overlaps with, or ``None``."""
-        toks = _CODE_TOKEN_RE.findall(text)
         n = self.cfg.ngram
-        if len(toks) < n:
-            return None
-        grams = set(zip(*(toks[i:] for i in range(n))))
-        hit = self._keys & grams
-        return min(self._grams[g] for g in hit) if hit else None  # deterministic name
+        best: str | None = None
+        carry: list[str] = []
+        # words in blocks, so a 50 MB document never holds all its words and n-grams at once
+        words = (m.group() for m in _CODE_TOKEN_RE.finditer(text))
+        while True:
+            block = carry + list(itertools.islice(words, _MATCH_BLOCK_WORDS))
+            if len(block) == len(carry):
+                break
+            hit = self._keys & set(zip(*(block[i:] for i in range(n))))
+            if hit:
+                name = min(self._grams[g] for g in hit)  # deterministic name
+                best = name if best is None else min(best, name)
+            carry = block[len(block) - (n - 1):] if n > 1 else []
+        return best
 
     def is_contaminated(self, text: str) -> bool:
         return self.match(text) is not None

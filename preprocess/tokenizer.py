@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
+
+import numpy as np
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_dir
@@ -144,6 +147,44 @@ class CodeTokenizer:
             fast = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
             return [e.ids for e in fast(list(texts), add_special_tokens=False)]
         return [self._sp_encode(t) for t in texts]
+
+    def encode_arrays(self, texts: Sequence[str], dtype) -> list[np.ndarray | None]:
+        """Token ids of many texts as arrays of ``dtype``, in bounded memory whatever their size:
+        texts over ``longdoc.LONG_TEXT_CHARS`` are encoded piece by piece, cut where the
+        pre-tokenizer cuts (identical ids). ``None`` for a text that cannot be (one pre-token of
+        millions of characters), so the caller can drop it."""
+        from codetron.preprocess import longdoc
+
+        out: list[np.ndarray | None] = [None] * len(texts)
+        short = [i for i, t in enumerate(texts) if len(t) <= longdoc.LONG_TEXT_CHARS]
+        for i, ids in zip(short, self.encode_batch([texts[i] for i in short])):
+            out[i] = np.asarray(ids, dtype=dtype)
+        for i, text in enumerate(texts):
+            if out[i] is not None or len(text) <= longdoc.LONG_TEXT_CHARS:
+                continue
+            splitter = self._long_splitter()
+            if splitter is None:
+                out[i] = np.asarray(self.encode(text), dtype=dtype)
+                continue
+            pretokenize, protected = splitter
+            try:
+                out[i] = longdoc.encode_long(text, self.encode_batch, longdoc.split_points(text, pretokenize, protected=protected), dtype)
+            except longdoc.PretokenTooLong:
+                out[i] = None
+        return out
+
+    def _long_splitter(self):
+        """(pretokenize, protected) for cutting long texts, or None (said once on stderr)."""
+        if not hasattr(self, "_splitter"):
+            from codetron.preprocess.longdoc import hf_split_support
+
+            support = hf_split_support(self._backend) if self.kind == "hf" else "sentencepiece models are not split"
+            if isinstance(support, str):
+                print(f"codetron: {self.path}: long documents are encoded whole, in memory growing with their size: {support}",
+                      file=sys.stderr)
+                support = None
+            self._splitter = support
+        return self._splitter
 
     def _sp_encode(self, text: str) -> list[int]:
         if not self._sp_specials:

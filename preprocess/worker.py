@@ -6,7 +6,6 @@ global state, so workers only compute keys/signatures and the main process decid
 """
 from __future__ import annotations
 
-import itertools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,10 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codetron.preprocess import formats
-from codetron.preprocess.commitpack import check_commit, check_token_count, first_line, unit_random
+from codetron.preprocess.commitpack import check_commit, check_token_count, clean_subject, first_line, unit_random
 from codetron.preprocess.config import JobConfig
 from codetron.preprocess.quality import Decontaminator, NearDeduper, exact_key
 from codetron.preprocess.readers import Chunk, ItemError, parse_item
+from codetron.preprocess.signals import ignore_interrupts_in_worker
 
 
 class BadRecord(ValueError):
@@ -172,11 +172,12 @@ class Processor:
                 rec = parse_item(item)
                 if self.job.mode == "commitpack":
                     old, subject, new = self._commit_fields(rec)
-                    reason = check_commit({"old_contents": old, "new_contents": new, "subject": subject,
-                                           "message": rec.get("message") if isinstance(rec.get("message"), str) else subject},
+                    new_file = rec.get("new_file") if isinstance(rec.get("new_file"), str) else None
+                    reason = check_commit({"old_contents": old, "new_contents": new, "subject": subject, "new_file": new_file},
                                           self.job.commit.filters, ident)
                     if reason:
                         raise Drop(reason)
+                    subject = clean_subject(subject)  # the dataset holds the cleaned subject, as CommitPackFT
                     texts = self._render_commit(rec, old, subject, new)
                     key = f"{old}\0{subject}\0{new}"
                     commit_sizes.append((old, new))
@@ -198,7 +199,7 @@ class Processor:
             counts = [len(ids) for ids in self.tok.encode_batch(flat)]
             kept = []
             for i, doc in enumerate(docs):
-                if check_token_count(counts[2 * i] + counts[2 * i + 1], self.job.commit.filters):
+                if check_token_count(counts[2 * i] + 1 + counts[2 * i + 1], self.job.commit.filters):  # old + EOD + new
                     res.dropped["token_count"] += 1
                 else:
                     kept.append(doc)
@@ -218,22 +219,30 @@ class Processor:
             return res
 
         flat = [t for _, texts, _ in docs for t in texts]
-        encoded = self.tok.encode_batch(flat)
-        seqs: list[list[int]] = []
+        encoded = self.tok.encode_arrays(flat, self.dtype)  # long documents in pieces: bounded memory
+        del flat
+        eod = np.asarray([self.eod], dtype=self.dtype)
+        seqs: list[np.ndarray] = []
+        kept_docs = []
         pos = 0
-        for (_, line), texts, key in docs:
+        for doc in docs:
+            (_, line), texts, key = doc
             n = len(texts)
             doc_seqs = encoded[pos : pos + n]
             pos += n
-            doc_seqs[-1] = doc_seqs[-1] + [self.eod]  # EOD closes the document (response in sft)
+            if any(s is None for s in doc_seqs):
+                res.dropped["pretoken_too_long"] += 1
+                continue
+            doc_seqs[-1] = np.concatenate([doc_seqs[-1], eod])  # EOD closes the document (response in sft)
             seqs.extend(doc_seqs)
             res.lines.append(line)
             res.seqs_per_doc.append(n)
             res.keys.append(exact_key(key))
+            kept_docs.append(doc)
         if self.near is not None:
-            res.signatures = [self.near.signature(key) for _, _, key in docs]
-        res.seq_lengths = np.fromiter((len(s) for s in seqs), dtype=np.int32, count=len(seqs))
-        res.tokens = np.fromiter(itertools.chain.from_iterable(seqs), dtype=self.dtype, count=int(res.seq_lengths.sum()))
+            res.signatures = [self.near.signature(key) for _, _, key in kept_docs]
+        res.seq_lengths = np.fromiter((s.size for s in seqs), dtype=np.int32, count=len(seqs))
+        res.tokens = np.concatenate(seqs) if seqs else np.zeros(0, self.dtype)
         return res
 
 
@@ -244,6 +253,7 @@ def init_worker(job: JobConfig) -> None:
     """Pool initializer: one tokenizer per process, Rust-side threading off (processes give the
     parallelism; threads on top would oversubscribe the cores)."""
     global _PROCESSOR
+    ignore_interrupts_in_worker()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ.setdefault("RAYON_NUM_THREADS", "1")
     _PROCESSOR = Processor(job)

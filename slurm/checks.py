@@ -11,7 +11,7 @@ from pathlib import Path
 
 from codetron.errors import ConfigError
 from codetron.megatron_ext.config import TrainConfig
-from codetron.megatron_ext.validate import validate
+from codetron.megatron_ext.validate import data_prefixes, validate
 from codetron.slurm.plan import GiB, MemoryEstimate, estimate_memory, get_gpu
 from codetron.slurm.profile import ClusterProfile
 
@@ -40,24 +40,36 @@ def tokenizer_vocab(spec: str | None) -> int | None:
         return None
 
 
-def check_train(profile: ClusterProfile, cfg: TrainConfig, check_data: bool = True) -> MemoryEstimate | None:
-    """Raise ConfigError naming the field at fault; return the memory estimate when one was made."""
+def check_train(profile: ClusterProfile, cfg: TrainConfig, check_data: bool = True,
+                at_submit: bool = False) -> MemoryEstimate | None:
+    """Raise ConfigError naming the field at fault; return the memory estimate when one was made.
+
+    ``at_submit``: rendering a script for later; a data path or base checkpoint not given here is
+    the script's DATA_PATH / LOAD_DIR, which sbatch demands. Paths that are given are checked."""
     world = profile.world_size
     where = f"profile {profile.name}: {profile.nodes} node(s) x {profile.ranks_per_node} ranks = {world}"
-    if not check_data and cfg.checkpoint.finetune and not (cfg.checkpoint.load or cfg.checkpoint.save):
-        # Rendering a template: the base checkpoint arrives as $LOAD_DIR when the job is submitted.
+    ck = cfg.checkpoint
+    later = at_submit and (not cfg.data.data_path or (ck.finetune and not ck.load))
+    if (not check_data or later) and ck.finetune and not (ck.load or ck.save):
+        # The base checkpoint of a fine-tune arrives as $LOAD_DIR when the job is submitted.
         cfg = copy.deepcopy(cfg)
         cfg.checkpoint.load = "$LOAD_DIR"
     try:
-        validate(cfg, world, check_data=check_data)
+        validate(cfg, world, check_data=check_data and not later)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    if check_data and cfg.checkpoint.finetune:
-        load = cfg.checkpoint.load
-        if not load:
-            raise ConfigError("checkpoint.load: a fine-tuning recipe needs the base checkpoint (--load DIR)")
-        if not Path(load).exists():
-            raise ConfigError(f"checkpoint.load: {load} does not exist")
+    if check_data and later:
+        for prefix in data_prefixes(cfg.data.data_path):
+            for ext in (".bin", ".idx"):
+                if not Path(prefix + ext).is_file():
+                    raise ConfigError(f"data.data_path: {prefix}{ext} does not exist")
+        tok = cfg.data.tokenizer
+        if tok and not tok.startswith("null:") and not Path(tok).exists():
+            raise ConfigError(f"data.tokenizer: {tok} does not exist")
+    elif check_data and ck.finetune and not ck.load:
+        raise ConfigError("checkpoint.load: a fine-tuning recipe needs the base checkpoint (--load DIR)")
+    if check_data and ck.load and ck.load != "$LOAD_DIR" and not Path(ck.load).exists():
+        raise ConfigError(f"checkpoint.load: {ck.load} does not exist")
     gpu = get_gpu(profile.gpu)
     vocab = cfg.model.vocab_size or tokenizer_vocab(cfg.data.tokenizer)
     if gpu.memory_gib <= 0 or not vocab:

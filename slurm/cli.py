@@ -162,7 +162,7 @@ def build_scripts(args, rest: list[str], command: str, check_data: bool,
     profile = _profile(args)
     if args.kind == "train":
         cfg, explicit = _train_config(args, rest)
-        est = check_train(profile, cfg, check_data=check_data)
+        est = check_train(profile, cfg, check_data=check_data, at_submit=args.cmd == "render")
         if est is not None and not quiet:
             from codetron.slurm.plan import GiB
 

@@ -93,10 +93,15 @@ class ClusterProfile:
     (sbatch a dependent copy), or "none"."""
     max_restarts: int = 50
     """Stop requeueing after this many restarts (a run that never progresses must not loop forever)."""
+    max_killed_restarts: int = 3
+    """A rank killed by a signal (exit 128+n: OOM killer, node trouble) requeues the job, but at most
+    this many times in a row without a newer checkpoint (a kill that repeats is not bad luck)."""
     log_dir: str = "logs"
     """Directory for ``%x-%j.out`` logs (relative to the submit directory)."""
     master_port_base: int = 20000
-    """Rendezvous port = base + job id mod 20000, so two jobs sharing a node do not collide."""
+    """Lowest rendezvous port: the job takes base + job id mod (L - base), L the first port of the
+    kernel's ephemeral range on the first node (/proc/sys/net/ipv4/ip_local_port_range, often 32768),
+    so two jobs sharing a node differ and no outgoing connection can hold the port."""
     sbatch_extra: list[str] = field(default_factory=list)
     """Extra ``#SBATCH`` lines, verbatim without the prefix (e.g. "--reservation=bigcode")."""
 
@@ -157,6 +162,10 @@ def _check(p: ClusterProfile, where: str) -> ClusterProfile:
             bad(fld, f"{getattr(p, fld)!r} is not a Slurm time (minutes, HH:MM:SS or D-HH:MM:SS)")
     if p.signal_seconds < 1:
         bad("signal_seconds", f"must be >= 1, got {p.signal_seconds}")
+    if not 1024 <= p.master_port_base < 32768:
+        bad("master_port_base", f"must lie in [1024, 32768), below the usual ephemeral ports, got {p.master_port_base}")
+    if p.max_killed_restarts < 0:
+        bad("max_killed_restarts", f"must be >= 0, got {p.max_killed_restarts}")
     from codetron.slurm.plan import GPUS
     if p.gpu not in GPUS:
         bad("gpu", f"unknown GPU {p.gpu!r}; known: {', '.join(GPUS)}")

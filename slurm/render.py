@@ -15,12 +15,18 @@ SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID. Why not ``srun`` + ``torchrun`` per nod
     stay inside a node; no extra rendezvous port, and pyxis containers work unchanged.
 ``launcher: torchrun`` in the profile renders the c10d variant for sites that need it.
 
-Preemption: ``--signal=B:USR1@N`` goes to the batch shell only. Its trap touches the trainer's
-``--checkpoint.exit_file`` -- launcher-agnostic (works through torchrun) and safe at any moment (a
-signal arriving while Python is still importing would kill the rank; a file is read at the end of
-the next step). The trainer saves, exits 0 and writes ``run_state.json``; the script then requeues
-itself (``scontrol requeue``, same job id, ``--open-mode=append`` keeps one log) or submits a
-dependent copy, and the next run resumes from ``checkpoint.save`` with no flag changed.
+Signals tell the two ways a job ends apart (docs/operations.md). USR1 is the time-limit warning
+(``--signal=B:USR1@N``, batch shell only) or an operator's ``scancel -b -s USR1``: the trap touches
+the trainer's ``--checkpoint.exit_file`` -- launcher-agnostic (works through torchrun) and safe at
+any moment (a signal arriving while Python is still importing would kill the rank; a file is read at
+the end of the next step). The trainer saves, exits 0 and writes ``run_state.json``; the script then
+requeues itself (``scontrol requeue``, same job id, ``--open-mode=append`` keeps one log) or submits
+a dependent copy, and the next run resumes from ``checkpoint.save`` with no flag changed. TERM is
+what ``scancel`` (and Slurm at the time limit or on preemption) sends to the shell and every task:
+the trainer, whose exit signal is USR1 alone, dies at once, and the script records "cancelled" and
+never requeues -- before, the trainer checkpointed on TERM and the job requeued itself, so scancel
+could not stop a run. A rank killed by a signal (exit 128+n) requeues, a bounded number of times
+without progress; an error exit does not (it would only repeat).
 """
 from __future__ import annotations
 
@@ -29,11 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from codetron.errors import ConfigError
-from codetron.megatron_ext.config import TrainConfig
+from codetron.megatron_ext.config import NO_VALUE, TrainConfig
 from codetron.slurm.profile import NCCL_DEFAULTS, ClusterProfile
 
 # Keys the launcher sets from variables, so they are not baked into the argument list.
-_PATH_KEYS = {"data.data_path", "checkpoint.save", "checkpoint.load", "checkpoint.exit_file", "data.tokenizer"}
+_PATH_KEYS = {"data.data_path", "checkpoint.save", "checkpoint.load", "checkpoint.exit_file", "data.tokenizer",
+              "checkpoint.exit_signals"}
 
 
 @dataclass
@@ -56,6 +63,8 @@ def q(value: Any) -> str:
 
 def format_value(value: Any) -> str:
     """A config value as the trainer's ``--key value`` parser reads it."""
+    if value is NO_VALUE:  # a bare true/false flag (any other field was refused when the config resolved)
+        return "true"
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -171,8 +180,10 @@ def render_train(p: ClusterProfile, cfg: TrainConfig, overrides: dict[str, Any],
     finetune = cfg.checkpoint.finetune
     usage = [f"mkdir -p {p.log_dir} && DATA_PATH=/data/code_content_document SAVE_DIR=/ckpt/{name} "
              f"{'LOAD_DIR=/ckpt/starcoder-base ' if finetune else ''}sbatch slurm/{name}.sbatch",
-             "Other variables: PYTHON, TOKENIZER, EXTRA_ARGS (extra trainer flags), MAX_RESTARTS, MASTER_PORT.",
-             "Stop early by hand: touch $SAVE_DIR/.exit-request-<jobid> (checkpoint + requeue)."]
+             "Other variables: PYTHON, TOKENIZER, LOAD_DIR, EXTRA_ARGS (extra trainer flags), MAX_RESTARTS, "
+             "MAX_KILLED_RESTARTS, CODETRON_MASTER_PORT.",
+             "Cancel: scancel <jobid> (stops, no requeue). Checkpoint and requeue now: scancel -b -s USR1 <jobid>.",
+             "Signals, requeue and recovery: slurm/README.md and docs/operations.md."]
     lines = _header(f"{name}: codetron train ({cfg.recipe or cfg.preset}) on {p.nodes} node(s) x {ranks} ranks "
                     f"= {p.world_size} ({p.name} profile)", command, usage)
     lines += directives
@@ -183,26 +194,52 @@ def render_train(p: ClusterProfile, cfg: TrainConfig, overrides: dict[str, Any],
     lines.append(_var("SAVE_DIR", save or f"checkpoints/{name}", "checkpoints; the run resumes from here"))
     if finetune:
         lines.append(_var("LOAD_DIR", load, "base checkpoint to fine-tune (e.g. from codetron convert from-hf)"))
+    else:
+        lines.append(_var("LOAD_DIR", load or "", "checkpoint to continue from while SAVE_DIR has none; empty = scratch"))
     lines.append(_var("TOKENIZER", tokenizer or "", "tokenizer.json; empty = the bundled default"))
     lines.append(_var("MAX_RESTARTS", str(p.max_restarts), "stop requeueing after this many restarts"))
+    lines.append(_var("MAX_KILLED_RESTARTS", str(p.max_killed_restarts),
+                      "requeues after a killed rank without a newer checkpoint"))
     lines.append("")
     lines += _environment(p, gpu_job=gpus > 0)
     lines += [
         "",
-        "# Rendezvous on the first node; the port is derived from the job id so jobs sharing a node differ.",
-        'export MASTER_ADDR=${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)}',
-        f'export MASTER_PORT=${{MASTER_PORT:-$(( {p.master_port_base} + SLURM_JOB_ID % 20000 ))}}',
+        "# Rendezvous on the first node, always from Slurm's values: sbatch exports the submitting shell's",
+        "# environment, where a stale MASTER_ADDR or RANK/WORLD_SIZE would send every rank to a wrong peer.",
+        "unset RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE GROUP_RANK NODE_RANK MASTER_PORT",
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        "# The port follows the job id (jobs sharing a node differ) and stays below the kernel's ephemeral",
+        "# range, where an outgoing connection may already hold any port.",
+        "{ read -r EPHEMERAL_LOW _ < /proc/sys/net/ipv4/ip_local_port_range; } 2>/dev/null || EPHEMERAL_LOW=32768",
+        f"PORT_BASE={p.master_port_base}",
+        'if [ "$EPHEMERAL_LOW" -le "$PORT_BASE" ]; then',
+        '  echo "[codetron] master_port_base $PORT_BASE is not below the ephemeral ports ($EPHEMERAL_LOW+);'
+        ' set CODETRON_MASTER_PORT" >&2',
+        '  [ -n "${CODETRON_MASTER_PORT:-}" ] || exit 1',
+        "fi",
+        'MASTER_PORT=${CODETRON_MASTER_PORT:-$(( PORT_BASE + SLURM_JOB_ID % (EPHEMERAL_LOW - PORT_BASE) ))}',
+        "export MASTER_ADDR MASTER_PORT",
         'RESTARTS=$(( ${SLURM_RESTART_COUNT:-0} + ${CODETRON_RESTARTS:-0} ))',
         'mkdir -p "$SAVE_DIR"',
+        'RUN_STATE="$SAVE_DIR/run_state.json"',
         '# The trainer checkpoints and exits 0 when this file appears (checked after every step).',
         'EXIT_FILE="$SAVE_DIR/.exit-request-$SLURM_JOB_ID"',
         'rm -f "$EXIT_FILE"',
-        'request_exit() {',
-        '  echo "[codetron] $(date +%FT%T) $1: asking the trainer to checkpoint and exit"',
+        "# USR1 (--signal=B:USR1@N before the time limit, or scancel -b -s USR1 by hand): checkpoint, requeue.",
+        "# TERM (scancel; Slurm at the time limit or on preemption): stop. Slurm signals the tasks itself and",
+        "# kills what is left after KillWait; this job then never requeues itself. The trainer's exit signal",
+        "# is therefore USR1 alone (it also comes from scancel -s USR1 <jobid>, which reaches the tasks).",
+        'CANCELLED=""',
+        "on_usr1() {",
+        '  echo "[codetron] $(date +%FT%T) SIGUSR1: asking the trainer to checkpoint and exit"',
         '  touch "$EXIT_FILE"',
-        '}',
-        "trap 'request_exit SIGUSR1' USR1   # --signal=B:USR1@N before the time limit, or scancel -b -s USR1",
-        "trap 'request_exit SIGTERM' TERM   # preemption / scancel: Slurm signals the steps too, then kills",
+        "}",
+        "on_term() {",
+        '  CANCELLED=1',
+        '  echo "[codetron] $(date +%FT%T) SIGTERM: the job is ending; stopping without checkpoint or requeue"',
+        "}",
+        "trap on_usr1 USR1",
+        "trap on_term TERM",
         "",
         "TRAIN_ARGS=(",
     ]
@@ -211,10 +248,12 @@ def render_train(p: ClusterProfile, cfg: TrainConfig, overrides: dict[str, Any],
         '  --data.data_path $DATA_PATH',
         '  --checkpoint.save "$SAVE_DIR"',
         '  --checkpoint.exit_file "$EXIT_FILE"',
+        "  --checkpoint.exit_signals SIGUSR1",
+        ')',
+        '[ -n "$LOAD_DIR" ] && TRAIN_ARGS+=(--checkpoint.load "$LOAD_DIR")',
+        '[ -n "$TOKENIZER" ] && TRAIN_ARGS+=(--data.tokenizer "$TOKENIZER")',
+        "",
     ]
-    if finetune:
-        lines.append('  --checkpoint.load "$LOAD_DIR"')
-    lines += [')', '[ -n "$TOKENIZER" ] && TRAIN_ARGS+=(--data.tokenizer "$TOKENIZER")', ""]
     lines.append('echo "[codetron] job $SLURM_JOB_ID restart $RESTARTS on $SLURM_JOB_NUM_NODES node(s) '
                  '($SLURM_JOB_NODELIST), master $MASTER_ADDR:$MASTER_PORT"')
     if torchrun:
@@ -232,22 +271,42 @@ def render_train(p: ClusterProfile, cfg: TrainConfig, overrides: dict[str, Any],
         ]
     lines += [
         "LAUNCH_PID=$!",
-        "# Wait until srun really ends: a trapped signal interrupts `wait` while training goes on.",
-        "while :; do",
-        '  wait "$LAUNCH_PID" && rc=0 || rc=$?',
-        '  kill -0 "$LAUNCH_PID" 2>/dev/null || break',
-        "done",
+        "# A trapped signal interrupts `wait` while training goes on; bash keeps the exit status for the last one.",
+        'while kill -0 "$LAUNCH_PID" 2>/dev/null; do wait "$LAUNCH_PID"; done',
+        'wait "$LAUNCH_PID"; rc=$?',
         "",
-        'STATE=$(sed -n \'s/.*"state": *"\\([a-z]*\\)".*/\\1/p\' "$SAVE_DIR/run_state.json" 2>/dev/null)',
+        'STATE=$(sed -n \'s/.*"state": *"\\([a-z]*\\)".*/\\1/p\' "$RUN_STATE" 2>/dev/null)',
         'echo "[codetron] trainer exit code $rc, run state ${STATE:-unknown}"',
-        'if [ "$rc" -ne 0 ]; then exit "$rc"; fi  # a crash is not a preemption: do not loop on it',
-        'case "$STATE" in',
-        '  finished) exit 0 ;;',
-        '  preempted) ;;',
-        '  *) echo "[codetron] no run state after a clean exit; not requeueing"; exit 1 ;;',
-        'esac',
+        "# A killed trainer cannot record how it ended; the run state must not keep saying running.",
+        'set_state() { [ -f "$RUN_STATE" ] && sed -i "s/\\"state\\": *\\"[a-z]*\\"/\\"state\\": \\"$1\\"/" "$RUN_STATE"; }',
+        'if [ -n "$CANCELLED" ]; then',
+        '  [ "$STATE" = finished ] || set_state cancelled',
+        '  echo "[codetron] cancelled: not requeueing (to checkpoint and requeue instead: scancel -b -s USR1 <jobid>)"',
+        "  exit 143",
+        "fi",
+        'if [ "$rc" -ne 0 ]; then',
+        '  [ "$STATE" = finished ] || set_state failed',
+        "  # 128+n: a rank was killed (OOM killer, a node going down) and a fresh start may well pass;",
+        "  # an error exit (a bad setting, a bug) would only repeat.",
+        '  if [ "$rc" -le 128 ]; then echo "[codetron] the trainer failed (exit $rc); not requeueing"; exit "$rc"; fi',
+        '  LATEST=$(cat "$SAVE_DIR/latest_checkpointed_iteration.txt" 2>/dev/null || echo none)',
+        '  { read -r KILLED_AT KILLED < "$SAVE_DIR/.killed-restarts"; } 2>/dev/null || KILLED_AT=""',
+        '  if [ "$KILLED_AT" = "$LATEST" ]; then KILLED=$(( ${KILLED:-0} + 1 )); else KILLED=1; fi',
+        '  echo "$LATEST $KILLED" > "$SAVE_DIR/.killed-restarts"',
+        '  if [ "$KILLED" -gt "$MAX_KILLED_RESTARTS" ]; then',
+        '    echo "[codetron] killed $KILLED times at checkpoint $LATEST (MAX_KILLED_RESTARTS=$MAX_KILLED_RESTARTS);'
+        ' not requeueing"; exit "$rc"',
+        "  fi",
+        '  echo "[codetron] a rank was killed (exit $rc), kill $KILLED at checkpoint $LATEST"',
+        "else",
+        '  case "$STATE" in',
+        "    finished) exit 0 ;;",
+        "    preempted) ;;",
+        '    *) echo "[codetron] no run state after a clean exit; not requeueing"; exit 1 ;;',
+        "  esac",
+        "fi",
         'if [ "$RESTARTS" -ge "$MAX_RESTARTS" ]; then',
-        '  echo "[codetron] preempted after $RESTARTS restarts (MAX_RESTARTS=$MAX_RESTARTS); not requeueing"; exit 1',
+        '  echo "[codetron] stopped after $RESTARTS restarts (MAX_RESTARTS=$MAX_RESTARTS); not requeueing"; exit 1',
         'fi',
     ]
     if p.requeue == "requeue":
@@ -262,7 +321,7 @@ def render_train(p: ClusterProfile, cfg: TrainConfig, overrides: dict[str, Any],
             'sbatch --dependency=afterany:"$SLURM_JOB_ID" --export=ALL,CODETRON_RESTARTS=$((RESTARTS + 1)) "$SCRIPT"',
         ]
     else:
-        lines += ['echo "[codetron] preempted; requeue is off in this profile: submit again to resume"']
+        lines += ['echo "[codetron] requeue is off in this profile: submit again to resume"']
     lines.append("exit 0")
     return Script(name=name, text="\n".join(lines) + "\n", kind="train")
 

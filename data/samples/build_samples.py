@@ -374,11 +374,11 @@ KEEP_COMMITS = [
     ("Allow overriding config values from environment variables", BASE_CONFIG, BASE_CONFIG.replace(
         "    config.update(data)\n    return config\n",
         "    config.update(data)\n    for key in DEFAULTS:\n        env = os.environ.get(\"APP_\" + key.upper())\n"
-        "        if env is not None:\n            config[key] = type(DEFAULTS[key])(env)\n    return config\n"), "Python", "app/config.py"),
+        "        if env is not None:\n            config[key] = type(DEFAULTS[key])(env)\n    return config\n"), "Python", "app/settings.py"),
     ("Raise a clear error when the config file is missing", BASE_CONFIG, BASE_CONFIG.replace(
         "    with open(path) as fh:\n",
         "    if not os.path.exists(path):\n        raise FileNotFoundError(f\"config file not found: {path}\")\n    with open(path) as fh:\n"),
-     "Python", "app/config.py"),
+     "Python", "app/settings.py"),
     ("Add type hints to the geometry helpers", d('''
         import math
 
@@ -431,7 +431,7 @@ KEEP_COMMITS = [
 
         def page_count(total, per_page):
             return (total + per_page - 1) // per_page
-        '''), "Python", "web/pagination.py"),
+        '''), "Python", "web/pages.py"),
     ("Use a context manager to close the database connection", d('''
         import sqlite3
 
@@ -540,28 +540,30 @@ def commit_records():
     small_old = KEEP_COMMITS[3][1]
     small_new = KEEP_COMMITS[3][2]
     drops = [
-        # (expected rule, subject, old, new, message)
+        # (expected rule, subject, old, new, message); the file is web/paging.py (not named in any subject)
         ("old_file_too_long", "Fix typo in the generated lookup table", "x = 1\n" * 9000, "x = 2\n" + "x = 1\n" * 8999, None),
+        ("new_file_empty", "Remove the body of the pagination helper", small_old, "", None),
         ("unchanged", "Reformat the pagination helper module", small_old, small_old, None),
+        ("issue_reference", "Fix off-by-one error in pagination helper (#42)", small_old, small_new, None),
         ("subject_length", "Fix bug", small_old, small_new, None),
         ("subject_too_few_words", "Refactored pagination helpers", small_old, small_new, None),
         ("not_capitalized", "fix the off-by-one error in paginate", small_old, small_new, None),
         ("not_imperative", "Pagination helper now handles the last page", small_old, small_new, None),
         ("bad_message", "Merge branch 'feature/pagination' into main", small_old, small_new, None),
         ("version_or_hash", "Release the pagination fix as 2.4.1 today", small_old, small_new, None),
-        ("version_or_hash", "Revert changes from commit 3f9a2c7e in paginate", small_old, small_new, None),
-        ("cherry_pick", "Fix off-by-one error in pagination helper", small_old, small_new,
-         "Fix off-by-one error in pagination helper\n\n(cherry picked from commit 9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d)"),
+        ("version_or_hash", "Revert commit 3f9a2c7e1b0d4c5a6e7f8091a2b3c4d5e6f70812 in paginate", small_old, small_new, None),
+        ("cherry_pick", "Fix off-by-one error in pagination helper (cherry picked from commit 9c1d2e3f)", small_old, small_new, None),
         ("first_person", "Fix the pagination bug I introduced yesterday", small_old, small_new, None),
-        ("url", "Fix pagination as described in the issue tracker", small_old, small_new,
-         "Fix pagination as described in the issue tracker\n\nSee https://tracker.example.org/issues/42"),
+        ("url", "Fix pagination as described in https://tracker.example.org/issues/42", small_old, small_new, None),
         ("wip", "Add pagination helpers for the admin panel (WIP)", small_old, small_new, None),
         ("bump_version", "Bump version of the pagination package", small_old, small_new, None),
         ("token_count", "Add a default value to the retries setting", "RETRIES = 3\n", "RETRIES = 5\n", None),
     ]
+    # one more drop: the file name in the subject (the documents do not show it)
+    recs.append(commit_record(99, "Fix rounding in the paging module", small_old, small_new, "Python", "web/paging.py"))
     for j, (_, subject, old, new, message) in enumerate(drops):
-        recs.append(commit_record(100 + j, subject, old, new, "Python", "web/pagination.py", message))
-    return recs, [r for r, *_ in drops]
+        recs.append(commit_record(100 + j, subject, old, new, "Python", "web/paging.py", message))
+    return recs, ["filename_in_subject"] + [r for r, *_ in drops]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 ``evolve/``    Evol-Instruct (WizardCoder / PanGu-Coder2) and self-instruct (StarCoder2-Instruct)
                against a model server or a local model                           (codetron evolve)
+``selfalign/`` StarCoder2-Instruct self-alignment: seed functions from raw code, S->C->I->R few-shot,
+               execution filter on self-written tests, one passing response each (codetron selfalign)
 ``rrtf/``      PanGu-Coder2 RRTF data: student sampling, teacher responses, unit-test ranking
                into (chosen, rejected) pairs                                     (codetron rrtf)
 

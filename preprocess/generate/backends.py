@@ -48,6 +48,22 @@ class GenParams:
 class BudgetExhausted(Exception):
     """The request budget is spent; the run stops and can be resumed."""
 
+    def __init__(self, message: str, last_error: str | None = None):
+        super().__init__(message if last_error is None else f"{message}; last error: {last_error}")
+        self.last_error = last_error
+        """The failure that the spent requests were retrying, if any (a server failing for good
+        looks like a spent budget otherwise)."""
+
+
+@dataclass(slots=True)
+class Completion:
+    """One choice of a reply."""
+
+    text: str
+    """Generated text."""
+    finish_reason: str | None
+    """"stop", "length" (cut at ``max_tokens``: a truncated answer) or None when the server sent none."""
+
 
 class BackendError(Exception):
     """A request failed for good (retries used up, or a non-retryable error)."""
@@ -76,6 +92,14 @@ class Backend(Protocol):
     def chat(self, messages: list[dict], params: GenParams) -> list[str]: ...
 
     def describe(self) -> dict: ...
+
+
+def chat_choices(backend: Backend, messages: list[dict], params: GenParams) -> list[Completion]:
+    """``backend.chat_choices`` where the backend has it, else its ``chat`` texts (finish reason None)."""
+    method = getattr(backend, "chat_choices", None)
+    if method is not None:
+        return method(messages, params)
+    return [Completion(t, None) for t in backend.chat(messages, params)]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -130,19 +154,26 @@ class OpenAIBackend:
 
     # -- protocol
     def chat(self, messages: list[dict], params: GenParams) -> list[str]:
+        return [c.text for c in self.chat_choices(messages, params)]
+
+    def chat_choices(self, messages: list[dict], params: GenParams) -> list[Completion]:
+        """Like ``chat``, with each choice's ``finish_reason`` (to drop truncated answers)."""
         if self.api == "completions":
             prompt, extra_stop = self._render(messages)
-            return self.complete(prompt, replace(params, stop=list(params.stop) + [s for s in extra_stop
-                                                                                  if s not in params.stop]))
+            return self.complete_choices(prompt, replace(params, stop=list(params.stop) + [
+                s for s in extra_stop if s not in params.stop]))
         body = self._body(params)
         body["messages"] = messages
-        return self._texts(self._request("POST", "/chat/completions", body), "/chat/completions")
+        return self._choices(self._request("POST", "/chat/completions", body), "/chat/completions")
 
     def complete(self, prompt: str, params: GenParams) -> list[str]:
         """``params.n`` continuations of ``prompt`` from ``/v1/completions`` (no template applied)."""
+        return [c.text for c in self.complete_choices(prompt, params)]
+
+    def complete_choices(self, prompt: str, params: GenParams) -> list[Completion]:
         body = self._body(params)
         body["prompt"] = prompt
-        return self._texts(self._request("POST", "/completions", body), "/completions")
+        return self._choices(self._request("POST", "/completions", body), "/completions")
 
     def _body(self, params: GenParams) -> dict:
         body: dict = {"model": self.model, "temperature": params.temperature, "top_p": params.top_p,
@@ -154,12 +185,16 @@ class OpenAIBackend:
         return body
 
     def _texts(self, reply: dict, path: str) -> list[str]:
+        return [c.text for c in self._choices(reply, path)]
+
+    def _choices(self, reply: dict, path: str) -> list[Completion]:
         try:
             choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
             texts = [c["message"]["content"] if path == "/chat/completions" else c["text"] for c in choices]
+            reasons = [c.get("finish_reason") for c in choices]
         except (KeyError, TypeError, AttributeError) as exc:
             raise BackendError(f"{self.base_url}{path}: unexpected reply shape (missing {exc})") from None
-        return [t or "" for t in texts]
+        return [Completion(t or "", r) for t, r in zip(texts, reasons)]
 
     def _render(self, messages: list[dict]) -> tuple[str, list[str]]:
         users = [m["content"] for m in messages if m["role"] == "user"]
@@ -186,7 +221,12 @@ class OpenAIBackend:
             if attempt:
                 with self._lock:
                     self.retries += 1
-            self.budget.take()
+            try:
+                self.budget.take()
+            except BudgetExhausted as exc:
+                if last:  # the budget went on retries: say what they were retrying
+                    raise BudgetExhausted(str(exc), last_error=last) from None
+                raise
             wait: float | None = None
             try:
                 req = urllib.request.Request(url, data=data, headers=headers, method=method)
@@ -258,6 +298,9 @@ class TransformersBackend:
         return {"backend": "transformers", "model": self.model_dir, "chat_template": self.engine.template_name}
 
     def chat(self, messages: list[dict], params: GenParams) -> list[str]:
+        return [c.text for c in self.chat_choices(messages, params)]
+
+    def chat_choices(self, messages: list[dict], params: GenParams) -> list[Completion]:
         from codetron.eval.serve import RequestError, SamplingParams
 
         self.budget.take()
@@ -265,6 +308,6 @@ class TransformersBackend:
         sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
                             n=params.n, stop=list(params.stop) + implicit_stop, seed=params.seed)
         try:
-            return [c.text for c in self.engine.generate(self.engine.encode(prompt), sp)]
+            return [Completion(c.text, c.finish_reason) for c in self.engine.generate(self.engine.encode(prompt), sp)]
         except RequestError as exc:
             raise BackendError(exc.message) from None

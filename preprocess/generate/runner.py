@@ -39,10 +39,28 @@ class RunStatus:
     """Why the run gave up (too many failures), if it did."""
     errors: list[str] = field(default_factory=list)
     """The first few failure messages."""
+    last_error: str | None = None
+    """The latest request failure (an item that failed for good, or what a spent budget was retrying)."""
+
+    def reason(self) -> str:
+        """Why the run is incomplete, in one line that ends with the last request error if there was one."""
+        why = ("request budget spent" if self.budget_exhausted else self.aborted
+               or f"{self.failed} items failed")
+        if self.last_error and self.last_error not in why:
+            why += f"; last error: {self.last_error}"
+        return why
 
     @property
     def complete(self) -> bool:
         return not self.failed and not self.budget_exhausted and self.aborted is None
+
+    def add(self, part: "RunStatus") -> None:
+        """Fold in the status of the next chunk of a run done chunk by chunk."""
+        self.done += part.done
+        self.failed += part.failed
+        self.errors += part.errors
+        self.budget_exhausted, self.aborted = part.budget_exhausted, part.aborted
+        self.last_error = part.last_error or self.last_error
 
 
 def run_units(units: Sequence[U], work: Callable[[U], dict | list[dict]], on_result: Callable[[dict | list[dict]], None],
@@ -80,11 +98,13 @@ def run_units(units: Sequence[U], work: Callable[[U], dict | list[dict]], on_res
                 running.discard(fut)
                 try:
                     result = fut.result()
-                except BudgetExhausted:
+                except BudgetExhausted as exc:
                     status.budget_exhausted = True
+                    status.last_error = getattr(exc, "last_error", None) or status.last_error
                     stop.set()
                     continue
                 except BackendError as exc:
+                    status.last_error = str(exc)
                     status.failed += 1
                     if len(status.errors) < 5:
                         status.errors.append(str(exc))

@@ -24,12 +24,37 @@ class Seed:
     """The seed's own response, if the seed data has one (CodeAlpaca does)."""
 
 
-def _records(inputs: list[str]):
-    from codetron.preprocess.readers import expand_inputs, iter_records
+ON_ERROR = ("fail", "skip")
+"""What a bad seed line does: stop the run naming file:line, or be skipped and counted."""
 
+
+class SeedErrors(list):
+    """The bad seed lines skipped with ``on_error="skip"`` (one ``file:line: why`` message each)."""
+
+    def add(self, message: str, on_error: str) -> None:
+        if on_error == "fail":
+            raise CodetronError(message)
+        self.append(message)
+
+
+def _records(inputs: list[str], on_error: str = "fail", errors: SeedErrors | None = None):
+    from codetron.preprocess.readers import ItemError, ReadError, expand_inputs, iter_chunks, parse_item
+
+    if on_error not in ON_ERROR:
+        raise CodetronError(f"--on-error {on_error!r}: choose fail or skip")
+    errors = errors if errors is not None else SeedErrors()
     for path in expand_inputs(inputs):
-        for rec in iter_records(path, on_error="fail"):
-            yield path, rec.line, rec.data
+        for chunk in iter_chunks(path):
+            if isinstance(chunk, ReadError):  # the rest of the file is unreadable
+                errors.add(f"{chunk.source}:{chunk.line}: {chunk.reason}", on_error)
+                break
+            for line, item in chunk.items:
+                try:
+                    data = parse_item(item)
+                except ItemError as exc:
+                    errors.add(f"{path}:{line}: {exc}", on_error)
+                    continue
+                yield path, line, data
 
 
 def _seed_id(path: str, line: int, data: dict, seen: set[str]) -> str:
@@ -40,22 +65,31 @@ def _seed_id(path: str, line: int, data: dict, seen: set[str]) -> str:
     return sid
 
 
-def load_instruction_seeds(inputs: list[str], limit: int | None = None) -> list[Seed]:
-    """CodeAlpaca-style records: ``instruction`` (or prompt/question), optional ``input`` and ``output``."""
+def load_instruction_seeds(inputs: list[str], limit: int | None = None, *, on_error: str = "fail",
+                           errors: SeedErrors | None = None) -> list[Seed]:
+    """CodeAlpaca-style records: ``instruction`` (or prompt/question), optional ``input`` and ``output``.
+    ``on_error="skip"`` skips bad lines (broken JSON, no instruction, duplicate id) into ``errors``."""
     seeds: list[Seed] = []
     seen: set[str] = set()
-    for path, line, data in _records(inputs):
+    errors = errors if errors is not None else SeedErrors()
+    for path, line, data in _records(inputs, on_error, errors):
         field = next((f for f in INSTRUCTION_FIELDS if isinstance(data.get(f), str) and data[f].strip()), None)
         if field is None:
-            raise CodetronError(f"{path}:{line}: no non-empty 'instruction' field "
-                                f"(looked for {', '.join(INSTRUCTION_FIELDS)})")
+            errors.add(f"{path}:{line}: no non-empty 'instruction' field "
+                       f"(looked for {', '.join(INSTRUCTION_FIELDS)})", on_error)
+            continue
+        try:
+            sid = _seed_id(path, line, data, seen)
+        except CodetronError as exc:
+            errors.add(str(exc), on_error)
+            continue
         text = data[field].strip()
         extra = data.get("input")
         if isinstance(extra, str) and extra.strip():
             # the evolved instruction must stand alone, so the input becomes part of it
             text = f"{text}\n{extra.strip()}"
         out = data.get("output") if isinstance(data.get("output"), str) else ""
-        seeds.append(Seed(_seed_id(path, line, data, seen), text, out))
+        seeds.append(Seed(sid, text, out))
         if limit is not None and len(seeds) >= limit:
             break
     if not seeds:
@@ -79,9 +113,11 @@ def extract_functions(source: str, min_lines: int = 3) -> list[tuple[str, str]]:
     return out
 
 
-def load_code_seeds(inputs: list[str], limit: int | None = None) -> list[Seed]:
+def load_code_seeds(inputs: list[str], limit: int | None = None, *, on_error: str = "fail",
+                    errors: SeedErrors | None = None) -> list[Seed]:
     """Code snippets from jsonl records (``code``/``content``/``seed``/``solution``) or from ``.py``
-    files/directories (their documented top-level functions)."""
+    files/directories (their documented top-level functions). ``on_error`` as for instruction seeds."""
+    errors = errors if errors is not None else SeedErrors()
     seeds: list[Seed] = []
     seen: set[str] = set()
     py_files: list[Path] = []
@@ -107,11 +143,15 @@ def load_code_seeds(inputs: list[str], limit: int | None = None) -> list[Seed]:
                 seen.add(sid)
                 seeds.append(Seed(sid, seg))
     if data_inputs:
-        for path, line, data in _records(data_inputs):
+        for path, line, data in _records(data_inputs, on_error, errors):
             field = next((f for f in CODE_FIELDS if isinstance(data.get(f), str) and data[f].strip()), None)
             if field is None:
-                raise CodetronError(f"{path}:{line}: no code field (looked for {', '.join(CODE_FIELDS)})")
-            seeds.append(Seed(_seed_id(path, line, data, seen), data[field].strip("\n")))
+                errors.add(f"{path}:{line}: no code field (looked for {', '.join(CODE_FIELDS)})", on_error)
+                continue
+            try:
+                seeds.append(Seed(_seed_id(path, line, data, seen), data[field].strip("\n")))
+            except CodetronError as exc:
+                errors.add(str(exc), on_error)
     if limit is not None:
         seeds = seeds[:limit]
     if not seeds:

@@ -5,7 +5,7 @@ import pytest
 
 from codetron.errors import CodetronError
 from codetron.eval.execution import check_programs
-from codetron.eval.prompts import (FORMATS, extract_code, postprocess, program_for, render, split_problem, to_completion,
+from codetron.eval.prompts import (FORMATS, STOP_CONTINUE, extract_code, postprocess, program_for, render, split_problem, to_completion,
                           truncate)
 
 
@@ -19,6 +19,9 @@ def test_every_format_renders_every_problem(humaneval):
 
 
 def test_exact_texts(humaneval):
+    """The instruction formats render HumanEval as the harness's humanevalsynthesize-python: the whole
+    prompt (signature and docstring) after the answer marker, end stripped (Codetron used to put the
+    bare declaration there, matching 0/164 harness prompts)."""
     p = humaneval[0]
     parts = split_problem(p)
     assert parts.signature == "has_close_elements(numbers: List[float], threshold: float) -> bool"
@@ -26,12 +29,14 @@ def test_exact_texts(humaneval):
     assert parts.docstring.startswith("Check if in given list of numbers, are any two numbers closer")
     inp = ("Write a Python function `has_close_elements(numbers: List[float], threshold: float) -> bool` "
            "to solve the following problem:\n" + parts.docstring)
-    assert render(p, "octocoder")[0] == f"Question: {inp}\n\nAnswer:\n{parts.declaration}"
-    assert render(p, "starchat")[0] == f"<|system|>\n<|end|>\n<|user|>\n{inp}<|end|>\n<|assistant|>\n{parts.declaration}"
-    assert render(p, "instruct")[0] == f"{inp}\n\n{parts.declaration}"
-    assert render(p, "wizardcoder") == (
+    body = p["prompt"].rstrip()
+    assert body.endswith('True\n    """')
+    assert render(p, "octocoder") == (f"Question: {inp}\n\nAnswer:\n{body}", body)
+    assert render(p, "starchat")[0] == f"<|system|>\n<|end|>\n<|user|>\n{inp}<|end|>\n<|assistant|>\n{body}"
+    assert render(p, "instruct")[0] == f"{inp}\n\n{body}"
+    assert render(p, "wizardcoder")[0] == (
         "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-        "\n\n### Instruction:\nCreate a Python script for this problem:\n" + p["prompt"] + "\n\n### Response:", "")
+        f"\n\n### Instruction:\n{inp}\n\n### Response:\n{body}")
     text, prefix = render(p, "pangu-coder2")
     assert text.startswith('"""\n    Check if in given list') and text.endswith(parts.declaration) and prefix == text
 
@@ -43,7 +48,9 @@ def test_prefix_plus_canonical_body_passes(humaneval, fmt):
     programs = []
     for p in humaneval:
         _, prefix = render(p, fmt)
-        code = postprocess(p, fmt, prefix, p["canonical_solution"])
+        # the model continues the stripped prompt: its output starts with the whitespace cut off
+        output = p["prompt"][len(prefix):] + p["canonical_solution"] if fmt == "octocoder" else p["canonical_solution"]
+        code = postprocess(p, fmt, prefix, output)
         programs.append(program_for(p, code))
     results = check_programs(programs, timeout=10.0, n_workers=2)
     assert [p["task_id"] for p, r in zip(humaneval, results) if not r.passed] == []
@@ -51,7 +58,7 @@ def test_prefix_plus_canonical_body_passes(humaneval, fmt):
 
 def test_truncate_at_earliest_stop():
     out = "    return x\n\ndef other():\n    pass\nif __name__"
-    assert truncate(out, FORMATS["continue"].stop) == "    return x\n"
+    assert truncate(out, STOP_CONTINUE) == "    return x\n"
     assert truncate("    return 1<|end|>junk", FORMATS["starchat"].stop) == "    return 1"
     assert truncate("abc", []) == "abc"
 
@@ -65,10 +72,12 @@ def test_extract_code_from_chat_answers():
     assert extract_code("def add(a, b): return a + b", "add") == "def add(a, b): return a + b"
 
 
-def test_chat_answer_redefines_the_entry_point(humaneval):
+def test_instruction_format_cuts_the_body_like_the_harness(humaneval):
     p = humaneval[2]  # truncate_number
-    answer = "Sure.\n```python\ndef truncate_number(number: float) -> float:\n    return number % 1.0\n```\n"
-    code = postprocess(p, "wizardcoder", render(p, "wizardcoder")[1], answer)
+    text, prefix = render(p, "octocoder")
+    output = "\n    return number % 1.0\n\n\nprint(truncate_number(3.5))\n"
+    code = postprocess(p, "octocoder", prefix, output)
+    assert code == p["prompt"].rstrip() + "\n    return number % 1.0\n\n"
     completion = to_completion(p, code)
     [result] = check_programs([program_for(p, p["prompt"] + completion)], timeout=5.0, n_workers=1)
     assert result.passed, result

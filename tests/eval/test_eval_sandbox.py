@@ -1,4 +1,6 @@
-"""The sandbox: verdict kinds, bounded output, and hostile completions that must not hurt the host."""
+"""The sandbox: verdict kinds, bounded output, and hostile completions that must not hurt the host
+or a later sample (lingering processes, temp files, host unix sockets), under bubblewrap and the
+fork-server fallback."""
 from __future__ import annotations
 
 import os
@@ -8,11 +10,15 @@ import time
 
 import pytest
 
-from codetron.eval.execution import SandboxConfig, check_program, check_programs
+from codetron.eval.execution import SandboxConfig, SandboxPool, bubblewrap_status, check_program, check_programs
 from codetron.eval.prompts import program_for
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="file and process isolation needs root (uid drop); "
                                "as a normal user programs run as you and this guarantee does not hold")
+BWRAP_OK, BWRAP_WHY = bubblewrap_status()
+NEEDS_BWRAP = pytest.mark.skipif(not BWRAP_OK, reason=f"bubblewrap unusable here ({BWRAP_WHY}); `make test` "
+                                 "installs the Debian package bubblewrap")
+MECHANISMS = [pytest.param("bubblewrap", marks=NEEDS_BWRAP), "fork-server"]
 
 
 def test_verdict_kinds():
@@ -84,7 +90,8 @@ def _descendants(root: int, procs: dict[int, tuple[int, int]]) -> list[int]:
 
 
 @ROOT_ONLY
-def test_hostile_completions(humaneval, tmp_path):
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_hostile_completions(humaneval, tmp_path, mechanism):
     decoy = tmp_path / "decoy"
     decoy.mkdir()
     for i in range(3):
@@ -134,10 +141,8 @@ def test_hostile_completions(humaneval, tmp_path):
     names = list(hostile)
     programs = [program_for(problem, problem["prompt"] + hostile[n]) for n in names]
     programs.append(program_for(problem, problem["prompt"] + problem["canonical_solution"]))
-    config = SandboxConfig()
+    config = SandboxConfig(mechanism=mechanism)
     start = time.monotonic()
-    from codetron.eval.execution import SandboxPool
-
     with SandboxPool(2, config) as pool:
         uids = [w.info["uid"] for w in pool.workers]
         results = pool.map(programs, timeout=2.0)
@@ -152,8 +157,11 @@ def test_hostile_completions(humaneval, tmp_path):
     assert verdicts["canonical"].passed, verdicts["canonical"]
     assert verdicts["infinite loop"].status == "timeout", verdicts["infinite loop"]
     assert verdicts["100 GB allocation"].detail.startswith("MemoryError")
-    assert verdicts["delete decoy folder"].detail.startswith("PermissionError")
-    assert verdicts["open a socket"].detail.startswith("OSError")
+    # the fork-server shows the host's files (but the uid owns none); bubblewrap does not show them
+    expected = "FileNotFoundError" if mechanism == "bubblewrap" else "PermissionError"
+    assert verdicts["delete decoy folder"].detail.startswith(expected), verdicts["delete decoy folder"]
+    # an empty netns (fork-server: loopback down) or bubblewrap's own loopback (nobody listening)
+    assert verdicts["open a socket"].detail.startswith(("OSError", "ConnectionRefusedError")), verdicts["open a socket"]
     assert len(verdicts["stdout forever"].output) <= config.limits.output_bytes
     assert elapsed < 30, elapsed
 
@@ -176,7 +184,7 @@ def test_pool_survives_a_dead_worker():
 
     with execution.SandboxPool(1) as pool:
         worker = pool.workers[0]
-        worker.proc.kill()
+        worker.kill()
         first = pool.map(["assert True"], timeout=2.0)
         second = pool.map(["assert True"], timeout=2.0)
     assert first[0].status == "failed" and "worker died" in first[0].detail
@@ -211,3 +219,188 @@ def test_concurrent_pools_never_share_a_uid():
         a.map(["import os, signal\nos.kill(-1, signal.SIGKILL)"], timeout=5.0)
         t.join()
     assert slow[0].passed, slow[0]
+
+
+# ------------------------------------------------------------- a sample must not reach a later one
+
+_TAMPER = """
+import json, os, time
+MARK = {mark!r}
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        # a daemon that outlives its sample and forges a "passed" verdict into the verdict pipe of
+        # whatever sample runs next in this sandbox (only there: MARK is that sample's cwd prefix)
+        forged = json.dumps({{"status": "passed", "error_kind": "none", "detail": "forged"}}).encode()
+        end = time.time() + 6
+        while time.time() < end:
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit() or int(pid) == os.getpid():
+                    continue
+                try:
+                    if not os.readlink(f"/proc/{{pid}}/cwd").startswith(MARK):
+                        continue
+                    fds = os.listdir(f"/proc/{{pid}}/fd")
+                except OSError:
+                    continue
+                for fd in fds:
+                    try:
+                        if int(fd) < 3 or not os.readlink(f"/proc/{{pid}}/fd/{{fd}}").startswith("pipe:"):
+                            continue
+                        with open(f"/proc/{{pid}}/fdinfo/{{fd}}") as fh:
+                            flags = int(fh.read().split("flags:")[1].split()[0], 8)
+                        if flags & 3 != os.O_WRONLY:
+                            continue
+                        w = os.open(f"/proc/{{pid}}/fd/{{fd}}", os.O_WRONLY | os.O_NONBLOCK)
+                        os.write(w, forged)
+                        os.close(w)
+                    except (OSError, ValueError, IndexError):
+                        pass
+            time.sleep(0.005)
+        os._exit(0)
+    os._exit(0)
+time.sleep(0.2)
+"""
+
+
+@pytest.mark.parametrize("mechanism,drop", [pytest.param("bubblewrap", True, marks=NEEDS_BWRAP),
+                                            ("fork-server", True), ("fork-server", False)])
+def test_lingering_process_cannot_forge_the_next_verdict(tmp_path, mechanism, drop):
+    """drop=False is the fork-server as an unprivileged user runs it (no uid of its own to sweep)."""
+    if drop and os.geteuid() != 0:
+        pytest.skip("uid drop needs root")
+    root = tmp_path / "sbx"
+    root.mkdir()
+    os.chmod(tmp_path, 0o755)
+    mark = "/tmp/codetron-sbx-" if mechanism == "bubblewrap" else str(root)
+    config = SandboxConfig(mechanism=mechanism, drop_privileges=drop, tmp_root=str(root))
+    victim = "import time\ntime.sleep(1.5)\nassert False, 'the next sample fails on its own'"
+    with SandboxPool(1, config) as pool:  # one worker: the victim runs right after the tamperer
+        first, second = pool.map([_TAMPER.format(mark=mark), victim], timeout=5.0)
+    assert first.passed, first
+    assert (second.status, second.error_kind) == ("failed", "assertion"), second
+    assert second.detail == "AssertionError: the next sample fails on its own"
+
+
+@NEEDS_BWRAP
+def test_temp_dirs_are_private_bounded_and_emptied(tmp_path):
+    marker = f"codetron-leak-{os.getpid()}"
+    writer = ("import os\n"
+              f"for d in ('/tmp', '/dev/shm', '/var/tmp'):\n    open(os.path.join(d, {marker!r}), 'w').write('x')\n"
+              "os.makedirs('/tmp/locked/deeper')\nos.chmod('/tmp/locked', 0)\n"
+              "try:\n    with open('/dev/shm/big', 'wb') as fh:\n"
+              "        for _ in range(12):\n            fh.write(b'0' * (1 << 20))\n"
+              "    raise SystemExit('wrote 12 MiB into an 8 MiB /dev/shm')\n"
+              "except OSError as exc:\n    assert exc.errno == 28, exc\n")
+    reader = ("import os\nleft = {d: os.listdir(d) for d in ('/tmp', '/dev/shm', '/var/tmp')}\n"
+              "leftovers = {d: [n for n in names if not n.startswith('codetron-sbx-')] for d, names in left.items()}\n"
+              "assert not any(leftovers.values()), leftovers\n")
+    config = SandboxConfig(mechanism="bubblewrap", tmpfs_bytes=8 << 20)
+    with SandboxPool(1, config) as pool:
+        results = pool.map([writer, reader, reader], timeout=5.0)
+    assert [r.status for r in results] == ["passed"] * 3, results
+    for d in ("/tmp", "/dev/shm", "/var/tmp"):
+        assert not os.path.exists(os.path.join(d, marker)), f"{d}/{marker} reached the host"
+
+
+@pytest.mark.parametrize("mechanism", [pytest.param("bubblewrap", marks=NEEDS_BWRAP)])
+def test_host_unix_sockets_are_unreachable(tmp_path, mechanism):
+    os.chmod(tmp_path, 0o755)
+    path = str(tmp_path / "host.sock")
+    abstract = f"\0codetron-test-{os.getpid()}"
+    servers = []
+    for address in (path, abstract):
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(address)
+        server.listen(4)
+        server.setblocking(False)
+        servers.append(server)
+    os.chmod(path, 0o777)
+    client = ("import socket\n"
+              "reached = []\n"
+              f"for address in ({path!r}, {abstract!r}):\n"
+              "    s = socket.socket(socket.AF_UNIX)\n"
+              "    try:\n        s.connect(address)\n        reached.append(address)\n"
+              "    except OSError:\n        pass\n"
+              "assert not reached, reached\n")
+    try:
+        [result] = check_programs([client], timeout=5.0, n_workers=1, config=SandboxConfig(mechanism=mechanism))
+        accepted = []
+        for server in servers:
+            try:
+                accepted.append(server.accept())
+            except BlockingIOError:
+                pass
+    finally:
+        for server in servers:
+            server.close()
+    assert result.passed, result
+    assert accepted == []
+
+
+def test_mechanism_is_reported_and_checked():
+    from codetron.errors import ConfigError
+
+    info: dict = {}
+    check_programs(["pass"], timeout=2.0, n_workers=1, config=SandboxConfig(mechanism="fork-server"), info=info)
+    assert info["mechanism"].startswith("fork-server") and info["private_tmp"] == []
+    if BWRAP_OK:
+        info = {}
+        check_programs(["pass"], timeout=2.0, n_workers=1, info=info)  # "auto" prefers bubblewrap
+        assert info["mechanism"] == BWRAP_WHY and info["mechanism"].startswith("bubblewrap")
+        assert info["private_tmp"] == ["/tmp", "/dev/shm", "/var/tmp"]
+    with pytest.raises(ConfigError, match="mechanism 'chroot' unknown"):
+        check_programs(["pass"], config=SandboxConfig(mechanism="chroot"))
+
+
+# ------------------------------------------------------------------------------- `eval execute`
+
+
+def _write_generations(tmp_path, humaneval):
+    """Three problems: two canonical solutions and one wrong one, in both gzipped formats."""
+    import gzip
+    import json
+
+    problems = humaneval[:3]
+    completions = [problems[0]["canonical_solution"], "    return None\n", problems[2]["canonical_solution"]]
+    jsonl = tmp_path / "samples.jsonl.gz"
+    with gzip.open(jsonl, "wt") as fh:
+        for p, c in zip(problems, completions):
+            fh.write(json.dumps({"task_id": p["task_id"], "completion": c}) + "\n")
+    harness = tmp_path / "generations.json.gz"
+    with gzip.open(harness, "wt") as fh:
+        json.dump([[p["prompt"] + c] for p, c in zip(problems, completions)], fh)
+    return jsonl, harness
+
+
+def test_execute_reads_gzipped_generations_and_reports_the_mechanism(tmp_path, humaneval):
+    import json
+
+    from codetron.eval.cli import main
+
+    for generations in _write_generations(tmp_path, humaneval):
+        out = tmp_path / f"out-{generations.name}"
+        assert main(["execute", "--generations", str(generations), "--limit", "3", "--out", str(out)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        scores = next(v for k, v in metrics.items() if k != "config")
+        assert scores["pass@1"] == pytest.approx(2 / 3)
+        expected = "bubblewrap" if BWRAP_OK else "fork-server"
+        assert metrics["config"]["isolation"]["mechanism"].startswith(expected)
+
+
+def test_unwritable_out_fails_before_any_work(tmp_path, humaneval, monkeypatch):
+    from codetron.errors import CodetronError
+    from codetron.eval import evaluate, generate
+    from codetron.eval.cli import main
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("work started before --out was checked")
+
+    monkeypatch.setattr(evaluate, "evaluate", must_not_run)
+    monkeypatch.setattr(generate, "generate", must_not_run)
+    jsonl, _ = _write_generations(tmp_path, humaneval)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for argv in (["execute", "--generations", str(jsonl)], ["run", "--model", str(tmp_path / "no-model")]):
+        with pytest.raises(CodetronError, match=r"^--out .*a-file/out: not a writable folder"):
+            main([*argv, "--limit", "3", "--out", str(blocker / "out")])

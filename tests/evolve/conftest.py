@@ -127,7 +127,8 @@ def seed_records() -> list[dict]:
 
 
 class ScriptedBackend:
-    """A fake backend: ``reply(messages, params) -> list[str]``; counts calls like a budget would."""
+    """A fake backend: ``reply(prompt, params)`` gives a text, a list of texts or ``(text, finish_reason)``
+    pairs (default reason "stop"); counts calls like a budget would."""
 
     def __init__(self, reply):
         from codetron.preprocess.generate.backends import RequestBudget
@@ -142,11 +143,17 @@ class ScriptedBackend:
         return {"backend": "scripted"}
 
     def chat(self, messages, params):
+        return [c.text for c in self.chat_choices(messages, params)]
+
+    def chat_choices(self, messages, params):
+        from codetron.preprocess.generate.backends import Completion
+
         self.budget.take()
         with self._lock:
             self.calls.append(messages[-1]["content"])
         out = self.reply(messages[-1]["content"], params)
-        return out if isinstance(out, list) else [out] * params.n
+        out = out if isinstance(out, list) else [out] * params.n
+        return [Completion(*o) if isinstance(o, tuple) else Completion(o, "stop") for o in out]
 
 
 @pytest.fixture

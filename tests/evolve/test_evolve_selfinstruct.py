@@ -37,9 +37,16 @@ NO_ASSERT = GOOD.replace("assert running_max([1, 3, 2, 5]) == [1, 3, 3, 5]\nasse
 HANGS = GOOD.replace("    return out", "    while True:\n        pass")
 CRASHES = GOOD.replace("out, best = [], None", "out, best = [], undefined_name")
 NO_CODE = "I would write a loop that keeps the maximum so far."
+GOOD_TESTS = "assert running_max([1, 3, 2, 5]) == [1, 3, 3, 5]\nassert running_max([]) == []"
+# the issue's case: a wrong implementation whose tests check nothing passed the execution filter
+VACUOUS = WRONG.replace(GOOD_TESTS, "assert True")
+# tests that call the function but accept anything it does (no result checked, every error caught)
+WEAK = WRONG.replace(GOOD_TESTS, "try:\n    running_max([1, 2])\nexcept Exception:\n    pass\nassert True")
+TRUNCATED = (GOOD, "length")  # complete-looking text, but the server says it was cut at max_tokens
 
 ANSWERS = {"good": [GOOD], "wrong": [WRONG], "noassert": [NO_ASSERT], "hangs": [HANGS], "crashes": [CRASHES],
-           "nocode": [NO_CODE], "second": [WRONG, GOOD]}
+           "nocode": [NO_CODE], "second": [WRONG, GOOD], "vacuous": [VACUOUS], "weak": [WEAK],
+           "truncated": [TRUNCATED], "weakthengood": [WEAK, GOOD]}
 """Seed name -> the answers the scripted model gives for that seed's task."""
 
 
@@ -68,23 +75,32 @@ def test_only_passing_answers_are_kept(tmp_path, scripted):
         recs = {r["seed_id"]: r for r in log.records.values()}
     assert status.complete
     kept = {sid for sid, r in recs.items() if r["status"] == "kept"}
-    assert kept == {"good", "second"}
+    assert kept == {"good", "second", "weakthengood"}
     assert {sid: r["rule"] for sid, r in recs.items() if sid not in kept} == {
         "wrong": "tests_failed", "hangs": "tests_failed", "crashes": "tests_failed", "noassert": "no_tests",
-        "nocode": "no_tests", "noconcepts": "no_concepts"}
+        "nocode": "no_tests", "noconcepts": "no_concepts", "vacuous": "tests_vacuous",
+        "weak": "tests_pass_wrong_impl", "truncated": "truncated_response"}
     # the sandbox's verdicts are recorded: a wrong answer fails its assert, a hang is stopped
     assert {e["status"] for e in recs["hangs"]["exec"]} <= {"timeout", "failed"}, recs["hangs"]["exec"]
     assert [e["detail"] for e in recs["wrong"]["exec"]] == ["AssertionError"] * 2
     assert [e["detail"].split(":")[0] for e in recs["crashes"]["exec"]] == ["NameError"] * 2
     assert [(e["answer"], e["status"]) for e in recs["second"]["exec"]] == [(0, "failed"), (1, "passed")]
+    # weak tests pass against their (wrong) implementation and against both stand-ins too
+    assert [(e["status"], e["passes_wrong_impl"]) for e in recs["weak"]["exec"]] == \
+        [("passed", ["returns_none", "raises"])] * 2
+    assert [e["passes_wrong_impl"] for e in recs["good"]["exec"]] == [[], []]
+    assert recs["weakthengood"]["output"] == GOOD.strip() and "vacuous" not in {r["seed_id"] for r in recs.values()
+                                                                               if r["status"] == "kept"}
+    assert "exec" not in recs["vacuous"]  # never executed: its tests use nothing of the implementation
     assert recs["second"]["output"] == GOOD.strip() and "assert running_max" in recs["good"]["tests"]
-    assert stats == {"items": 8, "kept": 2, "dropped": 6,
-                     "eliminated": {"no_concepts": 1, "no_instruction": 0, "no_tests": 2, "tests_failed": 3}}
+    assert stats == {"items": 12, "kept": 3, "dropped": 9,
+                     "eliminated": {"no_concepts": 1, "no_instruction": 0, "truncated_response": 1, "no_tests": 2,
+                                    "tests_vacuous": 1, "tests_failed": 3, "tests_pass_wrong_impl": 1}}
     rows = training_records(list(recs.values()))
     out = tmp_path / "self.jsonl"
     counts = write_output(rows, str(out), OutputConfig(dedup="exact"))
-    # both kept tasks have the same instruction text apart from the tag, so both survive exact dedup
-    assert counts["written"] == 2
+    # the kept tasks have the same instruction text apart from the tag, so all survive exact dedup
+    assert counts["written"] == 3
     written = [json.loads(x) for x in out.read_text().splitlines()]
     assert all("```python" in r["output"] and r["concepts"] for r in written)
 
@@ -99,6 +115,22 @@ def test_resume_does_not_regenerate(tmp_path, scripted):
         status, stats = run_self_instruct(seeds, again, cfg, log, progress=False)
     assert status.complete and stats["items"] == 2
     assert len(again.calls) == 3 and all("seed_good" not in c and "[good]" not in c for c in again.calls)
+
+
+def test_names_under_test_and_wrong_programs():
+    from codetron.preprocess.generate.evolve.selfinstruct import names_under_test, wrong_programs
+
+    impl = "def helper(x):\n    return x\n\ndef f(x):\n    return helper(x) + 1\n\nclass Box:\n    pass\n"
+    assert names_under_test(impl, "assert f(1) == 2\nassert isinstance(Box(), Box)") == ["Box", "f"]
+    assert names_under_test(impl, "assert True\nassert 1 + 1 == 2") == []
+    assert names_under_test(impl, "assert list(map(f, [1])) == [2]") == ["f"]  # used, not called: still exercised
+    assert names_under_test("def (:", "assert f(1)") is None
+    none, raises = wrong_programs(impl, "assert f(1) == 2", ["f"])
+    ns: dict = {}
+    exec(none.replace("assert f(1) == 2", ""), ns)
+    assert ns["f"](1) is None and ns["helper"](3) == 3
+    with pytest.raises(NotImplementedError):
+        exec(raises.replace("assert f(1) == 2", "f(1)"), {})
 
 
 def test_parsers():

@@ -118,7 +118,7 @@ def test_tokenizer_chat_template_is_used(engine):
     ("/completions", {"prompt": "x", "n": 99}, 400, "n"),
     ("/completions", {"prompt": "x", "stop": [""]}, 400, "stop"),
     ("/completions", {"prompt": "x", "seed": "a"}, 400, "seed"),
-    ("/completions", {"prompt": "x", "stream": True}, 400, "stream"),
+    ("/completions", {"prompt": "x", "stream": "yes"}, 400, "stream"),
     ("/completions", {"prompt": 3}, 400, "prompt"),
     ("/completions", {"prompt": "x", "model": "gpt-4"}, 404, "model"),
     ("/chat/completions", {"messages": []}, 400, "messages"),

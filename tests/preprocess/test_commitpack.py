@@ -9,8 +9,11 @@ OLD = "def paginate(items, page, n):\n    return items[page * n:(page + 1) * n]\
 NEW = "def paginate(items, page, n):\n    return items[(page - 1) * n:page * n]\n"
 
 
-def rec(subject, old=OLD, new=NEW, message=None):
-    return {"old_contents": old, "new_contents": new, "subject": subject, "message": message or subject}
+def rec(subject, old=OLD, new=NEW, message=None, new_file=None):
+    r = {"old_contents": old, "new_contents": new, "subject": subject, "message": message or subject}
+    if new_file:
+        r["new_file"] = new_file
+    return r
 
 
 GOOD = "Fix off-by-one error in the pagination helper"
@@ -18,18 +21,21 @@ GOOD = "Fix off-by-one error in the pagination helper"
 # rule -> (kept example, dropped example): each differs from the other only in what the rule checks
 CASES = {
     "old_file_too_long": (rec(GOOD, old="x\n" * 24_999), rec(GOOD, old="x\n" * 25_000)),
+    "new_file_empty": (rec(GOOD, new="\n"), rec(GOOD, new="")),
     "unchanged": (rec(GOOD), rec(GOOD, new=OLD)),
-    "subject_length": (rec("Fix it now ok"), rec("Fix a b c")),
-    "subject_too_few_words": (rec("Fix the pagination helper"), rec("Fix paginationhelperbug")),
+    "issue_reference": (rec(GOOD + " of the list"), rec(GOOD + " (#123)")),
+    "filename_in_subject": (rec(GOOD, new_file="web/paging.py"), rec(GOOD, new_file="web/pagination.py")),
+    "subject_length": (rec("Fix ab c d e"), rec("Fix ab c d")),
+    "subject_too_few_words": (rec("Fix the pagination helper now"), rec("Fix the pagination helper")),
     "not_capitalized": (rec(GOOD), rec(GOOD.lower())),
     "not_imperative": (rec("Handle the last page in paginate"), rec("Handled the last page in paginate")),
-    "bad_message": (rec("Update the pagination docstring text"),
-                    rec("Update the pagination docstring text", message="Update the pagination docstring text\n\nSigned-off-by: A <a@b.c>")),
+    "bad_message": (rec("Update the pagination docstring text"), rec("Update the docstring text after code review")),
     "version_or_hash": (rec("Add version check to the loader"), rec("Add support for the 1.2.3 loader")),
-    "cherry_pick": (rec(GOOD), rec(GOOD, message=GOOD + "\n\n(cherry picked from commit abcdef1234567)")),
-    "first_person": (rec("Fix the bug in the pager"), rec("Fix the bug we found in the pager")),
-    "url": (rec(GOOD, message=GOOD + "\n\nSee issue 12"), rec(GOOD, message=GOOD + "\n\nSee https://example.org/12")),
-    "wip": (rec("Add the pagination helper module"), rec("Add the pagination helper module WIP")),
+    "cherry_pick": (rec(GOOD, message=GOOD + "\n\n(cherry picked from commit abcdef1234567)"),
+                    rec(GOOD + " (cherry picked from commit abcdef1)")),
+    "first_person": (rec("Fix the bug we found in the pager"), rec("Fix the bug i found in the pager")),
+    "url": (rec(GOOD, message=GOOD + "\n\nSee https://example.org/12"), rec(GOOD + " from https://example.org/12")),
+    "wip": (rec('Remove "Work in progress caveat"'), rec("Add the pagination helper module WIP")),
 }
 
 
@@ -44,8 +50,62 @@ def test_rule_kept_and_dropped(rule):
 
 
 def test_hash_in_subject():
-    assert check_commit(rec("Revert the change from 3f9a2c7e in paginate"), CommitFilterConfig()) == "version_or_hash"
+    sha = "3f9a2c7e" * 5
+    assert check_commit(rec(f"Revert the change from {sha} in paginate"), CommitFilterConfig()) == "version_or_hash"
     assert check_commit(rec("Revert the change from deadline in paginate"), CommitFilterConfig()) is None
+
+
+# The commits issue 14 found wrongly dropped, and OctoPack's verdict on each.
+KEPT = [
+    "Close the pager temp file before unlinking it",  # "close" is missing from OctoPack's verb list
+    "Set blocking I/O flags for FreeBSD",  # "I/O" is not the pronoun I
+    'Remove "Work in progress caveat"',  # a quoted name, not a work-in-progress commit
+    "Fix wiping of the cache directory on exit",  # OctoPack's substring test sees "wip" in "wiping"
+    "Avoid a second lookup of the page size",
+    "Speed up the pagination of long lists",  # a two-word opening from OctoPack's list
+]
+DROPPED = [
+    ("Closed the pager temp file before unlinking", "not_imperative"),
+    ("Merge the pagination helpers into one module", "bad_message"),  # CommitPack drops every "merge..."
+    ("Fix the pagination bug I introduced yesterday", "first_person"),
+    ("Fix the pagination helper, thanks to Ana for the report", "bad_message"),
+    ("Fix pagination crash reported in issue 159", "issue_reference"),
+    ("Add pagination helpers for the admin panel (WIP)", "wip"),
+    ("Release the pagination fix as 2.4.1 today", "version_or_hash"),
+]
+
+
+@pytest.mark.parametrize("subject", KEPT)
+def test_issue_cases_are_kept(subject):
+    assert check_commit(rec(subject, new_file="src/pager.py" if "pager" not in subject else "src/term.c"), CommitFilterConfig()) is None
+
+
+@pytest.mark.parametrize("subject,rule", DROPPED)
+def test_drops_name_their_rule(subject, rule):
+    assert check_commit(rec(subject), CommitFilterConfig()) == rule
+
+
+def test_octopack_verb_list_is_the_published_one():
+    from codetron.preprocess.commitpack import EXTRA_VERBS, IMPERATIVE_VERBS, OCTOPACK_VERBS
+
+    assert len(OCTOPACK_VERBS) == 257 and OCTOPACK_VERBS < IMPERATIVE_VERBS
+    assert {"troubleshoot", "decomplexify", "whitelist", "speed up", "deal with", "brush up"} <= OCTOPACK_VERBS
+    assert not {"close", "open", "warn", "pass", "fill", "do"} & OCTOPACK_VERBS
+    assert {"close", "open", "warn", "pass", "fill", "do"} <= EXTRA_VERBS
+    octopack = CommitFilterConfig(verbs="octopack")
+    assert check_commit(rec(KEPT[0]), octopack) == "not_imperative"  # exactly OctoPack: "Close" is dropped
+    assert check_commit(rec(KEPT[1]), octopack) is None
+
+
+def test_subject_cleaned_like_octopack():
+    from codetron.preprocess.commitpack import clean_subject
+
+    assert clean_subject("[benchmark] Fix billing project [skip ci]") == "Fix billing project"
+    assert clean_subject("demo/python/cmd.py: Fix struct.unpack format for Python 3") == "Fix struct.unpack format for Python 3"
+    assert clean_subject("Fix the pager [ci skip] [WIP]") == "Fix the pager"
+    # the checks see the cleaned subject: a "docs:" prefix is not the opening verb
+    assert check_commit(rec("docs: Fix the pagination helper docstring"), CommitFilterConfig()) is None
+    assert check_commit(rec("pager: fix the off by one error"), CommitFilterConfig()) == "not_capitalized"
 
 
 def test_bump_version_dropped_with_probability():
@@ -56,6 +116,8 @@ def test_bump_version_dropped_with_probability():
     assert check_commit(r, cfg, ("f", 7)) == check_commit(r, cfg, ("f", 7))  # reproducible
     assert check_commit(r, CommitFilterConfig(bump_drop_prob=0.0), ("f", 1)) is None
     assert check_commit(rec("Fix the pagination helper bug"), cfg) is None
+    for prefix in ("Set version of", "Update version of"):  # OctoPack's three openings
+        assert sum(check_commit(rec(f"{prefix} the pagination package"), cfg, ("f", i)) == "bump_version" for i in range(200)) > 150
 
 
 def test_token_count_rule():
@@ -87,3 +149,15 @@ def test_bundled_sample_drops_each_rule(tmp_path):
     expected = Counter(json.loads((SAMPLES / "commitpack_sample_expected_drops.json").read_text()))
     assert s["dropped"] == dict(expected) and set(expected) == set(RULES)
     assert s["docs_kept"] == 8 == len(read_docs(tmp_path / "c"))
+
+
+def test_documents_hold_the_cleaned_subject(tmp_path, tok):
+    from codetron.preprocess.pipeline import run
+    from tests.preprocess.conftest import make_cfg, read_docs, write_jsonl
+
+    r = json.loads((SAMPLES / "commitpack_sample.jsonl").read_text().splitlines()[3])
+    clean = r["subject"]
+    r["subject"] = r["message"] = f"[web] {clean} [skip ci]"
+    run(make_cfg([write_jsonl(tmp_path / "c.jsonl", [r])], tmp_path / "c", mode="commitpack"))
+    (doc,) = read_docs(tmp_path / "c")
+    assert f"<commit_msg>{clean}<commit_after>" in tok.decode(doc[0])

@@ -75,3 +75,45 @@ def test_not_a_repo(tmp_path):
 
 def test_lang_of():
     assert lang_of("a/b.py") == "Python" and lang_of("x/Makefile") == "Makefile" and lang_of("x.unknown") is None
+
+
+def test_non_ascii_and_odd_file_names_are_exported(repo):
+    """git quotes such names unless -z is used; they must not be dropped."""
+    names = ["café.py", "日本/データ.py", "with space's \"quote\".py", "tab\tname.py"]
+    for i, name in enumerate(names):
+        path = repo / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"VALUE_{i} = {i}\n", encoding="utf-8")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "Add modules with non-ASCII names")
+    for name in names:
+        (repo / name).write_text((repo / name).read_text(encoding="utf-8") + "EXTRA = True\n", encoding="utf-8")
+    git(repo, "mv", "café.py", "crème.py")
+    (repo / "crème.py").write_text("VALUE_0 = 0\nRENAMED = 1\n", encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Extend the modules with non-ASCII names")
+    recs = list(iter_commit_records(repo, GitCommitsConfig(max_commits=2)))
+    latest = {(r["old_file"], r["new_file"]): r for r in recs if r["subject"].startswith("Extend")}
+    assert set(latest) == {("café.py", "crème.py")} | {(n, n) for n in names[1:]}
+    assert latest[("café.py", "crème.py")]["old_contents"] == "VALUE_0 = 0\n"
+    assert latest[("日本/データ.py", "日本/データ.py")]["new_contents"] == "VALUE_1 = 1\nEXTRA = True\n"
+    added = {r["new_file"] for r in recs if r["subject"].startswith("Add modules")}
+    assert added == set(names)
+    out = repo.parent / "commits.jsonl"
+    assert export(repo, out, GitCommitsConfig(max_commits=2)) == len(recs)
+    assert "日本/データ.py" in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("https://github.com/bigcode-project/octopack.git", "bigcode-project/octopack"),
+    ("https://user:ghp_secret@github.com/bigcode-project/octopack", "bigcode-project/octopack"),
+    ("git@github.com:bigcode-project/octopack.git", "bigcode-project/octopack"),
+    ("ssh://git@gitlab.example.org:2222/team/tool.git/", "team/tool"),
+    ("/srv/git/team/tool.git", "team/tool"),
+    ("file:///srv/git/team/tool", "team/tool"),
+])
+def test_repos_is_owner_slash_name(repo, url, expected):
+    git(repo, "remote", "add", "origin", url)
+    recs = list(iter_commit_records(repo, GitCommitsConfig(max_commits=2)))
+    assert recs and {r["repos"] for r in recs} == {expected}
+    assert all("secret" not in json.dumps(r) for r in recs)

@@ -77,3 +77,52 @@ def test_filter_texts_counts_reasons():
     # works on records through text_of
     recs = [{"instruction": t} for t in base + base[:2]]
     assert len(list(filter_texts(recs, lambda r: r["instruction"], exact=ExactDeduper()))) == 10
+
+
+HEX_TABLE = '''"""Render bytes as hexadecimal digits."""
+HEX_DIGITS = "0 1 2 3 4 5 6 7 8 9 A B C D E F".split()
+
+
+def to_hex(data: bytes) -> str:
+    return "".join(HEX_DIGITS[b >> 4] + HEX_DIGITS[b & 15] for b in data)
+'''
+
+
+def test_decontam_keeps_legitimate_digit_tables_and_finds_real_copies():
+    """HumanEval/78 lists `0, 1, ... 9, A, ... F`: a 13-gram of single characters that any
+    hex table shares. Such n-grams are not matched on; a real copy of the problem still is."""
+    problems = {p["task_id"]: p for p in load_humaneval()}
+    dec = Decontaminator.humaneval()
+    assert dec.match(HEX_TABLE) is None
+    assert dec.match("ALPHABET = '" + " ".join("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") + "'\n") is None
+    p78 = problems["HumanEval/78"]
+    assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, A, B, C, D, E, F" in p78["prompt"]
+    assert dec.match(HEX_TABLE + "\n" + p78["prompt"] + p78["canonical_solution"]) == "HumanEval/78 prompt"
+    assert dec.match(p78["canonical_solution"].replace("    ", "  ")) == "HumanEval/78 solution"
+    # the threshold is a setting: allowing trivial n-grams brings back the false positive
+    strict = Decontaminator.humaneval(DecontamConfig(max_trivial_fraction=1.0))
+    assert strict.match(HEX_TABLE) == "HumanEval/78 prompt"
+
+
+def test_decontam_streams_long_texts(monkeypatch):
+    """Words are read in blocks (bounded memory); an n-gram across a block edge is still found."""
+    import codetron.preprocess.quality as quality
+
+    needle = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu"
+    dec = Decontaminator([("bench", needle)])
+    filler = " ".join(f"w{i}" for i in range(1000))
+    monkeypatch.setattr(quality, "_MATCH_BLOCK_WORDS", 64)
+    for offset in range(0, 70, 3):  # the needle starts at every position relative to a block edge
+        text = " ".join(f"w{i}" for i in range(offset)) + " " + needle + " " + filler
+        assert dec.match(text) == "bench", offset
+    assert dec.match(filler + " " + needle.rsplit(" ", 1)[0]) is None
+
+
+def test_near_signature_does_not_depend_on_block_size(monkeypatch):
+    import codetron.preprocess.quality as quality
+
+    near = NearDeduper(NearDedupConfig(num_perm=64))
+    texts = [_code(7, 200), "one two", ""]
+    ref = [near.signature(t) for t in texts]
+    monkeypatch.setattr(quality, "_MATCH_BLOCK_WORDS", 50)
+    assert all((near.signature(t) == r).all() for t, r in zip(texts, ref))

@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from codetron.errors import ConfigError
 from codetron.megatron_ext.config import parse_cli_overrides
 from codetron.megatron_ext.presets import resolve_config
 from codetron.slurm.plan import estimate_memory, estimate_step, get_gpu, implied_mfu
@@ -149,3 +150,83 @@ def test_memory_estimate_matches_a_measured_cpu_run_within_20_percent(tmp_path):
     total = est.weights + est.grads + est.optimizer + est.activations + est.logits
     print(f"estimate {total / 2**20:.0f} MiB vs measured {(peak - base) / 2**20:.0f} MiB")
     assert abs(total - (peak - base)) / (peak - base) < 0.20, (total / 2**30, (peak - base) / 2**30)
+
+
+def test_readme_render_example_runs_as_written(tmp_path):
+    """The README's line, verbatim, in a fresh directory: no data path yet, the script asks for it."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("codetron slurm render train"))
+    argv = shlex.split(line.split("#")[0])
+    proc = subprocess.run([PYTHON, "-m", *argv], cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    script = (tmp_path / "slurm" / "starcoder-pretrain.sbatch").read_text()
+    assert "DATA_PATH=${DATA_PATH:?set DATA_PATH" in script  # sbatch refuses to start without it
+    shipped = (ROOT / "slurm" / "starcoder-pretrain.sbatch").read_text()
+    # the shipped example is this very render (its header records the command without -o)
+    assert script.split("\n", 3)[3] == shipped.split("\n", 3)[3]
+
+
+def test_load_is_kept_for_pretraining_and_checked(tmp_path):
+    from codetron.slurm.cli import main
+
+    base = tmp_path / "base"
+    base.mkdir()
+    main(["render", "train", "--preset", "debug-tiny", "--profile", "local-cpu", "--load", str(base), "--no-check-data",
+          "--data", "/d", "--tokenizer", "null:256", "-o", str(tmp_path)])
+    script = (tmp_path / "debug-tiny.sbatch").read_text()
+    assert f"LOAD_DIR=${{LOAD_DIR:-{base}}}" in script
+    assert '[ -n "$LOAD_DIR" ] && TRAIN_ARGS+=(--checkpoint.load "$LOAD_DIR")' in script
+    with pytest.raises(ConfigError, match="checkpoint.load: /no/such/run does not exist"):
+        main(["submit", "train", "--preset", "debug-tiny", "--profile", "local-cpu", "--load", "/no/such/run",
+              "--dry-run", "--tokenizer", "null:256", "--data", _tiny_data(tmp_path)])
+
+
+def _tiny_data(tmp_path) -> str:
+    from codetron.megatron_ext.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(str(tmp_path / "syn"), 256)
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--optim.train_iters", "--optim.lr", "1e-4"], "command line: optim.train_iters: the flag has no value"),
+    (["--optim.lr"], "command line: optim.lr: the flag has no value"),
+    (["--data.tokenizer", "--optim.lr", "1e-4"], "command line: data.tokenizer: the flag has no value"),
+])
+def test_a_flag_without_value_is_an_error_not_1(flags, needle, tmp_path):
+    from codetron.slurm.cli import main
+
+    with pytest.raises(ConfigError, match=needle):
+        main(["render", "train", "--preset", "debug-tiny", "--profile", "local-cpu", "--no-check-data", "--data", "/d",
+              "-o", str(tmp_path), *flags])
+    assert not list(tmp_path.glob("*.sbatch"))  # nothing rendered, nothing to submit
+    # true/false fields keep the short form, and the script spells it out for the trainer
+    cfg = resolve_config("debug-tiny", overrides=parse_cli_overrides(["--checkpoint.finetune", "--optim.lr", "1e-4"]))
+    assert cfg.checkpoint.finetune is True and cfg.optim.lr == 1e-4
+    main(["render", "train", "--preset", "debug-tiny", "--profile", "local-cpu", "--no-check-data", "--data", "/d",
+          "-o", str(tmp_path), "--parallel.use_distributed_optimizer", "--optim.lr", "1e-4"])
+    script = (tmp_path / "debug-tiny.sbatch").read_text()
+    assert "  --parallel.use_distributed_optimizer true\n" in script and "  --optim.lr 1e-4\n" in script
+
+
+def test_yaml_booleans_are_not_numbers_and_train_says_so_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  train_iters: true\n")
+    with pytest.raises(ConfigError, match=f"{bad}: optim.train_iters: cannot read True as int"):
+        resolve_config("debug-tiny", yaml_path=str(bad))
+    bad.write_text("optim:\n  lr: false\n")
+    with pytest.raises(ConfigError, match="optim.lr: cannot read False as float"):
+        resolve_config("debug-tiny", yaml_path=str(bad))
+    proc = subprocess.run([PYTHON, "-m", "codetron", "train", "--preset", "debug-tiny", "--optim.train_iters",
+                           "--optim.lr", "--print-config"], cwd=ROOT, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["codetron train: error: command line: optim.train_iters: the flag has "
+                                                "no value (only true/false fields may be given without one)"]
+
+
+def test_rendezvous_port_base_must_be_below_the_ephemeral_range():
+    from codetron.slurm.profile import profile_from_dict
+
+    with pytest.raises(ConfigError, match=r"my.yaml: master_port_base: must lie in \[1024, 32768\)"):
+        profile_from_dict({"gpus_per_node": 0, "tasks_per_node": 2, "master_port_base": 40000}, "my.yaml")

@@ -127,3 +127,71 @@ def test_preprocess_array_then_merge_equals_one_process(slurm_cluster, job_env, 
     assert sorted(merged) == sorted(one)
     summary = json.loads(Path(f"{out}.summary.json").read_text())
     assert summary["docs_kept"] == 96
+
+
+def _rank_pid(job: str, rank: int) -> int | None:
+    """PID of training rank ``rank`` of Slurm job ``job`` (found by its environment, not by name)."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            environ, cmdline = (d / "environ").read_bytes().split(b"\0"), (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (b"codetron\0train" in cmdline and b"multiprocessing" not in cmdline
+                and f"SLURM_JOB_ID={job}".encode() in environ and f"SLURM_PROCID={rank}".encode() in environ):
+            return int(d.name)
+    return None
+
+
+def _wait_for(what: str, cond, timeout: float, log) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, f"timed out waiting for {what}; log:\n{log()[-3000:]}"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(420)
+def test_killed_rank_requeues_and_scancel_ends_the_job(slurm_cluster, job_env, tiny_data, tmp_path, render):
+    """One job, hostile submit environment: a rank killed with -9 requeues (run state "failed" in
+    between, not "running"), the requeued run resumes, then scancel ends it CANCELLED for good."""
+    import os
+    import signal
+
+    logs, save = tmp_path / "logs", tmp_path / "ck"
+    render(["render", "train", "--preset", "debug-tiny", "--profile", "local-cpu", "--python", PYTHON,
+            "--log-dir", str(logs), "--data", tiny_data, "--tokenizer", "null:256", "-o", str(tmp_path),
+            "--optim.train_iters", "5000", "--optim.global_batch_size", "8", "--optim.micro_batch_size", "2",
+            "--checkpoint.save_interval", "5"])
+    logs.mkdir()
+    # What a login shell that once ran torchrun may still export: none of it may reach the ranks.
+    stale = {"MASTER_ADDR": "10.255.255.1", "MASTER_PORT": "1", "RANK": "5", "WORLD_SIZE": "9", "LOCAL_RANK": "3"}
+    job = slurm_cluster.sbatch(tmp_path / "debug-tiny.sbatch", cwd=str(tmp_path), env={**job_env, **stale, "SAVE_DIR": str(save)})
+    log = lambda: _job_log(logs, job)  # noqa: E731
+    state = lambda: json.loads((save / "run_state.json").read_text())["state"]  # noqa: E731
+
+    _wait_for("a first checkpoint", lambda: (save / "latest_checkpointed_iteration.txt").exists(), 200, log)
+    pid = _rank_pid(job, 1)
+    assert pid is not None, log()
+    os.kill(pid, signal.SIGKILL)
+    _wait_for("the requeue", lambda: slurm_cluster.job(job).get("Restarts") == "1", 60, log)
+    assert state() == "failed", log()  # the killed trainer could not say so itself
+    assert "a rank was killed (exit 1" in log() and "requeueing job" in log()
+
+    _wait_for("the resumed run", lambda: "resumed from" in log() and state() == "running", 200, log)
+    slurm_cluster.cmd("scancel", job)
+    slurm_cluster.wait(job, "CANCELLED", timeout=60)
+    time.sleep(3)  # a self-requeue would show by now (the job leaves CANCELLED at once)
+    info = slurm_cluster.job(job)
+    assert (info.get("JobState"), info.get("Restarts")) == ("CANCELLED", "1"), log()
+    text = log()
+    assert "cancelled: not requeueing" in text and text.count("requeueing job") == 1
+    assert state() == "cancelled"
+
+    # Slurm's rendezvous, not the stale one; a port below the kernel's ephemeral range.
+    masters = [line.rsplit("master ", 1)[1] for line in text.splitlines() if "[codetron] job" in line]
+    assert len(masters) == 2
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for master in masters:
+        addr, port = master.rsplit(":", 1)
+        assert addr == "localhost" and 20000 <= int(port) < low, master

@@ -15,7 +15,11 @@ def test_every_preset_builds_a_transformer_config(name):
 
     cfg = resolve_config(preset=name)
     tc = transformer_config(cfg.model, ParallelConfig())
-    assert tc.num_query_groups == 1  # multi-query attention everywhere
+    if cfg.model.family == "gpt_bigcode":
+        assert tc.num_query_groups == 1 and tc.window_size is None  # multi-query attention, full context
+    else:  # StarCoder2: grouped-query attention, sliding window (W - 1 keys back plus the query itself)
+        assert 1 < tc.num_query_groups < tc.num_attention_heads
+        assert tc.window_size == (cfg.model.sliding_window - 1, 0)
     assert tc.num_layers == cfg.model.num_layers and tc.hidden_size == cfg.model.hidden_size
     assert tc.ffn_hidden_size == 4 * cfg.model.hidden_size
     assert padded_vocab_size(cfg.model.vocab_size or 8192, cfg.model, ParallelConfig()) % 128 == 0

@@ -21,11 +21,15 @@ SEQ = 64
 
 
 @pytest.mark.parametrize("name,rows", [("santacoder-1b", 2048), ("starcoderbase-1b", 8192), ("starcoderbase-3b", 8192),
-                                       ("starcoderbase-7b", 8192), ("starcoder-15b", 8192), ("debug-tiny", 256)])
+                                       ("starcoderbase-7b", 8192), ("starcoder-15b", 8192), ("debug-tiny", 256),
+                                       # StarCoder2: RoPE, but the context its config.json declares
+                                       ("starcoder2-3b", 16384), ("starcoder2-7b", 16384),
+                                       ("starcoder2-15b", 16384), ("debug-starcoder2", 256)])
 def test_presets_carry_their_checkpoints_position_table(name, rows):
     assert MODEL_PRESETS[name].model.max_position_embeddings == rows
     assert set(MODEL_PRESETS) == {"santacoder-1b", "starcoderbase-1b", "starcoderbase-3b", "starcoderbase-7b",
-                                  "starcoder-15b", "debug-tiny"}  # a new preset gets a row here
+                                  "starcoder-15b", "debug-tiny", "starcoder2-3b", "starcoder2-7b", "starcoder2-15b",
+                                  "debug-starcoder2"}  # a new preset gets a row here
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))

@@ -6,7 +6,8 @@ only the model (debug-tiny), the sequence length, the batch and the layout (at m
 TP>1 and PP>1 kept where the recipe has them). Data is written by `codetron preprocess` from the
 bundled samples with the bundled tokenizer, exactly as the README does it. Fine-tuning recipes start
 from `codetron convert from-hf` of a Hugging Face GPTBigCode whose position table (n_positions 256)
-is larger than the run's sequence length. Every run stops after a checkpoint, resumes, finishes and
+is larger than the run's sequence length; StarCoder2 recipes shrink to the tiny StarCoder2 preset and
+start from a converted Starcoder2ForCausalLM of that shape (sliding window shorter than the sequence). Every run stops after a checkpoint, resumes, finishes and
 converts back with `to-hf --check`.
 """
 from __future__ import annotations
@@ -31,6 +32,8 @@ SCALED = {
     "wizardcoder-sft": dict(tp=2, pp=2, nproc=4, gbs=8, iters=4, seq=192),
     "octocoder-sft": dict(tp=2, pp=1, nproc=4, gbs=8, iters=4, seq=192),   # TP4 PP1 -> TP2 x DP2
     "rrtf": dict(tp=2, pp=2, nproc=4, gbs=8, iters=None, seq=64),          # steps from the recipe's epochs
+    # TP4 PP2 -> TP2 PP2; batch 4 so the 12 bundled samples make several steps of the recipe's 4 epochs
+    "starcoder2-instruct": dict(tp=2, pp=2, nproc=4, gbs=4, iters=None, seq=192, preset="debug-starcoder2"),
 }
 
 
@@ -79,6 +82,30 @@ def base_checkpoint(work) -> Path:
 
 
 @pytest.fixture(scope="module")
+def base_checkpoint_starcoder2(work) -> Path:
+    """A HF Starcoder2ForCausalLM shaped like debug-starcoder2 (GQA 4/2, untied, 32-token window)
+    with the bundled vocabulary and 256 positions, converted with `codetron convert from-hf`."""
+    import torch
+    from transformers import Starcoder2Config, Starcoder2ForCausalLM
+
+    from codetron.megatron_ext.presets import get_model_preset
+
+    m = get_model_preset("debug-starcoder2").model
+    torch.manual_seed(0)
+    cfg = Starcoder2Config(vocab_size=_vocab(), hidden_size=m.hidden_size, intermediate_size=m.ffn,
+                           num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
+                           num_key_value_heads=m.num_query_groups, max_position_embeddings=N_POSITIONS,
+                           sliding_window=m.sliding_window, tie_word_embeddings=m.tie_embeddings,
+                           rope_parameters={"rope_type": "default", "rope_theta": m.rotary_base},
+                           bos_token_id=0, eos_token_id=0)
+    hf = work / "hf_base_starcoder2"
+    Starcoder2ForCausalLM(cfg).save_pretrained(str(hf))
+    out = work / "base_starcoder2"
+    _codetron("convert", "from-hf", hf, out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def data(work) -> dict[str, str]:
     """Each recipe's data mode, written by `codetron preprocess` from the bundled samples."""
     samples = ROOT / "data" / "samples"
@@ -88,6 +115,7 @@ def data(work) -> dict[str, str]:
         "wizardcoder-sft": str(d / "evol"),
         "octocoder-sft": str(d / "commits"),
         "rrtf": str(d / "pairs"),
+        "starcoder2-instruct": str(d / "selfalign"),
     }
     _codetron("preprocess", "code", samples / "the_stack_sample.jsonl", "-o", out["starcoder-pretrain"],
               "--tokenizer", TOKENIZER, "--quiet")
@@ -95,6 +123,8 @@ def data(work) -> dict[str, str]:
               "-o", out["wizardcoder-sft"], "--tokenizer", TOKENIZER, "--quiet")
     _codetron("preprocess", "commitpack", samples / "commitpack_sample.jsonl", "--commit-format", "octocoder",
               "--layout", "sft", "-o", out["octocoder-sft"], "--tokenizer", TOKENIZER, "--quiet")
+    _codetron("preprocess", "instruct", samples / "evol_instruct_sample.json", "--template", "starcoder2-instruct",
+              "-o", out["starcoder2-instruct"], "--tokenizer", TOKENIZER, "--quiet")
     ranked = d / "ranked.jsonl"
     with ranked.open("w") as fh:
         for k in range(6):
@@ -109,7 +139,7 @@ def data(work) -> dict[str, str]:
 
 def _recipe_args(name: str, data_prefix: str, save: Path, base: Path | None, log: Path) -> list[str]:
     s = SCALED[name]
-    args = ["train", "--recipe", name, "--preset", "debug-tiny",
+    args = ["train", "--recipe", name, "--preset", s.get("preset", "debug-tiny"),
             "--model.seq_length", str(s["seq"]),
             "--parallel.tensor_model_parallel_size", str(s["tp"]),
             "--parallel.pipeline_model_parallel_size", str(s["pp"]),
@@ -131,13 +161,15 @@ def _saved_config(save: Path) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCALED))
-def test_recipe_runs_as_shipped(name, work, data, base_checkpoint):
+def test_recipe_runs_as_shipped(name, work, data, request):
     from codetron.megatron_ext.presets import resolve_config
 
     shipped = resolve_config(recipe=name)
     finetune = shipped.checkpoint.finetune
+    starcoder2 = shipped.model.family == "starcoder2"
+    base = request.getfixturevalue("base_checkpoint_starcoder2" if starcoder2 else "base_checkpoint") if finetune else None
     save, log = work / f"run_{name}", work / f"{name}.jsonl"
-    args = _recipe_args(name, data[name], save, base_checkpoint if finetune else None, log)
+    args = _recipe_args(name, data[name], save, base, log)
     nproc = SCALED[name]["nproc"]
 
     first = _codetron(*args, "--checkpoint.exit_at_iter", str(STOP_AT), nproc=nproc)
@@ -158,12 +190,12 @@ def test_recipe_runs_as_shipped(name, work, data, base_checkpoint):
     saved = _saved_config(save)
     o, so = saved["optim"], shipped.optim
     assert o["precision"] == so.precision == "bf16"
-    for key in ("lr", "min_lr", "lr_decay_style", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
-                "clip_grad", "micro_batch_size"):
+    for key in ("lr", "min_lr", "lr_decay_style", "lr_warmup_fraction", "weight_decay", "adam_beta1", "adam_beta2",
+                "adam_eps", "clip_grad", "micro_batch_size"):
         assert o[key] == getattr(so, key), key
     for key in ("mode", "fim_rate", "fim_spm_rate", "pack", "norm_target_loss"):
         assert saved["data"][key] == getattr(shipped.data, key), key
-    for key in ("hidden_dropout", "attention_dropout", "recompute"):
+    for key in ("family", "hidden_dropout", "attention_dropout", "recompute"):
         assert saved["model"][key] == getattr(shipped.model, key), key
     assert saved["parallel"]["use_distributed_optimizer"] == shipped.parallel.use_distributed_optimizer
     assert saved["model"]["max_position_embeddings"] == N_POSITIONS  # the table is never shrunk to seq
@@ -176,8 +208,24 @@ def test_recipe_runs_as_shipped(name, work, data, base_checkpoint):
     if name == "rrtf":
         assert shipped.optim.train_epochs == 6
         assert total > 1 and "train_epochs" in first.stdout
+    if name == "starcoder2-instruct":
+        assert shipped.optim.train_epochs == 4 and shipped.optim.lr_warmup_fraction == 0.05
+        assert shipped.model.sliding_window == 4096 and saved["model"]["sliding_window"] < s_seq(name)
+        assert total > STOP_AT and "train_epochs 4" in first.stdout
+        lrs = [r["lr"] for r in log_rows]
+        # int(0.05 x a few steps) = 0 warmup steps: the schedule starts at the peak and decays linearly to 0
+        assert 0.5 * shipped.optim.lr < lrs[0] <= shipped.optim.lr
+        assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.5 * lrs[0]
 
     hf = work / f"hf_{name}"
     conv = _codetron("convert", "to-hf", save, hf, "--check")
     assert "check passed" in conv.stdout, conv.stdout[-2000:]
-    assert json.loads((hf / "config.json").read_text())["n_positions"] == N_POSITIONS
+    hf_cfg = json.loads((hf / "config.json").read_text())
+    if starcoder2:
+        assert hf_cfg["architectures"] == ["Starcoder2ForCausalLM"] and hf_cfg["max_position_embeddings"] == N_POSITIONS
+    else:
+        assert hf_cfg["n_positions"] == N_POSITIONS
+
+
+def s_seq(name: str) -> int:
+    return SCALED[name]["seq"]

@@ -5,8 +5,13 @@
 
 Files written next to ``-o OUT.jsonl``: ``OUT.records.jsonl`` (append-only log of every kept and
 dropped item: the resume point), ``OUT.stats.json`` (counts per round and per elimination rule,
-requests, dedup). ``OUT.jsonl`` itself is written only when the run is complete; an interrupted run
-(Ctrl-C, spent ``--max-requests``, server gone) exits 3 and the same command resumes it.
+judge verdicts, requests, dedup). ``OUT.jsonl`` itself is written only when the run is complete; an
+interrupted run (Ctrl-C, spent ``--max-requests``, server gone) exits 3, names the last request
+error, and the same command resumes it. The final line prints every elimination count.
+
+Defaults follow WizardCoder: the output holds the seeds (those with an answer) and every kept round
+of every lineage; near/exact dedup only removes a row that duplicates a row of *another* seed's
+lineage (``--dedup-within-lineage`` also compares the rounds of one seed).
 """
 from __future__ import annotations
 
@@ -26,6 +31,11 @@ backends:
   --base-url URL    any OpenAI-compatible server: vLLM (`vllm serve MODEL`), TGI, llama.cpp server,
                     or `codetron serve MODEL_DIR`; the URL ends in /v1. OPENAI_API_KEY is sent if set.
   --local-model DIR a Hugging Face model folder loaded in this process (slow; small runs and tests).
+
+judge:
+  The information-gain judge (WizardLM: "Equal or Not Equal") runs on the generating model unless
+  --judge-base-url/--judge-model name another; answers other than Equal / Not Equal are counted as
+  unparsed and drop the evolution (--judge-unparsed keep keeps it).
 
 resume:
   Every finished item is appended to OUT.records.jsonl at once. Rerun the same command to continue
@@ -59,16 +69,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backoff-max", type=float, default=60.0, help="longest retry wait (default 60)")
     g.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one reply (default 600)")
     g.add_argument("--max-failures", type=int, default=20, help="items failing for good before the run stops")
+    g.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="a bad seed line (broken JSON, no instruction/code, duplicate id): fail names it and "
+                        "stops (default); skip leaves it out and counts it")
     s = p.add_argument_group("sampling")
     s.add_argument("--seed", type=int, default=0, help="base seed (method draws, request seeds)")
     s.add_argument("--temperature", type=float, default=None, help="sampling temperature")
     s.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (default 0.95)")
     s.add_argument("--max-tokens", type=int, default=1024, help="tokens per generation (default 1024)")
     s.add_argument("--limit", type=int, help="use only the first N seeds")
+    s.add_argument("--keep-truncated", action="store_true",
+                   help="keep generations cut at --max-tokens (finish_reason length); dropped and counted by default")
     o = p.add_argument_group("output")
     o.add_argument("--dedup", choices=("none", "exact", "near"), default="near",
                    help="drop duplicate instructions: exact or also near (MinHash, default)")
     o.add_argument("--near-threshold", type=float, default=0.8, help="near-dedup Jaccard threshold (default 0.8)")
+    o.add_argument("--dedup-within-lineage", action="store_true",
+                   help="also dedup the rounds of one seed against each other (default: only across seeds)")
     o.add_argument("--no-decontaminate", action="store_true", help="keep pairs overlapping HumanEval")
     o.add_argument("--restart", action="store_true", help="discard OUT.records.jsonl and start over")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -95,8 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-judge", action="store_true",
                    help="skip the model's information-gain judgement (elimination rule 1 keeps only its "
                         "identical-text check)")
-    e.add_argument("--include-seeds", action="store_true",
-                   help="also write the seeds that have an output (WizardCoder trains on seeds + evolved)")
+    e.add_argument("--judge-base-url", help="server of the information-gain judge (default: the generator's)")
+    e.add_argument("--judge-model", help="judge model name (default: the generator's model when on the same "
+                                         "server, else the first in the judge's /v1/models)")
+    e.add_argument("--judge-unparsed", choices=("drop", "keep"), default="drop",
+                   help="a judge answer that is neither Equal nor Not Equal drops the evolution (default) or keeps it")
+    e.add_argument("--no-seeds", action="store_true",
+                   help="leave the seeds out of OUT.jsonl (by default seeds with an output are written first, "
+                        "as WizardCoder trains on seeds + every evolved round)")
+    e.add_argument("--include-seeds", action="store_true", help=argparse.SUPPRESS)  # the default now
     si = sub.add_parser("self-instruct", help="StarCoder2-Instruct style: snippet -> concepts -> task -> tested answer",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                         description="From seed code (.py files/directories: their documented functions; or jsonl "
@@ -126,14 +150,45 @@ def make_backend(args):
                          retry=retry, budget=budget)
 
 
+def make_judge(args, backend):
+    """The judge backend: ``backend`` itself unless --judge-base-url/--judge-model name another."""
+    from codetron.preprocess.generate.backends import OpenAIBackend, RetryPolicy, api_root
+
+    if args.judge_base_url is None and args.judge_model is None:
+        return backend
+    if args.judge_base_url is None and args.base_url is None:
+        raise CodetronError("--judge-model with --local-model needs --judge-base-url (the judge is a server)")
+    url = args.judge_base_url or args.base_url
+    model = args.judge_model
+    if model is None and args.base_url is not None and api_root(url) == api_root(args.base_url):
+        model = backend.model
+    retry = RetryPolicy(max_retries=args.max_retries, backoff=args.backoff, backoff_max=args.backoff_max,
+                        timeout=args.timeout)
+    # one budget for both: --max-requests bounds everything this run sends
+    return OpenAIBackend(url, model, api="chat", retry=retry, budget=backend.budget)
+
+
 def _paths(output: str) -> tuple[str, str]:
     stem = output[: -len(".jsonl")] if output.endswith(".jsonl") else output
     return stem + ".records.jsonl", stem + ".stats.json"
 
 
+def summary_counts(stats: dict) -> str:
+    """The final line's elimination part: every rule that fired, judge verdicts, skipped seed lines."""
+    fired = [f"{rule} {n}" for rule, n in stats["eliminated"].items() if n]
+    parts = [f"eliminated: {', '.join(fired) if fired else 'none'}"]
+    if "judge" in stats:
+        j = stats["judge"]
+        parts.append(f"judge: {j['equal']} equal, {j['not_equal']} not equal, {j['unparsed']} unparsed")
+    if stats.get("seed_errors"):
+        parts.append(f"{stats['seed_errors']['skipped']} bad seed lines skipped")
+    return "; ".join(parts)
+
+
 def main(argv: list[str]) -> int:
     from codetron.preprocess.generate.backends import BackendError, BudgetExhausted
     from codetron.preprocess.generate.output import OutputConfig, training_records, write_output
+    from codetron.preprocess.generate.seeds import SeedErrors
     from codetron.preprocess.generate.store import RecordLog
 
     args = build_parser().parse_args(argv)
@@ -141,6 +196,7 @@ def main(argv: list[str]) -> int:
     out_cfg = OutputConfig(dedup=args.dedup, near_threshold=args.near_threshold,
                            decontaminate=not args.no_decontaminate)
     started = time.time()
+    seed_errors = SeedErrors()
     if args.mode == "evol":
         from codetron.preprocess.generate.evolve.evolver import EvolConfig, run_evol
         from codetron.preprocess.generate.seeds import load_instruction_seeds
@@ -149,9 +205,12 @@ def main(argv: list[str]) -> int:
                          methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), seed=args.seed,
                          temperature=1.0 if args.temperature is None else args.temperature, top_p=args.top_p,
                          max_tokens=args.max_tokens, judge=not args.no_judge, concurrency=args.concurrency,
-                         max_failures=args.max_failures)
+                         max_failures=args.max_failures, judge_unparsed=args.judge_unparsed,
+                         keep_truncated=args.keep_truncated)
         cfg.validate()
-        seeds = load_instruction_seeds(args.seeds, args.limit)
+        if args.no_judge and (args.judge_base_url or args.judge_model):
+            raise CodetronError("--no-judge with --judge-base-url/--judge-model: choose one")
+        seeds = load_instruction_seeds(args.seeds, args.limit, on_error=args.on_error, errors=seed_errors)
     else:
         from codetron.preprocess.generate.evolve.selfinstruct import SelfInstructConfig, run_self_instruct
         from codetron.preprocess.generate.seeds import load_code_seeds
@@ -160,26 +219,34 @@ def main(argv: list[str]) -> int:
                                  seed=args.seed, temperature=0.7 if args.temperature is None else args.temperature,
                                  top_p=args.top_p, max_tokens=args.max_tokens, exec_timeout=args.exec_timeout,
                                  exec_workers=args.exec_workers, concurrency=args.concurrency,
-                                 max_failures=args.max_failures)
+                                 max_failures=args.max_failures, keep_truncated=args.keep_truncated)
         cfg.validate()
-        seeds = load_code_seeds(args.seeds, args.limit)
+        seeds = load_code_seeds(args.seeds, args.limit, on_error=args.on_error, errors=seed_errors)
+    if seed_errors:
+        print(f"codetron evolve: skipped {len(seed_errors)} bad seed lines (first: {seed_errors[0]})",
+              file=sys.stderr)
     try:
         backend = make_backend(args)
+        judge = make_judge(args, backend) if args.mode == "evol" else None
     except (BackendError, BudgetExhausted) as exc:
         raise CodetronError(f"cannot reach the backend: {exc}") from None
+    lineage = None
     with RecordLog(records_path, cfg.header(), restart=args.restart) as log:
         if log.resumed:
             print(f"codetron evolve: resuming {records_path}: {log.resumed} items already done", file=sys.stderr)
         try:
             if args.mode == "evol":
-                result = run_evol(seeds, backend, cfg, log, progress=not args.quiet)
+                result = run_evol(seeds, backend, cfg, log, progress=not args.quiet, judge=judge)
                 status, stats = result.status, result.stats
                 order = {s.id: i for i, s in enumerate(seeds)}
                 recs = sorted((r for r in log.records.values() if r["seed_id"] in order and r["round"] <= cfg.rounds),
                               key=lambda r: (r["round"], order[r["seed_id"]]))
-                rows = ([{"instruction": s.text, "input": "", "output": s.output, "source": "seed", "seed_id": s.id}
-                         for s in seeds if s.output.strip()] if args.include_seeds else [])
+                # WizardCoder trains on the seeds and every round: seeds first, as round 0
+                rows = ([] if args.no_seeds else
+                        [{"instruction": s.text, "input": "", "output": s.output, "source": "seed", "seed_id": s.id,
+                          "round": 0} for s in seeds if s.output.strip()])
                 rows += [dict(r, source="evol-instruct") for r in training_records(recs)]
+                lineage = None if args.dedup_within_lineage else "seed_id"
             else:
                 status, stats = run_self_instruct(seeds, backend, cfg, log, progress=not args.quiet)
                 order = {s.id: i for i, s in enumerate(seeds)}
@@ -190,22 +257,28 @@ def main(argv: list[str]) -> int:
             print(f"codetron evolve: interrupted; rerun the same command to resume from {records_path}",
                   file=sys.stderr)
             return 130
+    retries = backend.retries + (judge.retries if judge is not None and judge is not backend else 0)
     stats.update(backend=backend.describe(), seeds=len(seeds), requests=backend.budget.used,
-                 retries=backend.retries, seconds=round(time.time() - started, 1), complete=status.complete,
+                 retries=retries, seconds=round(time.time() - started, 1), complete=status.complete,
                  records=records_path)
+    if judge is not None and judge is not backend:
+        stats["judge_backend"] = judge.describe()
+    if seed_errors:
+        stats["seed_errors"] = {"skipped": len(seed_errors), "first": seed_errors[:10]}
+    if not status.complete and status.last_error:
+        stats["last_error"] = status.last_error
     if status.complete:
-        stats["output"] = write_output(rows, args.output, out_cfg)
+        stats["output"] = write_output(rows, args.output, out_cfg, lineage_key=lineage)
     with atomic_open(stats_path, "w", encoding="utf-8") as fh:
         json.dump(stats, fh, indent=2)
         fh.write("\n")
     if not status.complete:
-        why = ("request budget spent" if status.budget_exhausted else status.aborted
-               or f"{status.failed} items failed: {status.errors[0] if status.errors else ''}")
-        print(f"codetron evolve: incomplete ({why}); {args.output} not written. Rerun the same command "
-              f"to resume from {records_path}.", file=sys.stderr)
+        print(f"codetron evolve: incomplete ({status.reason()}); {args.output} not written. Rerun the same "
+              f"command to resume from {records_path}.", file=sys.stderr)
         return EXIT_INCOMPLETE
     o = stats["output"]
     print(f"codetron evolve: wrote {o['written']} pairs to {args.output} ({o['candidates']} kept, "
           f"{o['contaminated']} contaminated, {o['exact_duplicate'] + o['near_duplicate']} duplicates; "
-          f"{stats['requests']} requests, {stats['retries']} retries); stats in {stats_path}", file=sys.stderr)
+          f"{summary_counts(stats)}; {stats['requests']} requests, {stats['retries']} retries); "
+          f"stats in {stats_path}", file=sys.stderr)
     return 0

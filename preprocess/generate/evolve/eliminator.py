@@ -5,10 +5,17 @@ Rules, checked in this order (the first that fires is recorded):
 - ``empty_instruction``: the model returned no instruction at all.
 - ``copied_prompt_words`` (rule 4): the evolved instruction contains a phrase of the evolution prompt
   ("given prompt", "rewritten prompt", "#Rewritten Prompt#", "#Given Question#" ...).
+- ``truncated_instruction``: the evolution hit ``max_tokens`` (``finish_reason: length``), so the
+  instruction is cut off mid-sentence (kept only with ``--keep-truncated``).
 - ``no_information_gain`` (rule 1): the evolved instruction equals the parent up to whitespace/case,
-  or the model, asked with ``templates.EQUALITY_TEMPLATE``, judges them equal. A judge answer that
-  is neither "equal" nor "different/not equal" counts as *not equal* (kept) and is tallied as
-  ``judge_unparsed`` so that a weak judge is visible in the stats.
+  or the judge model, asked WizardLM's question (``templates.EQUALITY_TEMPLATE``), answers "Equal".
+- ``judge_unparsed``: the judge's answer is neither "Equal" nor "Not Equal" (``parse_judgement``).
+  **Rule for unparsed answers: the evolution is dropped** (``--judge-unparsed drop``, the default)
+  and counted, because an unreadable verdict is no evidence of information gain, and a dropped
+  evolution costs little: its parent is evolved again next round. Keeping them instead
+  (``--judge-unparsed keep``) made a weak judge eliminate nothing. Unparsed answers are counted in
+  the stats and the summary line either way, and each record keeps the judge's raw answer.
+- ``truncated_response``: the response hit ``max_tokens`` (kept only with ``--keep-truncated``).
 - ``sorry_short`` (rule 2): the response contains "sorry" and has fewer than 80 words.
 - ``stopwords_only`` (rule 3): the response has no word outside the stop-word list (so only
   punctuation and stop words, or nothing).
@@ -22,7 +29,8 @@ import re
 
 from codetron.preprocess.generate.evolve.templates import COPIED_PROMPT_WORDS
 
-RULES = ("empty_instruction", "copied_prompt_words", "no_information_gain", "sorry_short", "stopwords_only")
+RULES = ("empty_instruction", "copied_prompt_words", "truncated_instruction", "no_information_gain", "judge_unparsed",
+         "truncated_response", "sorry_short", "stopwords_only")
 """Every rule name, in checking order."""
 
 SORRY_MAX_WORDS = 80
@@ -75,15 +83,25 @@ def is_stopwords_only(response: str) -> bool:
     return all(w.lower().strip("'") in STOP_WORDS or not w.strip("'") for w in _WORD.findall(response))
 
 
+_VERDICT = re.compile(r"(not equal|equal)(?![a-z])(.*)", re.S)
+_ANSWER_PREFIX = re.compile(r"^(?:(?:your\s+)?(?:judge?ment|answer|verdict)\s*:\s*)")
+
+
 def parse_judgement(answer: str) -> bool | None:
-    """True if the judge says *equal*, False if *different*, None if the answer says neither."""
-    low = answer.lower()
-    # "not equal" / "unequal" / "different" first: they contain or sit next to "equal"
-    if re.search(r"\b(not\s+equal|unequal|different|not\s+the\s+same)\b", low):
-        return False
-    if re.search(r"\b(equal|same|identical)\b", low):
-        return True
-    return None
+    """True for "Equal", False for "Not Equal", None for anything else (strict).
+
+    Read: the first non-empty line, case-insensitive, after markdown emphasis, quotes and a leading
+    "Judgement:"/"Answer:" are removed. It must *start* with "Equal" or "Not Equal" as whole words;
+    what follows may be punctuation or a short reason ("Equal - only the wording differs" is Equal),
+    unless it names the other verdict ("Equal or Not Equal" echoes the question). "NotEqual", "Yes",
+    "They are equal", "Different" are unparsed: the question allowed two answers."""
+    line = next((ln for ln in answer.splitlines() if ln.strip()), "")
+    text = " ".join(re.sub(r"[*_`\"']", "", line).lower().split())
+    text = _ANSWER_PREFIX.sub("", text).strip()
+    m = _VERDICT.match(text)
+    if m is None or "equal" in m.group(2):
+        return None
+    return m.group(1) == "equal"
 
 
 def check_instruction(parent: str, evolved: str) -> str | None:

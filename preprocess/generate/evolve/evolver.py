@@ -8,7 +8,8 @@ draw. Every round's kept (instruction, response) pairs go to the output, as Wiza
 data of all rounds.
 
 Model calls per lineage and round: evolve (1), judge information gain (1, unless ``judge=False`` or a
-cheap rule already fired), respond (1, only if still alive).
+cheap rule already fired), respond (1, only if still alive). The judge may be another, stronger model
+on another server (WizardLM judged with ChatGPT); by default it is the generating model.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.preprocess.generate.backends import Backend, GenParams
+from codetron.preprocess.generate.backends import Backend, GenParams, chat_choices
 from codetron.preprocess.generate.evolve.eliminator import RULES, check_instruction, check_response, parse_judgement
 from codetron.preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS, equality_prompt, evolution_prompt
 from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_units
@@ -46,7 +47,13 @@ class EvolConfig:
     judge: bool = True
     """Ask the model whether an evolution gained information (elimination rule 1)."""
     judge_max_tokens: int = 8
-    """Tokens for the judge's one-word answer."""
+    """Tokens for the judge's answer ("Not Equal" and a little more)."""
+    judge_unparsed: str = "drop"
+    """What a judge answer that is neither "Equal" nor "Not Equal" does: "drop" the evolution
+    (rule ``judge_unparsed``; see ``eliminator``) or "keep" it."""
+    keep_truncated: bool = False
+    """Keep instructions and responses cut at ``max_tokens`` (``finish_reason: length``); by default
+    they are dropped (rules ``truncated_instruction``, ``truncated_response``)."""
     concurrency: int = 8
     """Lineages worked on at once (parallel HTTP requests)."""
     max_failures: int = 20
@@ -64,39 +71,51 @@ class EvolConfig:
             raise ConfigError(f"--temperature must be in [0, 2], got {self.temperature}")
         if self.max_tokens < 1 or self.concurrency < 1:
             raise ConfigError("--max-tokens and --concurrency must be >= 1")
+        if self.judge_unparsed not in ("drop", "keep"):
+            raise ConfigError(f"--judge-unparsed {self.judge_unparsed!r}: choose drop or keep")
 
     def header(self) -> dict:
         """Settings a resumed run must share (rounds may grow; concurrency/budget may change)."""
         return {"mode": "evol", "template": self.template, "methods": list(self.methods), "seed": self.seed,
                 "temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
-                "judge": self.judge}
+                "judge": self.judge, "judge_unparsed": self.judge_unparsed, "keep_truncated": self.keep_truncated}
 
 
 def pick_method(cfg: EvolConfig, seed_id: str, round_: int) -> str:
     return random.Random(derive_seed(cfg.seed, "method", seed_id, round_)).choice(list(cfg.methods))
 
 
-def evolve_one(backend: Backend, cfg: EvolConfig, seed_id: str, round_: int, parent: str) -> dict:
-    """One lineage, one round: the record (kept or dropped, with the rule that fired)."""
+def evolve_one(backend: Backend, cfg: EvolConfig, seed_id: str, round_: int, parent: str,
+               judge: Backend | None = None) -> dict:
+    """One lineage, one round: the record (kept or dropped, with the rule that fired). ``judge``
+    answers the information-gain question (default: ``backend``)."""
     method = pick_method(cfg, seed_id, round_)
     base = derive_seed(cfg.seed, "request", seed_id, round_)
     sample = dict(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
     prompt = evolution_prompt(cfg.template, method, parent)
-    evolved = backend.chat([{"role": "user", "content": prompt}], GenParams(seed=base, **sample))[0].strip()
+    choice = chat_choices(backend, [{"role": "user", "content": prompt}], GenParams(seed=base, **sample))[0]
+    evolved = choice.text.strip()
     rec = {"key": f"{seed_id}:{round_}", "seed_id": seed_id, "round": round_, "method": method,
            "template": cfg.template, "parent": parent, "instruction": evolved, "output": None}
     rule = check_instruction(parent, evolved)
+    if rule is None and choice.finish_reason == "length" and not cfg.keep_truncated:
+        rule = "truncated_instruction"
     if rule is None and cfg.judge:
-        answer = backend.chat([{"role": "user", "content": equality_prompt(parent, evolved)}],
-                              GenParams(temperature=0.0, max_tokens=cfg.judge_max_tokens, seed=base + 1))[0]
+        answer = (judge or backend).chat([{"role": "user", "content": equality_prompt(parent, evolved)}],
+                                         GenParams(temperature=0.0, max_tokens=cfg.judge_max_tokens,
+                                                   seed=base + 1))[0]
         verdict = parse_judgement(answer)
-        rec["judge"] = {True: "equal", False: "different", None: "unparsed"}[verdict]
+        rec["judge"] = {True: "equal", False: "not_equal", None: "unparsed"}[verdict]
+        rec["judge_answer"] = answer[:200]
         if verdict:
             rule = "no_information_gain"
+        elif verdict is None and cfg.judge_unparsed == "drop":
+            rule = "judge_unparsed"
     if rule is None:
-        response = backend.chat([{"role": "user", "content": evolved}], GenParams(seed=base + 2, **sample))[0]
-        rec["output"] = response.strip()
-        rule = check_response(rec["output"])
+        response = chat_choices(backend, [{"role": "user", "content": evolved}], GenParams(seed=base + 2, **sample))[0]
+        rec["output"] = response.text.strip()
+        rule = ("truncated_response" if response.finish_reason == "length" and not cfg.keep_truncated
+                else check_response(rec["output"]))
     rec["status"] = "dropped" if rule else "kept"
     rec["rule"] = rule
     return rec
@@ -112,8 +131,9 @@ class EvolResult:
     """Counts per round and per rule (over the whole log, resumed records included)."""
 
 
-def run_evol(seeds: list[Seed], backend: Backend, cfg: EvolConfig, log: RecordLog, progress: bool = True) -> EvolResult:
-    """Run (or resume) every round; records go to ``log`` as they finish."""
+def run_evol(seeds: list[Seed], backend: Backend, cfg: EvolConfig, log: RecordLog, progress: bool = True,
+             judge: Backend | None = None) -> EvolResult:
+    """Run (or resume) every round; records go to ``log`` as they finish. ``judge``: see ``evolve_one``."""
     cfg.validate()
     current = {s.id: s.text for s in seeds}
     status = RunStatus()
@@ -128,7 +148,7 @@ def run_evol(seeds: list[Seed], backend: Backend, cfg: EvolConfig, log: RecordLo
                 raise CodetronError(f"{log.path}: seed {s.id!r} round {r} was evolved from a different "
                                     "instruction than the seed data now gives; pass --restart")
         # the parents of round r are fixed before any of its units runs
-        status = run_units(units, lambda u: evolve_one(backend, cfg, *u), log.append,
+        status = run_units(units, lambda u: evolve_one(backend, cfg, *u, judge=judge), log.append,
                            concurrency=cfg.concurrency, max_failures=cfg.max_failures,
                            desc=f"evolve round {r}/{cfg.rounds}", progress=progress)
         if not status.complete:
@@ -162,5 +182,6 @@ def evol_stats(records, rounds: int) -> dict:
                    for r, c in per_round.items()},
         "eliminated": {rule: rules.get(rule, 0) for rule in RULES},
         "methods": dict(sorted(methods.items())),
-        "judge": dict(sorted(judge.items())),
+        # unparsed answers are counted whatever --judge-unparsed did with them
+        "judge": {k: judge.get(k, 0) for k in ("equal", "not_equal", "unparsed")},
     }

@@ -4,14 +4,21 @@ For each code seed and ``k < instructions_per_seed``: the model names the snippe
 a new task exercising them (category and difficulty drawn from a seeded hash), and answers it
 ``responses`` times in the ``[Reasoning] / [Implementation] / [Tests]`` format. Each answer's
 implementation + its own tests run in the ``eval`` sandbox (``codetron.eval.execution.check_programs``); the
-first answer whose tests pass is kept, and an item with no passing answer is dropped. Answers
-without an ``assert`` in their tests are never kept: a test that checks nothing proves nothing.
+first answer whose tests pass is kept, and an item with no passing answer is dropped.
+
+A test that checks nothing proves nothing, so an answer is kept only if its tests (1) contain an
+``assert``, (2) use a function or class the implementation defines, and (3) *fail* against two
+trivially wrong implementations run in the same sandbox: every such name replaced by one that
+returns None, then by one that raises (``WRONG_IMPLEMENTATIONS``). ``assert True``, tests that only
+print, or tests that catch every exception are rejected that way. Answers cut at ``max_tokens``
+(``finish_reason: length``) are dropped unless ``keep_truncated``.
 
 Execution is batched: a chunk of items is generated concurrently, then all its programs run in one
 sandbox pool, then the chunk's records are logged (so a resumed run never re-executes logged items).
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import random
 import re
@@ -19,16 +26,25 @@ from collections import Counter
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.preprocess.generate.backends import Backend, GenParams
+from codetron.preprocess.generate.backends import Backend, GenParams, chat_choices
 from codetron.preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE,
                                                   RESPONSE_TEMPLATE, TASK_CATEGORIES)
 from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_units
 from codetron.preprocess.generate.seeds import Seed
 from codetron.preprocess.generate.store import RecordLog
 
-SELF_RULES = ("no_concepts", "no_instruction", "no_tests", "tests_failed")
-"""Why a self-instruct item is dropped: nothing parsed at a step, no answer with asserting tests,
-or no answer whose tests passed."""
+SELF_RULES = ("no_concepts", "no_instruction", "truncated_response", "no_tests", "tests_vacuous", "tests_failed",
+              "tests_pass_wrong_impl")
+"""Why a self-instruct item is dropped: nothing parsed at a step; every answer cut at max_tokens; no
+answer with asserting tests; tests that never use the implementation's functions; no answer whose
+tests passed; or tests that also pass against a trivially wrong implementation (the best answer's
+fate is recorded)."""
+
+WRONG_IMPLEMENTATIONS = {
+    "returns_none": "def {name}(*args, **kwargs):\n    return None\n",
+    "raises": "def {name}(*args, **kwargs):\n    raise NotImplementedError('codetron: wrong implementation')\n",
+}
+"""Stand-ins for every function/class under test; meaningful tests fail against each of them."""
 
 
 @dataclass(kw_only=True)
@@ -57,6 +73,8 @@ class SelfInstructConfig:
     """Items per generate-then-execute batch."""
     max_failures: int = 20
     """Items allowed to fail for good before the run stops."""
+    keep_truncated: bool = False
+    """Also consider answers cut at ``max_tokens``."""
 
     def validate(self) -> None:
         if self.instructions_per_seed < 1 or self.responses < 1:
@@ -68,7 +86,8 @@ class SelfInstructConfig:
 
     def header(self) -> dict:
         return {"mode": "self-instruct", "seed": self.seed, "temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_tokens, "responses": self.responses}
+                "max_tokens": self.max_tokens, "responses": self.responses, "keep_truncated": self.keep_truncated,
+                "wrong_impl_check": sorted(WRONG_IMPLEMENTATIONS)}
 
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.S)
@@ -116,6 +135,24 @@ def program_for(impl: str, tests: str) -> str:
     return impl.rstrip() + "\n\n\n" + tests.strip() + "\n"
 
 
+def names_under_test(impl: str, tests: str) -> list[str] | None:
+    """Top-level functions/classes of ``impl`` that ``tests`` use (sorted), or None if either does not
+    parse (the sandbox run then fails on its own)."""
+    try:
+        defined = {n.name for n in ast.parse(impl).body
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    except (SyntaxError, ValueError):
+        return None
+    return sorted(defined & used)
+
+
+def wrong_programs(impl: str, tests: str, names: list[str]) -> list[str]:
+    """``impl`` + tests with every name under test rebound to each wrong implementation."""
+    return [impl.rstrip() + "\n\n\n" + "".join(stub.format(name=n) for n in names) + "\n\n" + tests.strip() + "\n"
+            for stub in WRONG_IMPLEMENTATIONS.values()]
+
+
 def generate_item(backend: Backend, cfg: SelfInstructConfig, seed: Seed, k: int) -> dict:
     """The model calls of one item; programs to execute are in ``rec["_candidates"]``."""
     base = derive_seed(cfg.seed, "self", seed.id, k)
@@ -138,31 +175,49 @@ def generate_item(backend: Backend, cfg: SelfInstructConfig, seed: Seed, k: int)
     if not rec["instruction"]:
         rec["rule"] = "no_instruction"
         return rec
-    answers = backend.chat([{"role": "user", "content": RESPONSE_TEMPLATE.format(instruction=rec["instruction"])}],
-                           GenParams(seed=base + 2, n=cfg.responses, **sample))
+    answers = chat_choices(backend, [{"role": "user", "content": RESPONSE_TEMPLATE.format(
+        instruction=rec["instruction"])}], GenParams(seed=base + 2, n=cfg.responses, **sample))
+    fates = []
     for i, answer in enumerate(answers):
-        parts = split_response(answer)
-        if parts and has_assert(parts[1]):
-            rec["_candidates"].append((i, answer.strip(), parts[1], program_for(*parts)))
+        if answer.finish_reason == "length" and not cfg.keep_truncated:
+            fates.append("truncated_response")
+            continue
+        parts = split_response(answer.text)
+        if not parts or not has_assert(parts[1]):
+            fates.append("no_tests")
+            continue
+        names = names_under_test(*parts)
+        if names == []:
+            fates.append("tests_vacuous")
+            continue
+        programs = [program_for(*parts)] + (wrong_programs(*parts, names) if names else [])
+        rec["_candidates"].append((i, answer.text.strip(), parts[1], programs))
     if not rec["_candidates"]:
-        rec["rule"] = "no_tests"
+        # the answer that got furthest names the item's fate
+        order = ("tests_vacuous", "no_tests", "truncated_response")
+        rec["rule"] = min(fates, key=order.index) if fates else "no_tests"
     return rec
 
 
 def execute_chunk(records: list[dict], cfg: SelfInstructConfig) -> None:
-    """Run every candidate's tests in the sandbox; keep each item's first passing answer."""
+    """Run every candidate's tests, against its implementation and the wrong ones, in the sandbox;
+    keep each item's first answer whose tests pass and catch both wrong implementations."""
     from codetron.eval.execution import check_programs
 
     flat = [(rec, cand) for rec in records for cand in rec["_candidates"]]
-    results = check_programs([cand[3] for _, cand in flat], timeout=cfg.exec_timeout,
-                             n_workers=cfg.exec_workers) if flat else []
-    for (rec, (i, answer, tests, _)), res in zip(flat, results):
-        rec.setdefault("exec", []).append({"answer": i, "status": res.status, "detail": res.detail})
-        if res.passed and rec["status"] != "kept":
+    programs = [p for _, cand in flat for p in cand[3]]
+    results = iter(check_programs(programs, timeout=cfg.exec_timeout, n_workers=cfg.exec_workers) if flat else [])
+    for rec, (i, answer, tests, progs) in flat:
+        res, *wrong = [next(results) for _ in progs]
+        fooled = [kind for kind, w in zip(WRONG_IMPLEMENTATIONS, wrong) if w.passed]
+        rec.setdefault("exec", []).append({"answer": i, "status": res.status, "detail": res.detail,
+                                           "passes_wrong_impl": fooled})
+        if res.passed and not fooled and rec["status"] != "kept":
             rec.update(status="kept", output=answer, tests=tests, rule=None)
     for rec in records:
         if rec["status"] != "kept" and rec["rule"] is None:
-            rec["rule"] = "tests_failed"
+            weak = any(e["status"] == "passed" for e in rec.get("exec", []))
+            rec["rule"] = "tests_pass_wrong_impl" if weak else "tests_failed"
         del rec["_candidates"]
 
 
@@ -188,10 +243,7 @@ def run_self_instruct(seeds: list[Seed], backend: Backend, cfg: SelfInstructConf
         execute_chunk(pending, cfg)
         for rec in sorted(pending, key=lambda r: r["key"]):
             log.append(rec)
-        status.done += part.done
-        status.failed += part.failed
-        status.errors += part.errors
-        status.budget_exhausted, status.aborted = part.budget_exhausted, part.aborted
+        status.add(part)
         if not part.complete:
             break
     return status, self_stats(log.records.values())

@@ -88,13 +88,16 @@ COPIED_PROMPT_WORDS = (
 instruction that contains one (case-insensitive) leaked the prompt instead of rewriting the task."""
 
 EQUALITY_TEMPLATE = (
-    "Here are two instructions written for an AI assistant. They count as equal when they carry the "
-    "same constraints and requirements and ask for the same depth and breadth of work.\n\n"
+    "Below are two instructions for an AI assistant. Decide whether they are equal, meaning both:\n"
+    "1. they carry the same constraints and requirements, and\n"
+    "2. they ask for the same depth and breadth of work.\n\n"
     "First instruction:\n{first}\n\n"
     "Second instruction:\n{second}\n\n"
-    "Are they equal? Answer with one word, Equal or Different, and nothing else."
+    "Your judgement (answer with exactly Equal or Not Equal, and give no reason):"
 )
-"""Elimination rule 1 (WizardLM §3.3): the model judges whether an evolution gained information."""
+"""Elimination rule 1 (WizardLM §3.3 and its appendix): the judge model is asked whether an evolution
+gained information, with WizardLM's two criteria and its two allowed answers, "Equal" / "Not Equal"
+(``eliminator.parse_judgement`` reads only those)."""
 
 
 def evolution_prompt(template: str, method: str, instruction: str) -> str:

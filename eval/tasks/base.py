@@ -1,0 +1,127 @@
+"""What every evaluation task provides, and the registry the CLI lists (``codetron eval tasks``).
+
+A task mirrors one bigcode-evaluation-harness task of the same name: where its problems come from,
+the prompt for each problem in each accepted ``--prompt`` format, the stop words, the clean-up of a
+generation into the code that is run, and the full program (code + the task's tests, with the
+harness's per-language additions) handed to the sandbox. The harness's ``postprocess_generation``
+receives the prompt followed by the model's output; ``Task.postprocess`` takes the output alone and
+rebuilds that text, so the rules read the same as the harness's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ClassVar
+
+from codetron.errors import CodetronError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """One evaluation task; subclasses implement the harness rules."""
+
+    name: str
+    """The ``--task`` value, spelled as the harness spells it."""
+    source: str
+    """The harness file (and upstream script) whose behaviour this task reproduces."""
+    language: str = "python"
+    """Sandbox language of the programs: python, js, java, go, cpp or rust."""
+    dataset: str = ""
+    """Hugging Face hub name (``name`` or ``name:config``) of the published problems."""
+    formats: tuple[str, ...] = ("continue",)
+    """Accepted ``--prompt`` formats; the first is the default."""
+    timeout: float = 3.0
+    """Seconds per program the harness allows this task."""
+    ks: tuple[int, ...] = (1, 10, 100)
+    """pass@k values the harness reports."""
+    scored: bool = True
+    """False for tasks whose output is text to be used by another task (HumanEvalExplainDescribe)."""
+
+    needs: ClassVar[tuple[str, ...]] = ("task_id",)
+    """Fields every problem of this task must have (checked on load, errors name file:line)."""
+
+    # ------------------------------------------------------------------ problems
+    def normalize(self, record: dict, where: str) -> dict:
+        """Check one published record and return it in the form this task reads."""
+        for key in self.needs:
+            if key not in record:
+                raise CodetronError(f"{where}: field {key!r} missing (task {self.name} reads the {self.dataset} schema)")
+        return record
+
+    def default_problems(self) -> list[dict] | None:
+        """Problems available without a file or the network (None: pass --problems or go online)."""
+        return None
+
+    def load(self, source: str | Path | None = None) -> list[dict]:
+        """Problems from ``source`` (a jsonl/jsonl.gz/json/parquet file or a hub name), else the task's
+        bundled default, else its hub dataset."""
+        from codetron.eval.problems import load_records
+
+        if source is None:
+            bundled = self.default_problems()
+            if bundled is not None:
+                return bundled
+            source = self.dataset
+        records = load_records(source, what=f"{self.name} problems")
+        return self.select_split([self.normalize(r, w) for w, r in records])
+
+    def select_split(self, problems: list[dict]) -> list[dict]:
+        """The harness's evaluation split of a file that holds more (MBPP's full release)."""
+        return problems
+
+    # ------------------------------------------------------------------ generation
+    def check_format(self, fmt: str | None) -> str:
+        fmt = fmt or self.formats[0]
+        if fmt not in self.formats:
+            raise CodetronError(f"--prompt {fmt!r}: task {self.name} takes {', '.join(self.formats)}")
+        return fmt
+
+    def prompt(self, doc: dict, fmt: str) -> str:
+        raise NotImplementedError
+
+    def stop(self, fmt: str, doc: dict | None = None) -> list[str]:
+        raise NotImplementedError
+
+    def postprocess_text(self, doc: dict, fmt: str, text: str) -> str:
+        """The harness's ``postprocess_generation`` on ``text`` = prompt + output."""
+        raise NotImplementedError
+
+    def postprocess(self, doc: dict, fmt: str, output: str) -> str:
+        """The sample (code, or an explanation for describe tasks) for a raw model output."""
+        return self.postprocess_text(doc, fmt, self.prompt(doc, fmt) + output)
+
+    # ------------------------------------------------------------------ execution
+    def program(self, doc: dict, code: str) -> str:
+        """The full program the sandbox runs for one sample."""
+        raise NotImplementedError
+
+    def canonical(self, doc: dict) -> str | None:
+        """The reference solution as a sample (what ``--canonical`` scores), if the data has one."""
+        return None
+
+
+REGISTRY: dict[str, Task] = {}
+_BUILDERS: list[Callable[[], list[Task]]] = []
+
+
+def register(builder: Callable[[], list[Task]]) -> Callable[[], list[Task]]:
+    _BUILDERS.append(builder)
+    return builder
+
+
+def all_tasks() -> dict[str, Task]:
+    if not REGISTRY:
+        from codetron.eval.tasks import humaneval, humanevalpack, mbpp, multiple  # noqa: F401  (they register)
+
+        for build in _BUILDERS:
+            for task in build():
+                REGISTRY[task.name] = task
+    return REGISTRY
+
+
+def get_task(name: str) -> Task:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise CodetronError(f"--task {name!r}: unknown task; `codetron eval tasks` lists {len(tasks)} "
+                            f"(e.g. humaneval, humanevalsynthesize-js, mbpp, multiple-rs)")
+    return tasks[name]

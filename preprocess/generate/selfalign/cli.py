@@ -1,0 +1,223 @@
+"""``codetron selfalign``: StarCoder2-Instruct self-alignment data, from raw code to tested instruction pairs.
+
+    codetron selfalign seeds @stdlib my_repos/ -o seeds.jsonl --benchmark mbpp.jsonl
+    codetron selfalign run seeds.jsonl -o selfalign.jsonl --base-url http://127.0.0.1:8000/v1
+    codetron preprocess instruct selfalign.jsonl -o data/sc2-instruct --template starcoder2-instruct
+
+``seeds`` writes SEEDS.jsonl (``{"id", "seed", "source", "name"}``) and SEEDS.stats.json. ``run`` writes,
+next to ``-o OUT.jsonl``: OUT.records.jsonl (every seed's concepts, instruction, responses and verdicts:
+the resume point) and OUT.stats.json (the funnel per stage, counts per drop reason, requests, output
+filtering). OUT.jsonl is written only when the run is complete; a stopped run (Ctrl-C, spent
+``--max-requests``, server gone) exits 3 and the same command resumes it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from codetron.errors import CodetronError
+from codetron.fileio import atomic_open
+
+EXIT_INCOMPLETE = 3
+"""Exit status of a run that stopped early and can be resumed."""
+
+RUN_EPILOG = """\
+pipeline (per seed): S->C the snippet's concepts; C->I an instruction with a seeded category and
+difficulty; I->R --responses answers, each with self-validation tests after a [Tests] line; answers
+that do not parse, are unfinished or whose tests test nothing are dropped; the rest run (solution, then
+tests) in the eval sandbox; one passing answer per instruction is kept.
+
+servers: any OpenAI-compatible server -- vLLM (`vllm serve bigcode/starcoder2-15b`), TGI, llama.cpp
+server, or `codetron serve MODEL_DIR`. --api completions (default) sends few-shot text for a base
+model to continue, as StarCoder2-Instruct did; --api chat sends the same text as one user message.
+OPENAI_API_KEY is sent if set.
+
+resume: every finished seed is appended to OUT.records.jsonl at once; rerun the same command after a
+crash, Ctrl-C or --max-requests. Settings that shape the records must match (--restart starts over).
+"""
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("server")
+    g.add_argument("--base-url", required=True, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", help="model name sent to the server (default: the first in /v1/models)")
+    g.add_argument("--api", choices=("completions", "chat"), default="completions",
+                   help="completions: few-shot text continued by a base model (default, as published); "
+                        "chat: the same text as one user message")
+    g.add_argument("--concurrency", type=int, default=8, help="seeds in flight (default 8)")
+    g.add_argument("--max-requests", type=int, help="request budget of this invocation (retries count); the run "
+                                                    "stops cleanly when it is spent and resumes later")
+    g.add_argument("--max-retries", type=int, default=6, help="retries per request on connection errors, 5xx, "
+                                                              "429 (default 6)")
+    g.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubled each time")
+    g.add_argument("--backoff-max", type=float, default=60.0, help="longest retry wait (default 60)")
+    g.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one reply (default 600)")
+    g.add_argument("--max-failures", type=int, default=20, help="seeds failing for good before the run stops")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codetron selfalign", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    sub = p.add_subparsers(dest="mode", required=True)
+
+    s = sub.add_parser("seeds", help="gather seed functions from raw Python code",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Documented top-level Python functions found with ast, minus those that do "
+                                   "not parse, take no argument, return nothing, are placeholders (TODO, pass), "
+                                   "are too long, overlap HumanEval/MBPP, or are (near-)duplicates; optionally "
+                                   "minus those pyright rejects.")
+    s.add_argument("inputs", nargs="+", help=".py files, directories (@stdlib = this Python's standard library), "
+                                             "or jsonl/parquet records with a content/code field")
+    s.add_argument("-o", "--output", required=True, help="seeds jsonl (stats written beside it)")
+    s.add_argument("--benchmark", action="append", default=[], metavar="FILE",
+                   help="also decontaminate against this jsonl (MBPP: text/code; or HumanEval schema); repeatable")
+    s.add_argument("--no-decontaminate", action="store_true", help="keep seeds overlapping the benchmarks")
+    s.add_argument("--typecheck", choices=("auto", "pyright", "off"), default="auto",
+                   help="pyright filter: auto runs it when installed (default), pyright requires it")
+    s.add_argument("--max-lines", type=int, default=150, help="longest seed in lines (default 150)")
+    s.add_argument("--min-lines", type=int, default=3, help="shortest seed in lines (default 3)")
+    s.add_argument("--near-threshold", type=float, default=0.7, help="near-duplicate Jaccard threshold (default 0.7)")
+    s.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out matching .py files")
+    s.add_argument("--limit", type=int, help="write only the first N seeds")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("run", help="S->C, C->I, I->R against a server; execution filter; selection",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG,
+                       description="Generate tested instruction/response pairs from seed functions.")
+    r.add_argument("seeds", nargs="+", help="seeds jsonl from `codetron selfalign seeds` (or .py files/directories)")
+    r.add_argument("-o", "--output", required=True, help="output jsonl (records log and stats beside it)")
+    _backend_args(r)
+    g = r.add_argument_group("generation")
+    g.add_argument("--responses", type=int, default=10, help="responses sampled per instruction (default 10)")
+    g.add_argument("--fewshots", type=int, default=3, help="few-shot examples in S->C and C->I prompts (default 3)")
+    g.add_argument("--fewshots-response", type=int, default=1, help="few-shot examples in I->R prompts (default 1)")
+    g.add_argument("--fewshot-file", help="few-shot examples file (default: the shipped fewshot.txt)")
+    g.add_argument("--seed", type=int, default=3407, help="base seed of draws and request seeds (default 3407)")
+    g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1.0)")
+    g.add_argument("--max-tokens", type=int, default=1536, help="tokens per answer (default 1536)")
+    g.add_argument("--limit", type=int, help="use only the first N seeds")
+    x = r.add_argument_group("execution")
+    x.add_argument("--exec-timeout", type=float, default=10.0, help="seconds per response's tests (default 10)")
+    x.add_argument("--exec-workers", type=int, default=2, help="sandbox workers (default 2)")
+    o = r.add_argument_group("output")
+    o.add_argument("--dedup", choices=("none", "exact", "near"), default="near",
+                   help="drop duplicate instructions: exact, or also near (MinHash, default)")
+    o.add_argument("--near-threshold", type=float, default=0.8, help="near-dedup Jaccard threshold (default 0.8)")
+    o.add_argument("--benchmark", action="append", default=[], metavar="FILE",
+                   help="also decontaminate against this jsonl (MBPP: text/code; or HumanEval schema); repeatable")
+    o.add_argument("--no-decontaminate", action="store_true", help="keep pairs overlapping the benchmarks")
+    o.add_argument("--restart", action="store_true", help="discard OUT.records.jsonl and start over")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _stem(output: str) -> str:
+    return output[: -len(".jsonl")] if output.endswith(".jsonl") else output
+
+
+def _write_json(path: str, obj: dict) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2)
+        fh.write("\n")
+
+
+def seeds_main(args) -> int:
+    from codetron.preprocess.generate.selfalign.seeds import SeedConfig, gather_seeds
+    from codetron.records import write_jsonl
+
+    cfg = SeedConfig(max_lines=args.max_lines, min_lines=args.min_lines, near_threshold=args.near_threshold,
+                     decontaminate=not args.no_decontaminate, benchmarks=tuple(args.benchmark),
+                     typecheck=args.typecheck, exclude=tuple(args.exclude))
+    cfg.validate()
+    report = gather_seeds(args.inputs, cfg, progress=not args.quiet)
+    seeds = report.seeds[: args.limit] if args.limit is not None else report.seeds
+    if not seeds:
+        raise CodetronError(f"{', '.join(args.inputs)}: no seed survived the filters "
+                            f"({json.dumps(report.stats()['dropped'])})")
+    write_jsonl(args.output, seeds, ensure_ascii=False)
+    stats = report.stats()
+    stats["written"] = len(seeds)
+    _write_json(_stem(args.output) + ".stats.json", stats)
+    dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items() if v) or "none"
+    print(f"codetron selfalign: wrote {len(seeds)} seeds to {args.output} from {stats['functions']} documented "
+          f"functions in {stats['files']} files (dropped: {dropped}; type check: {stats['typecheck']})",
+          file=sys.stderr)
+    return 0
+
+
+def run_main(args) -> int:
+    from codetron.preprocess.generate.backends import (BackendError, BudgetExhausted, OpenAIBackend, RequestBudget,
+                                                       RetryPolicy)
+    from codetron.preprocess.generate.output import OutputConfig, training_records, write_output
+    from codetron.preprocess.generate.seeds import load_code_seeds
+    from codetron.preprocess.generate.selfalign.pipeline import SelfAlignConfig, run_selfalign, summary
+    from codetron.preprocess.generate.selfalign.prompts import load_fewshot
+    from codetron.preprocess.generate.selfalign.seeds import decontaminator
+    from codetron.preprocess.generate.store import RecordLog
+
+    cfg = SelfAlignConfig(api=args.api, responses=args.responses, fewshots=args.fewshots,
+                          fewshots_response=args.fewshots_response, seed=args.seed, temperature=args.temperature,
+                          top_p=args.top_p, max_tokens=args.max_tokens, exec_timeout=args.exec_timeout,
+                          exec_workers=args.exec_workers, concurrency=args.concurrency,
+                          max_failures=args.max_failures)
+    fewshot = load_fewshot(args.fewshot_file)
+    cfg.validate(fewshot)
+    if args.max_requests is not None and args.max_requests < 1:
+        raise CodetronError(f"--max-requests must be >= 1, got {args.max_requests}")
+    for path in args.benchmark:
+        decontaminator([path])  # a bad benchmark file fails now, not after hours of generation
+    out_cfg = OutputConfig(dedup=args.dedup, near_threshold=args.near_threshold,
+                           decontaminate=not args.no_decontaminate)
+    seeds = load_code_seeds(args.seeds, args.limit)
+    stem = _stem(args.output)
+    records_path, stats_path = stem + ".records.jsonl", stem + ".stats.json"
+    started = time.time()
+    try:
+        backend = OpenAIBackend(args.base_url, args.model, api="chat" if args.api == "chat" else "completions",
+                                retry=RetryPolicy(max_retries=args.max_retries, backoff=args.backoff,
+                                                  backoff_max=args.backoff_max, timeout=args.timeout),
+                                budget=RequestBudget(args.max_requests))
+    except (BackendError, BudgetExhausted) as exc:
+        raise CodetronError(f"cannot reach the server: {exc}") from None
+    with RecordLog(records_path, cfg.header(fewshot), restart=args.restart) as log:
+        if log.resumed:
+            print(f"codetron selfalign: resuming {records_path}: {log.resumed} seeds already done", file=sys.stderr)
+        try:
+            status = run_selfalign(seeds, backend, cfg, fewshot, log, progress=not args.quiet)
+        except KeyboardInterrupt:
+            print(f"codetron selfalign: interrupted; rerun the same command to resume from {records_path}",
+                  file=sys.stderr)
+            return 130
+        order = {s.id: i for i, s in enumerate(seeds)}
+        recs = sorted((r for r in log.records.values() if r["seed_id"] in order), key=lambda r: order[r["seed_id"]])
+    stats = summary(recs)
+    stats.update(backend=backend.describe(), fewshot=fewshot.path, fewshot_sha=fewshot.sha, seeds=len(seeds),
+                 requests=backend.budget.used, retries=backend.retries, seconds=round(time.time() - started, 1),
+                 complete=status.complete, records=records_path)
+    if status.complete:
+        rows = [dict(r, source="selfalign") for r in training_records(recs)]
+        decon = decontaminator(args.benchmark) if out_cfg.decontaminate else None
+        stats["output"] = write_output(rows, args.output, out_cfg, decontaminator=decon)
+    _write_json(stats_path, stats)
+    if not status.complete:
+        why = ("request budget spent" if status.budget_exhausted else status.aborted
+               or f"{status.failed} seeds failed: {status.errors[0] if status.errors else ''}")
+        print(f"codetron selfalign: incomplete ({why}); {args.output} not written. Rerun the same command to "
+              f"resume from {records_path}.", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    o, st = stats["output"], stats["stages"]
+    print(f"codetron selfalign: wrote {o['written']} pairs to {args.output} ({st['seeds']} seeds -> "
+          f"{st['instructions']} instructions -> {st['passed']}/{st['responses']} responses passed their tests -> "
+          f"{st['selected']} selected; {o['contaminated']} contaminated, "
+          f"{o['exact_duplicate'] + o['near_duplicate']} duplicates; {stats['requests']} requests); "
+          f"stats in {stats_path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return seeds_main(args) if args.mode == "seeds" else run_main(args)
