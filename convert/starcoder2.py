@@ -51,7 +51,7 @@ def _split(model: ModelConfig, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def plan_to_hf(reader, model: ModelConfig, vocab: int, dtype: torch.dtype | None, cfg_path: Path):
     """Every Starcoder2ForCausalLM tensor in write order, each read on demand (cf. ``to_hf.plan_tensors``)."""
     from codetron.convert.safetensors_io import PlannedTensor
-    from codetron.convert.to_hf import _expect_shape
+    from codetron.convert.to_hf import _expect_shape, vocab_rows
 
     h, L = model.hidden_size, model.num_layers
     M.check_kv_groups(model.num_attention_heads, model.num_query_groups, 1, f"{cfg_path}: model.num_query_groups")
@@ -78,10 +78,7 @@ def plan_to_hf(reader, model: ModelConfig, vocab: int, dtype: torch.dtype | None
         return dtype or reader.dtype(key)
 
     def unpadded_rows(key: str):
-        for first, rows in reader.iter_row_chunks(key):
-            keep = max(0, min(rows.shape[0], vocab - first))
-            if keep:
-                yield M.strip_vocab_padding(rows, keep)
+        return vocab_rows(reader, key, vocab)
 
     last_split: dict[tuple[str, int], tuple[torch.Tensor, ...]] = {}
 

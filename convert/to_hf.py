@@ -113,6 +113,15 @@ def _expect_shape(reader: CheckpointReader, key: str, shape: tuple[int, ...], cf
                             f"(config and weights disagree)")
 
 
+def vocab_rows(reader: CheckpointReader, key: str, vocab: int):
+    """A vocabulary-sized tensor (embeddings, output layer) without its padding rows, streamed one stored
+    chunk at a time: the largest tensors of a model never sit in memory whole."""
+    for first, rows in reader.iter_row_chunks(key):
+        keep = max(0, min(rows.shape[0], vocab - first))
+        if keep:
+            yield M.strip_vocab_padding(rows, keep)
+
+
 def plan_tensors(reader: CheckpointReader, model: ModelConfig, vocab: int, dtype: torch.dtype | None,
                  cfg_path: Path) -> list[PlannedTensor]:
     """Every HF tensor in write order, each with a producer that reads its slice on demand."""
@@ -144,11 +153,7 @@ def plan_tensors(reader: CheckpointReader, model: ModelConfig, vocab: int, dtype
         return dtype or reader.dtype(key)
 
     def unpadded_rows(key: str):
-        # the largest tensors: streamed one stored chunk at a time, padding rows dropped
-        for first, rows in reader.iter_row_chunks(key):
-            keep = max(0, min(rows.shape[0], vocab - first))
-            if keep:
-                yield M.strip_vocab_padding(rows, keep)
+        return vocab_rows(reader, key, vocab)
 
     plan = [
         PlannedTensor("transformer.wte.weight", (vocab, h), out_dtype(M.WORD_EMBEDDINGS),

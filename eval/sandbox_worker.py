@@ -285,6 +285,15 @@ def _step(argv: list[str], env: dict, workdir: str, timeout: float, memory: int 
         return 127, f"{argv[0]}: {exc.strerror}".encode(), 0
     kept, total = bytearray(), 0
     fd = proc.stdout.fileno()
+
+    def read_some() -> bool:
+        """One read into the capped output; False at end of stream."""
+        nonlocal total
+        chunk = os.read(fd, 65536)
+        total += len(chunk)
+        kept.extend(chunk[:max(0, max_output - len(kept))])
+        return bool(chunk)
+
     deadline = time.monotonic() + timeout
     timed_out = False
     while True:
@@ -294,23 +303,16 @@ def _step(argv: list[str], env: dict, workdir: str, timeout: float, memory: int 
             break
         ready, _, _ = select.select([fd], [], [], min(remaining, 0.05))
         if ready:
-            chunk = os.read(fd, 65536)
-            if not chunk:
+            if not read_some():
                 break
-            total += len(chunk)
-            kept += chunk[:max(0, max_output - len(kept))]
         elif proc.poll() is not None:
             break  # exited; a background child may hold the pipe open, do not wait for it
     _kill_quietly(os.killpg, proc.pid)
     status = proc.wait()
     os.set_blocking(fd, False)
     try:
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            total += len(chunk)
-            kept += chunk[:max(0, max_output - len(kept))]
+        while read_some():
+            pass
     except (BlockingIOError, OSError):
         pass
     proc.stdout.close()
