@@ -22,6 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "evolve": ("codetron.preprocess.generate.evolve.cli", "Evol-Instruct / self-instruct data generation"),
     "selfalign": ("codetron.preprocess.generate.selfalign.cli", "StarCoder2-Instruct self-alignment: seeds -> tested pairs"),
     "serve": ("codetron.eval.serve", "serve a HF model folder over an OpenAI-compatible HTTP API"),
+    "curves": ("codetron.megatron_ext.curves", "compare training runs' loss logs: a table and a PNG chart"),
     "presets": ("codetron.megatron_ext.presets", "list the named model and recipe presets"),
     "demo": ("codetron.demo", "run the whole pipeline on the tiny preset and bundled data"),
 }

@@ -1,9 +1,10 @@
 """``codetron demo``: the whole data path on CPU in minutes, with the tiny preset and bundled data.
 
     tokenize code (bundled The-Stack-style sample + this machine's Python standard library)
-      -> FIM pretraining of debug-tiny with TP2 x PP2 (4 gloo ranks)
+      -> FIM pretraining of debug-tiny in bf16 with TP2 x PP2 (4 gloo ranks)
       -> tokenize Evol-Instruct sample -> instruction tuning from that checkpoint (--finetune)
       -> convert to a Hugging Face GPTBigCode folder
+      -> loss curves of both runs as a table and a PNG chart
       -> HumanEval subset: generate, execute in the sandbox, print pass@1
 
 Every stage is the same `codetron <stage>` command a user would type; the demo prints each one
@@ -39,8 +40,9 @@ def stages(out: Path, args) -> list[tuple[str, list[str]]]:
     data = out / "data"
     tp_pp = ["--parallel.tensor_model_parallel_size", "2", "--parallel.pipeline_model_parallel_size", "2"]
     # 512 positions so HumanEval prompts (~100-150 tokens) plus a completion fit at evaluation.
+    # bf16 because every shipped recipe trains in bf16 (fp32 main weights in the optimizer); it runs on CPU too.
     common = ["--preset", "debug-tiny", "--optim.global_batch_size", "8", "--optim.micro_batch_size", "2",
-              "--model.seq_length", "256", "--model.max_position_embeddings", "512"]
+              "--model.seq_length", "256", "--model.max_position_embeddings", "512", "--optim.precision", "bf16"]
     return [
         ("tokenize bundled The-Stack-style code sample", py + [
             "preprocess", "code", str(SAMPLES_DIR / "the_stack_sample.jsonl"), "-o", str(data / "stack"),
@@ -65,6 +67,9 @@ def stages(out: Path, args) -> list[tuple[str, list[str]]]:
             "--checkpoint.save", str(out / "ckpt/sft"), "--logging.loss_log", str(out / "sft_loss.jsonl")]),
         ("convert to Hugging Face GPTBigCode (with logit check)", py + [
             "convert", "to-hf", str(out / "ckpt/sft"), str(out / "hf"), "--check"]),
+        ("loss curves of both training runs (table and PNG)", py + [
+            "curves", f"{out / 'pretrain_loss.jsonl'}=FIM pretrain", f"{out / 'sft_loss.jsonl'}=SFT",
+            "-o", str(out / "loss_curves.png")]),
         ("HumanEval subset: generate, sandboxed execution, pass@1", py + [
             "eval", "run", "--model", str(out / "hf"), "--limit", str(args.problems), "--prompt", "continue",
             "--n-samples", "1", "--max-new-tokens", "64", "--k", "1", "--out", str(out / "eval")]),
