@@ -115,3 +115,43 @@ def test_every_import_of_a_stage_is_namespaced():
             if module.split(".")[0] in FOLDERS[:-1]:
                 bad.append(f"{rel}:{line}: {module}")
     assert not bad, "write stage imports as codetron.<stage>...:\n" + "\n".join(bad)
+
+
+CONFIG_SUFFIXES = ("Config", "Preset", "Profile", "Options", "Settings")
+"""Dataclasses named like these are what users set: each field carries a docstring (STYLE.md)."""
+
+
+def undocumented_config_fields(source: str) -> list[str]:
+    """``Class.field`` of config-named dataclasses in ``source`` with no string literal under the field."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ClassDef) and node.name.endswith(CONFIG_SUFFIXES)):
+            continue
+        if not any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+            continue
+        for field, after in zip(node.body, node.body[1:] + [None]):
+            if not isinstance(field, ast.AnnAssign) or "ClassVar" in ast.unparse(field.annotation):
+                continue
+            documented = (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                          and isinstance(after.value.value, str) and after.value.value.strip())
+            if not documented:
+                found.append(f"{node.name}.{ast.unparse(field.target)} (line {field.lineno})")
+    return found
+
+
+def test_config_field_checker_sees_a_missing_docstring():
+    src = "@dataclass\nclass XConfig:\n    a: int = 1\n    '''doc'''\n    b: int = 2\n    c: int = 3\n    ''\n"
+    assert undocumented_config_fields(src) == ["XConfig.b (line 5)", "XConfig.c (line 6)"]
+
+
+def test_every_config_field_has_a_docstring():
+    missing = [f"{path.relative_to(ROOT)}: {where}" for _, path in sources()
+               for where in undocumented_config_fields(path.read_text())]
+    assert not missing, "config fields without a docstring:\n" + "\n".join(missing)
+
+
+def test_train_fields_listing_documents_every_field():
+    from codetron.megatron_ext.train import list_fields
+
+    bare = [line for line in list_fields().splitlines() if line.startswith("  --") and line.rstrip().endswith("):")]
+    assert not bare, "fields listed by `codetron train --fields` without a description:\n" + "\n".join(bare)
