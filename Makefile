@@ -38,10 +38,13 @@ sandbox-deps:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) || echo "bubblewrap install failed"; \
 	fi
 
-# Toolchains for HumanEvalPack / MultiPL-E execution (JavaScript, Java, Go + testify, C++ with boost
-# and OpenSSL, Rust). Measured on Debian 12: ~50 s and ~1 GB, most of it Go and Rust's std; a
-# language left without its toolchain reports so in one line per task.
-LANG_PKGS := nodejs default-jdk-headless golang-go golang-github-stretchr-testify-dev g++ libboost-dev libssl-dev rustc
+# Toolchains for HumanEvalPack / MultiPL-E execution (JavaScript, Java + javatuples, Go + testify, C++
+# with boost and OpenSSL, Rust + the harness's crates rand/regex/md5 and cargo to build them once).
+# Measured on Debian 12: ~50 s and ~1 GB, most of it Go and Rust's std; a language left without its
+# toolchain or libraries reports so in one line per task. The crates and a Go build cache with testify
+# are built on first use into /var/cache/codetron/lang-deps (eval/langdeps.py).
+LANG_PKGS := nodejs default-jdk-headless libjavatuples-java golang-go golang-github-stretchr-testify-dev \
+	g++ libboost-dev libssl-dev rustc cargo librust-rand-dev librust-regex-dev librust-md5-dev
 lang-deps:
 	@missing=""; for p in $(LANG_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

