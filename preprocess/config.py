@@ -60,6 +60,23 @@ class InstructConfig:
 
 
 @dataclass(kw_only=True)
+class SentenceConfig:
+    """Sentence splitting (text mode, pretrain layout; ``preprocess/sentences.py``)."""
+
+    split: bool = False
+    """Split every document into sentences, one sequence each (Megatron-LM ``--split-sentences``)."""
+    keep_newlines: bool = False
+    """Keep the whitespace (newlines included) between sentences at the end of the sentence before
+    it (Megatron-LM ``--keep-newlines``); otherwise it is dropped."""
+    lang: str = "english"
+    """Punkt model language looked up on nltk's data path (``tokenizers/punkt_tab/LANG``)."""
+    punkt_model: str | None = None
+    """A ``punkt_tab`` language directory (abbrev_types.txt, collocations.tab, ortho_context.tab,
+    sent_starters.txt) to use instead of the data-path lookup, or ``default`` for Punkt's default
+    parameters; after the lookup the summary records the model used."""
+
+
+@dataclass(kw_only=True)
 class QualityConfig:
     """Dedup and decontamination."""
 
@@ -83,6 +100,11 @@ class JobConfig:
     """``pretrain``: one sequence per document ending in EOD. ``sft``: [prompt, response+EOD]."""
     tokenizer: str
     """Path of the tokenizer file."""
+    encoder: str = "auto"
+    """Encode backend: ``auto`` (tiktoken when a start-up self-check proves ids identical to the
+    tokenizer's own library, else that library), ``tiktoken`` (required: a ConfigError says why it
+    cannot be used) or ``tokenizers``. ``pipeline.run`` replaces ``auto`` with the checked result,
+    so workers given ``tiktoken`` build it without repeating the check."""
     fields: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(FIELD_ALIASES))
     """Field aliases after ``--field`` overrides."""
     code: CodeConfig = field(default_factory=CodeConfig)
@@ -91,6 +113,8 @@ class JobConfig:
     """CommitPack-mode settings."""
     instruct: InstructConfig = field(default_factory=InstructConfig)
     """Instruction-mode settings."""
+    sentences: SentenceConfig = field(default_factory=SentenceConfig)
+    """Sentence splitting (text mode)."""
     quality: QualityConfig = field(default_factory=QualityConfig)
     """Dedup/decontamination settings."""
     seed: int = 1234
@@ -103,7 +127,8 @@ class PipelineConfig:
     """A whole ``codetron preprocess`` run."""
 
     inputs: list[str]
-    """Files, directories or globs of jsonl(.gz/.zst), JSON arrays or parquet."""
+    """Files, directories or globs of jsonl(.gz/.zst), JSON arrays or parquet; ``datasets``
+    save_to_disk directories; hub datasets as ``hf://OWNER/NAME[@REV][/DATA_DIR][:CONFIG][:SPLIT]``."""
     output_prefix: str
     """Writes PREFIX.bin, PREFIX.idx and PREFIX.summary.json."""
     job: JobConfig

@@ -37,6 +37,8 @@ def validate(cfg: PipelineConfig) -> None:
         raise ConfigError(f"--layout sft needs prompt/response data (instruct or commitpack), not {job.mode}")
     if job.mode == "commitpack" and job.commit.format == "plain" and job.layout == "sft":
         raise ConfigError("--commit-format plain is pretraining text; use --layout pretrain")
+    if job.sentences.split and (job.mode != "text" or job.layout != "pretrain"):
+        raise ConfigError(f"--split-sentences is for text mode with the pretrain layout, not {job.mode}/{job.layout}")
     if cfg.on_error not in ("skip", "fail"):
         raise ConfigError(f"--on-error must be skip or fail, got {cfg.on_error!r}")
     if job.quality.dedup not in ("none", "exact", "near"):
@@ -71,12 +73,17 @@ class _Runner:
     def __init__(self, cfg: PipelineConfig):
         self.workers = cfg.workers
         self.pool = None
+        init, self.process_chunk, processor = init_worker, process_chunk, Processor
+        if cfg.job.sentences.split:
+            from codetron.preprocess import sentences
+
+            init, self.process_chunk, processor = sentences.init_worker, sentences.process_chunk, sentences.SentenceProcessor
         if self.workers > 1:
             # spawn: workers import only preprocess (no torch), and no forked locks or threads.
             ctx = mp.get_context("spawn")
-            self.pool = ctx.Pool(self.workers, initializer=init_worker, initargs=(cfg.job,))
+            self.pool = ctx.Pool(self.workers, initializer=init, initargs=(cfg.job,))
         else:
-            self.inline = Processor(cfg.job)
+            self.inline = processor(cfg.job)
 
     def run(self, chunks: Iterator[Chunk | ReadError]) -> Iterator[ChunkResult | ReadError]:
         if self.pool is None:
@@ -86,7 +93,7 @@ class _Runner:
         pending: collections.deque = collections.deque()
         limit = 2 * self.workers + 1
         for c in chunks:
-            pending.append(c if isinstance(c, ReadError) else self.pool.apply_async(process_chunk, (c,)))
+            pending.append(c if isinstance(c, ReadError) else self.pool.apply_async(self.process_chunk, (c,)))
             while len(pending) >= limit:
                 yield _resolve(pending.popleft())
         while pending:
@@ -112,6 +119,14 @@ def run(cfg: PipelineConfig) -> dict:
 
     tok = load_tokenizer(cfg.job.tokenizer)  # fail fast, before any worker starts
     cfg.job.tokenizer = str(tok.path)
+    cfg.job.encoder = tok.use_encoder(cfg.job.encoder, announce=True)  # checked once here, trusted by workers
+    splitter = None
+    if cfg.job.sentences.split:
+        from codetron.preprocess.sentences import resolve_model
+
+        # pinned here, like the tokenizer path: every worker loads the same model, the summary names it
+        cfg.job.sentences, splitter = resolve_model(cfg.job.sentences)
+        print(f"split-sentences: {splitter}", file=sys.stderr)
     if cfg.source_suffixes:
         if cfg.job.mode != "code":
             raise ConfigError("--source-suffix is for code mode (files as documents)")
@@ -193,6 +208,7 @@ def run(cfg: PipelineConfig) -> dict:
             "input_files": len(files),
             "shard": f"{cfg.shard[0]}/{cfg.shard[1]}",
             "tokenizer": cfg.job.tokenizer,
+            **({"sentence_splitter": splitter} if splitter else {}),
             "vocab_size": tok.vocab_size,
             "dtype": np.dtype(dtype).name,
             "docs_in": docs_in,

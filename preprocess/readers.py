@@ -1,7 +1,9 @@
-"""Streaming readers for jsonl (plain, .gz, .zst), JSON arrays and parquet, file by file.
+"""Streaming readers for jsonl (plain, .gz, .zst), JSON arrays, parquet and ``datasets`` datasets.
 
-Nothing reads a whole file into memory: jsonl is read line by line, JSON arrays are decoded one
-element at a time from a bounded buffer, parquet one record batch at a time. Readers hand back
+Nothing reads a whole input into memory: jsonl is read line by line, JSON arrays are decoded one
+element at a time from a bounded buffer, parquet one record batch at a time, a ``datasets``
+``save_to_disk`` directory one arrow record batch at a time and a hub dataset
+(``hf://OWNER/NAME...``, see ``HubName``) with ``streaming=True``. Readers hand back
 *raw* items (the undecoded bytes of a jsonl line, or an already-decoded dict) in chunks, so that the
 CPU-heavy parsing happens in worker processes; ``parse_item`` turns one raw item into a dict.
 Every item carries its 1-based line (jsonl/JSON) or row (parquet) number for error messages.
@@ -13,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Union
@@ -58,15 +61,20 @@ ItemError = RecordError
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files named by ``inputs``: files as given, directories walked recursively for supported
-    suffixes, shell globs expanded. Sorted within each argument, so the order is reproducible."""
+    """Inputs named by ``inputs``: files as given, directories walked recursively for supported
+    suffixes and ``save_to_disk`` dataset directories (each one input), shell globs expanded, hub
+    names (``hf://...``) checked to be reachable. Sorted within each argument, so the order is
+    reproducible."""
     files: list[str] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and _supported(f.name))
+        if item.startswith(HUB_PREFIX):
+            open_hub_dataset(HubName.parse(item))  # offline or unknown: one line now, before any worker
+            files.append(item)
+        elif p.is_dir():
+            found = _walk_inputs(p)
             if not found:
-                raise CodetronError(f"{item}: directory holds no {', '.join(SUFFIXES)} files")
+                raise CodetronError(f"{item}: directory holds no {', '.join(SUFFIXES)} files and no `datasets` save_to_disk directory")
             files.extend(found)
         elif p.is_file():
             files.append(str(p))
@@ -78,13 +86,179 @@ def expand_inputs(inputs: list[str]) -> list[str]:
         else:
             raise CodetronError(f"{item}: no such file or directory")
     for f in files:
-        if not _supported(f):
+        if not (_supported(f) or f.startswith(HUB_PREFIX) or is_disk_dataset(f)):
             raise CodetronError(f"{f}: unsupported input type (expected one of {', '.join(SUFFIXES)})")
     return files
 
 
 def _supported(name: str) -> bool:
     return name.endswith(SUFFIXES)
+
+
+def _walk_inputs(root: Path) -> list[str]:
+    """Supported files under ``root``; a ``save_to_disk`` directory counts as one input (its
+    state.json / dataset_info.json are metadata, not records)."""
+    if is_disk_dataset(root):
+        return [str(root)]
+    _refuse_dataset_dict(root)
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for d in list(dirnames):
+            if is_disk_dataset(here / d):
+                found.append(str(here / d))
+                dirnames.remove(d)
+            else:
+                _refuse_dataset_dict(here / d)
+        found.extend(str(here / f) for f in filenames if _supported(f))
+    return sorted(found)
+
+
+# --- `datasets` inputs: save_to_disk directories and hub names --------------------------------
+
+HUB_PREFIX = "hf://"
+
+
+def is_disk_dataset(path: Union[str, Path]) -> bool:
+    """A directory written by ``datasets.Dataset.save_to_disk``."""
+    p = Path(path)
+    return (p / "state.json").is_file() and (p / "dataset_info.json").is_file()
+
+
+def _refuse_dataset_dict(path: Path) -> None:
+    # A DatasetDict holds several splits; reading all of them into one training set would mix
+    # test data into it, so the user names the split directory.
+    marker = path / "dataset_dict.json"
+    if marker.is_file():
+        try:
+            splits = json.loads(marker.read_text()).get("splits") or []
+        except (OSError, ValueError, AttributeError):
+            splits = []
+        example = path / (splits[0] if splits else "train")
+        raise CodetronError(f"{path}: a `datasets` DatasetDict (splits: {', '.join(splits) or '?'}); "
+                            f"pass one split's directory, e.g. {example}")
+
+
+def _import_datasets(what: str):
+    try:
+        import datasets
+    except ImportError:
+        raise CodetronError(f"{what}: reading it needs the `datasets` package (pip install 'codetron[data]')") from None
+    return datasets
+
+
+def _first_line(exc: BaseException) -> str:
+    return ((str(exc).splitlines() or [""])[0] or type(exc).__name__)[:300]
+
+
+@dataclass(frozen=True)
+class HubName:
+    """A hub dataset as an input: ``hf://OWNER/NAME[@REVISION][/DATA_DIR][:CONFIG][:SPLIT]``.
+
+    ``hf://bigcode/the-stack-smol`` (split ``train``), ``hf://OWNER/NAME:CONFIG``,
+    ``hf://OWNER/NAME::test`` (no config, split ``test``), ``hf://bigcode/the-stack/data/python``
+    (``data_dir``), ``hf://OWNER/NAME@v1.0`` (a revision)."""
+
+    text: str
+    """The input as written (used in messages and as the records' source)."""
+    repo: str
+    """``OWNER/NAME`` on the hub."""
+    revision: str | None = None
+    """Branch, tag or commit."""
+    data_dir: str | None = None
+    """Sub-directory of the repository to read (``load_dataset(data_dir=...)``)."""
+    config: str | None = None
+    """Configuration name (``load_dataset(name=...)``)."""
+    split: str = "train"
+    """Split to stream."""
+
+    @classmethod
+    def parse(cls, text: str) -> "HubName":
+        head, *rest = text[len(HUB_PREFIX):].split(":")
+        owner, _, tail = head.partition("/")
+        name_rev, _, data_dir = tail.partition("/")
+        name, at, revision = name_rev.partition("@")
+        word = re.compile(r"[\w.-]+")
+        if not (word.fullmatch(owner) and word.fullmatch(name)) or (at and not revision) or len(rest) > 2:
+            raise CodetronError(f"{text}: expected hf://OWNER/NAME[@REVISION][/DATA_DIR][:CONFIG][:SPLIT]")
+        config, split = (rest + ["", ""])[:2]
+        return cls(text=text, repo=f"{owner}/{name}", revision=revision or None, data_dir=data_dir or None,
+                   config=config or None, split=split or "train")
+
+
+def open_hub_dataset(hub: HubName):
+    """The hub dataset as a streaming ``IterableDataset`` (nothing downloaded up front); a
+    ``CodetronError`` naming it when it cannot be reached (offline, unknown, gated, bad split)."""
+    datasets = _import_datasets(hub.text)
+    try:
+        return datasets.load_dataset(hub.repo, hub.config, split=hub.split, data_dir=hub.data_dir,
+                                     revision=hub.revision, streaming=True)
+    except Exception as exc:  # offline, unknown name, gated, bad split/config: one line either way
+        offline = " (the hub is switched off here: HF_DATASETS_OFFLINE/HF_HUB_OFFLINE)" if _hub_offline(datasets) else ""
+        raise CodetronError(f"{hub.text}: cannot stream dataset {hub.repo} from the Hugging Face hub{offline}: "
+                            f"{_first_line(exc)}; on a machine without network, pass a save_to_disk "
+                            "directory or its parquet/jsonl files instead") from None
+
+
+def _hub_offline(datasets) -> bool:
+    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False) or getattr(datasets.config, "HF_DATASETS_OFFLINE", False))
+
+
+def _dataset_chunks(source: str, open_rows, max_items: int, max_bytes: int) -> Iterator[Union[Chunk, ReadError]]:
+    """Rows of a ``datasets`` dataset in chunks bounded by count and size; ``open_rows()`` gives
+    an iterator of column batches (dict of lists), opened here so its errors become ReadErrors."""
+    chunk = Chunk(source)
+    row = 0
+    try:
+        for batch in open_rows():
+            columns = list(batch)
+            for values in zip(*(batch[c] for c in columns)):
+                rec = dict(zip(columns, values))
+                row += 1
+                chunk.items.append((row, rec))
+                chunk.nbytes += sum(len(v) for v in values if isinstance(v, (str, bytes)))
+                if len(chunk.items) >= max_items or chunk.nbytes >= max_bytes:
+                    yield chunk
+                    chunk = Chunk(source)
+    except Exception as exc:  # a dropped connection or a damaged arrow file mid-way
+        if chunk.items:
+            yield chunk
+        reason = (str(exc).removeprefix(f"{source}: ") if isinstance(exc, CodetronError)
+                  else f"unreadable from here on ({type(exc).__name__}: {_first_line(exc)})")
+        yield ReadError(source, row + 1, reason)
+        return
+    if chunk.items:
+        yield chunk
+
+
+# Rows per batch read from a dataset: small, because a batch is materialized as Python objects
+# before the chunk size bound applies (64 rows of The Stack are a few MB).
+_DATASET_BATCH_ROWS = 64
+
+
+def _disk_dataset_rows(path: str):
+    """Column batches of a ``save_to_disk`` directory, read from its arrow stream files in the
+    order state.json lists them. Plain reads rather than ``datasets.load_from_disk``: its memory
+    map leaves every page read resident, so peak RSS grew with the dataset (+95 MB for a 91 MB
+    one, measured); this way it holds one record batch."""
+    import pyarrow as pa
+
+    try:
+        state = json.loads((Path(path) / "state.json").read_text())
+        files = [Path(path) / f["filename"] for f in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CodetronError(f"{path}: unreadable `datasets` state.json ({type(exc).__name__}: {_first_line(exc)})") from None
+    if state.get("_indices_data_files"):  # never written by save_to_disk (it applies indices), but be sure
+        raise CodetronError(f"{path}: dataset with an indices mapping; re-save it with save_to_disk")
+    for f in files:
+        with pa.OSFile(str(f)) as fh:
+            for batch in pa.ipc.open_stream(fh):
+                for start in range(0, batch.num_rows, _DATASET_BATCH_ROWS):
+                    yield batch.slice(start, _DATASET_BATCH_ROWS).to_pydict()
+
+
+def _hub_rows(name: str):
+    return open_hub_dataset(HubName.parse(name)).iter(batch_size=_DATASET_BATCH_ROWS)
 
 
 def _open_binary(path: str) -> io.BufferedIOBase:
@@ -114,7 +288,11 @@ def _first_char(path: str) -> bytes:
 def iter_chunks(path: str, max_items: int = 512, max_bytes: int = 1 << 20) -> Iterator[Union[Chunk, ReadError]]:
     """Yield chunks of at most ``max_items`` items / about ``max_bytes`` bytes, or a ``ReadError``
     (after which the file yields nothing more)."""
-    if path.endswith(".parquet"):
+    if path.startswith(HUB_PREFIX):
+        yield from _dataset_chunks(path, lambda: _hub_rows(path), max_items, max_bytes)
+    elif is_disk_dataset(path):
+        yield from _dataset_chunks(path, lambda: _disk_dataset_rows(path), max_items, max_bytes)
+    elif path.endswith(".parquet"):
         yield from _parquet_chunks(path, max_items)
     elif path.endswith((".json", ".json.gz", ".json.zst")) and _first_char(path) == b"[":
         yield from _json_array_chunks(path, max_items, max_bytes)

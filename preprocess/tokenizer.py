@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from codetron.errors import CodetronError
+from codetron.errors import CodetronError, ConfigError
 from codetron.fileio import atomic_dir
 
 # StarCoder's special tokens, in StarCoder's id order (0..18): the default tokenizer keeps it, so
@@ -44,6 +44,10 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 )
 EOD_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<fim_pad>"
+ENCODERS: tuple[str, ...] = ("auto", "tiktoken", "tokenizers")
+"""Encode backends: ``tiktoken`` (exact emulation of a byte-level BPE, ~3x faster, see
+``preprocess/fastbpe.py``), ``tokenizers``/sentencepiece (the tokenizer's own library), or ``auto``
+(tiktoken when its start-up self-check proves identical ids, else the tokenizer's own library)."""
 
 def default_tokenizer_path() -> Path:
     """The bundled 8,192-token byte-level BPE (StarCoder specials), trained on Python stdlib code."""
@@ -69,6 +73,9 @@ class CodeTokenizer:
         """``"hf"`` (tokenizers library) or ``"sentencepiece"``."""
         self.path = path
         """The file this tokenizer was loaded from."""
+        self.encoder = "tokenizers"
+        """Backend that ``encode``/``encode_batch``/``encode_arrays`` use (see :meth:`use_encoder`)."""
+        self._fast = None
         if kind == "hf":
             self.vocab_size = backend.get_vocab_size(with_added_tokens=True)
             eod = backend.token_to_id(EOD_TOKEN)
@@ -128,20 +135,55 @@ class CodeTokenizer:
         return f"CodeTokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, path={str(self.path)!r})"
 
     def __getstate__(self):
-        return {"path": str(self.path)}
+        return {"path": str(self.path), "encoder": self.encoder}
 
     def __setstate__(self, state):
         other = load_tokenizer(state["path"])
         self.__dict__.update(other.__dict__)
+        if state.get("encoder", "tokenizers") != "tokenizers":
+            self.use_encoder(state["encoder"], check=False)  # the pickling side checked it
+
+    def use_encoder(self, choice: str = "auto", *, check: bool = True, announce: bool = False) -> str:
+        """Pick the encode backend; returns it (``"tiktoken"`` or ``"tokenizers"``).
+
+        ``auto`` takes tiktoken when it is installed, the tokenizer is a byte-level BPE it can
+        emulate and a self-check on the built-in probe set gives identical ids; otherwise it keeps
+        the tokenizer's own library and, with ``announce``, says why in one line on stderr.
+        ``tiktoken`` demands it: a :class:`ConfigError` says why it cannot be used. ``check=False``
+        skips the probe set (for workers of a run whose main process checked the same file)."""
+        if choice not in ENCODERS:
+            raise ConfigError(f"encoder must be one of {', '.join(ENCODERS)}, got {choice!r}")
+        self._fast, self.encoder = None, "tokenizers"
+        if choice == "tokenizers":
+            return self.encoder
+        from codetron.preprocess import fastbpe
+
+        try:
+            if self.kind != "hf":
+                raise fastbpe.FastEncoderUnavailable("it is a sentencepiece model, not a tokenizer.json byte-level BPE")
+            fast = _fast_encoder(self._backend, self.unique_identifiers["sha256"], check)
+        except fastbpe.FastEncoderUnavailable as exc:
+            if choice == "tiktoken":
+                raise ConfigError(f"--encoder tiktoken: {self.path}: {exc}") from None
+            if announce:
+                own = "tokenizers" if self.kind == "hf" else "sentencepiece"
+                print(f"codetron: encoding with {own}, not tiktoken: {self.path.name}: {exc}", file=sys.stderr)
+            return self.encoder
+        self._fast, self.encoder = fast, "tiktoken"
+        return self.encoder
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without any BOS/EOS added."""
+        if self._fast is not None:
+            return self._fast.encode(text)
         if self.kind == "hf":
             return self._backend.encode(text, add_special_tokens=False).ids
         return self._sp_encode(text)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of many texts at once (the Rust backend parallelises across threads)."""
+        if self._fast is not None:
+            return self._fast.encode_batch(texts)
         if self.kind == "hf":
             # encode_batch_fast (tokenizers >= 0.20) skips character offsets: same ids, less memory
             fast = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
@@ -157,8 +199,12 @@ class CodeTokenizer:
 
         out: list[np.ndarray | None] = [None] * len(texts)
         short = [i for i, t in enumerate(texts) if len(t) <= longdoc.LONG_TEXT_CHARS]
-        for i, ids in zip(short, self.encode_batch([texts[i] for i in short])):
-            out[i] = np.asarray(ids, dtype=dtype)
+        if self._fast is not None:
+            for i in short:
+                out[i] = self._fast.encode_array(texts[i], dtype)
+        else:
+            for i, ids in zip(short, self.encode_batch([texts[i] for i in short])):
+                out[i] = np.asarray(ids, dtype=dtype)
         for i, text in enumerate(texts):
             if out[i] is not None or len(text) <= longdoc.LONG_TEXT_CHARS:
                 continue
@@ -228,6 +274,30 @@ class CodeTokenizer:
             out = directory / "tokenizer.model"
             out.write_bytes(self._backend.serialized_model_proto())
         return out
+
+
+_CHECKED: dict[str, str | None] = {}
+"""tokenizer file sha256 -> why tiktoken cannot encode it (None: proven identical)."""
+
+
+def _fast_encoder(backend, sha256: str, check: bool):
+    """``fastbpe.fast_encoder`` with each file's verdict kept for the process: the probe set costs
+    ~0.3 s, and a run (or a test session) loads the same file many times."""
+    from codetron.preprocess import fastbpe
+
+    if not check:
+        return fastbpe.build(backend)
+    if sha256 in _CHECKED:
+        if _CHECKED[sha256] is not None:
+            raise fastbpe.FastEncoderUnavailable(_CHECKED[sha256])
+        return fastbpe.build(backend)
+    try:
+        fast = fastbpe.fast_encoder(backend)
+    except fastbpe.FastEncoderUnavailable as exc:
+        _CHECKED[sha256] = str(exc)
+        raise
+    _CHECKED[sha256] = None
+    return fast
 
 
 def _split_on(text: str, specials: list[str]) -> Iterator[str]:

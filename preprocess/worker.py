@@ -62,6 +62,8 @@ class Processor:
 
         self.job = job
         self.tok = load_tokenizer(job.tokenizer)
+        # "tiktoken" here was proven by pipeline.run on the same file (or demanded by the caller)
+        self.tok.use_encoder(job.encoder, check=job.encoder != "tiktoken")
         self.eod = self.tok.eod
         self.dtype = np.uint16 if self.tok.vocab_size < 65500 else np.int32
         self.decon = Decontaminator.humaneval(job.quality.decontam) if job.quality.decontaminate else None
