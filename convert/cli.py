@@ -3,12 +3,12 @@
 Examples::
 
     # a training run (its latest checkpoint) -> HF folder, bf16 weights
-    codetron convert to-hf runs/tiny hf/tiny --dtype bf16
+    codetron convert to-hf runs/tiny hf/tiny-bf16 --dtype bf16
 
-    # StarCoder-style HF folder -> megatron-core checkpoint to fine-tune with TP4 x PP2
-    codetron convert from-hf hf/starcoderbase-1b ckpt/sc1b --tp 4 --pp 2
-    codetron train --config ckpt/sc1b/iter_0000000/codetron_config.yaml \\
-        --data.data_path out/sft --checkpoint.save runs/sft
+    # StarCoder-style HF folder -> megatron-core checkpoint to fine-tune with TP2 x PP2 (4 ranks)
+    codetron convert from-hf hf/starcoderbase-1b ckpt/sc1b --tp 2 --pp 2
+    torchrun --standalone --nproc-per-node 4 -m codetron train \\
+        --config ckpt/sc1b/iter_0000000/codetron_config.yaml --data.data_path out/sft --checkpoint.save runs/ft
 
     # prove a conversion: logits on random tokens and greedy decoding, megatron vs HF
     codetron convert check runs/tiny hf/tiny
@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("to-hf", help="megatron-core checkpoint -> HF GPTBigCodeForCausalLM / Starcoder2ForCausalLM folder",
                        description="Convert a checkpoint written by `codetron train` (any TP/PP/VPP) into a "
-                                   "Hugging Face GPTBigCode folder: sharded safetensors + index, config.json, "
+                                   "Hugging Face GPTBigCode or Starcoder2 folder (the family the run's config names): sharded "
+                                   "safetensors + index, config.json, "
                                    "generation_config.json and the run's tokenizer.")
     a.add_argument("ckpt", help="run directory (its latest checkpoint is used) or an iter_XXXXXXX directory")
     a.add_argument("out", help="output folder, written atomically; must be new or empty, or a HF model folder "
@@ -45,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
     b = sub.add_parser("from-hf", help="HF GPTBigCode or StarCoder2 folder -> megatron-core checkpoint for fine-tuning",
-                       description="Convert a Hugging Face GPTBigCode folder (StarCoder, StarCoderBase, SantaCoder "
-                                   "style; safetensors) into a megatron-core checkpoint that `codetron train "
+                       description="Convert a Hugging Face GPTBigCode (StarCoder, StarCoderBase, SantaCoder) or "
+                                   "Starcoder2 folder (safetensors; the family read from config.json) into a megatron-core checkpoint that `codetron train "
                                    "--checkpoint.finetune true --checkpoint.load OUT` starts from.")
     b.add_argument("hf_dir", help="folder with config.json and model.safetensors (or an index + shards)")
     b.add_argument("out", help="output checkpoint directory, written atomically; must be new or empty, or a "

@@ -6,12 +6,12 @@ Examples::
     codetron train --preset debug-tiny --data.data_path out/code --checkpoint.save runs/tiny
 
     # 4 ranks: TP2 x PP2 (torchrun or srun set the ranks)
-    torchrun --nproc-per-node 4 -m codetron train --preset debug-tiny \\
+    torchrun --standalone --nproc-per-node 4 -m codetron train --preset debug-tiny \\
         --parallel.tensor_model_parallel_size 2 --parallel.pipeline_model_parallel_size 2 \\
-        --data.data_path out/code --checkpoint.save runs/tiny
+        --data.data_path out/code --checkpoint.save runs/tiny-tp2pp2
 
     # a recipe from a paper, a YAML file, then flags (applied in that order)
-    codetron train --recipe wizardcoder-sft --config my.yaml --optim.train_iters 10
+    codetron train --recipe wizardcoder-sft --config sft.yaml --optim.train_iters 10
 
 Any field of the config sections model / parallel / data / optim / checkpoint / logging can be set
 as ``--section.field value`` (or ``--field value`` when unambiguous); `codetron presets NAME`

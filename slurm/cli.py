@@ -2,7 +2,7 @@
 
   codetron slurm plan --recipe starcoder-pretrain --gpus 512            memory per GPU, step time, days
   codetron slurm render train --recipe starcoder-pretrain --profile a100-64node -o slurm/
-  codetron slurm submit train --recipe wizardcoder-sft --profile my.yaml --data D --load BASE
+  codetron slurm submit train --recipe wizardcoder-sft --profile my.yaml --data out/sft --load ckpt/base
   codetron slurm submit preprocess --mode code --inputs 'raw/*.jsonl' --output data/code --shards 16
   codetron slurm render convert | eval ...                                conversion, eval array
   codetron slurm profiles                                                 built-in cluster profiles
@@ -52,7 +52,9 @@ def _profile(args) -> ClusterProfile:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codetron slurm", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], allow_abbrev=False,
+                                     # the README ships as package data: name where it is installed
+                                     epilog=__doc__.split("\n\n", 1)[1].replace(
+                                         "slurm/README.md", str(REPO_SLURM_DIR / "README.md")), allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
