@@ -22,7 +22,8 @@ from codetron.errors import ConfigError
 EPILOG = """Output: PREFIX.bin + PREFIX.idx (megatron-core IndexedDataset; uint16 tokens when the vocab
 fits, else int32) and PREFIX.summary.json (docs in/kept, drops per reason, errors with file:line,
 tokens, time). Layouts: pretrain = one sequence per document ending in EOD; sft = two sequences per
-document, [prompt, response+EOD] (loss on the response only). See preprocess/README.md."""
+document, [prompt, response+EOD] (loss on the response only). See {readme}.""".format(
+    readme=Path(__file__).resolve().with_name("README.md"))  # ships as package data: its installed path
 
 
 def _shard(text: str) -> tuple[int, int]:
