@@ -31,9 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("to-hf", help="megatron-core checkpoint -> HF GPTBigCodeForCausalLM / Starcoder2ForCausalLM folder",
                        description="Convert a checkpoint written by `codetron train` (any TP/PP/VPP) into a "
-                                   "Hugging Face GPTBigCode or Starcoder2 folder (the family the run's config names): sharded "
-                                   "safetensors + index, config.json, "
-                                   "generation_config.json and the run's tokenizer.")
+                                   "Hugging Face GPTBigCode or Starcoder2 folder (the family the run's config "
+                                   "names): sharded safetensors + index, config.json, generation_config.json "
+                                   "and the run's tokenizer.")
     a.add_argument("ckpt", help="run directory (its latest checkpoint is used) or an iter_XXXXXXX directory")
     a.add_argument("out", help="output folder, written atomically; must be new or empty, or a HF model folder "
                               "with --overwrite; never inside or around the run")
@@ -47,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("from-hf", help="HF GPTBigCode or StarCoder2 folder -> megatron-core checkpoint for fine-tuning",
                        description="Convert a Hugging Face GPTBigCode (StarCoder, StarCoderBase, SantaCoder) or "
-                                   "Starcoder2 folder (safetensors; the family read from config.json) into a megatron-core checkpoint that `codetron train "
-                                   "--checkpoint.finetune true --checkpoint.load OUT` starts from.")
+                                   "Starcoder2 folder (safetensors; the family read from config.json) into a "
+                                   "megatron-core checkpoint that `codetron train --checkpoint.finetune true "
+                                   "--checkpoint.load OUT` starts from.")
     b.add_argument("hf_dir", help="folder with config.json and model.safetensors (or an index + shards)")
     b.add_argument("out", help="output checkpoint directory, written atomically; must be new or empty, or a "
                               "previous from-hf output with --overwrite; never inside or around HF_DIR")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_dir
@@ -260,7 +261,7 @@ def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects:
                  progress: bool, t0: float) -> dict:
     """Write the checkpoint, its tokenizer, run config and tracker into ``out`` atomically; returns the report."""
     from codetron.megatron_ext.checkpointing import CONFIG_NAME, TRACKER, iter_dir
-    from codetron.megatron_ext.config import CheckpointConfig, DataConfig, OptimConfig, TrainConfig
+    from codetron.megatron_ext.config import TrainConfig
 
     bar = None
     if progress:
@@ -280,10 +281,14 @@ def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects:
         write_checkpoint(target, tensors, objects, common, on_write=(lambda: bar.update(1)) if bar else None)
         if bar:
             bar.close()
-        run = TrainConfig(model=src.model, parallel=src.parallel,
-                          data=DataConfig(tokenizer=final_tok), optim=OptimConfig(),
-                          checkpoint=CheckpointConfig(load=str(out.resolve()), finetune=True))
-        (target / CONFIG_NAME).write_text(run.to_yaml())
+        run = TrainConfig(model=src.model, parallel=src.parallel).to_dict()
+        # Only what the conversion decides. `train --recipe R --config THIS` applies the YAML after the
+        # recipe, so a full dump of defaults here silently replaced every recipe setting (lr, schedule,
+        # precision, SFT mode) with pretraining defaults; left out, they come from the recipe or defaults.
+        layout = ("tensor_model_parallel_size", "pipeline_model_parallel_size", "virtual_pipeline_model_parallel_size")
+        decided = {"model": run["model"], "parallel": {k: run["parallel"][k] for k in layout},
+                   "data": {"tokenizer": final_tok}, "checkpoint": {"load": str(out.resolve()), "finetune": True}}
+        (target / CONFIG_NAME).write_text(yaml.safe_dump(decided, sort_keys=False))
         (tmp / TRACKER).write_text("0")
         p = src.parallel
         report = {

@@ -356,8 +356,12 @@ def resolve_config(preset: str | None = None, recipe: str | None = None, yaml_pa
     """preset -> recipe -> YAML -> flags. A recipe alone implies its model preset."""
     file_vals = load_yaml(yaml_path) if yaml_path else {}
     flags = dict(overrides or {})
-    recipe = flags.pop("recipe", None) or file_vals.pop("recipe", None) or recipe
-    preset = flags.pop("preset", None) or file_vals.pop("preset", None) or preset
+    # later sources win (flags over the --recipe/--preset arguments over YAML); pop from both so a
+    # YAML's `recipe:` cannot be re-applied over the chosen one as an ordinary field below
+    from_flags, from_file = flags.pop("recipe", None), file_vals.pop("recipe", None)
+    recipe = from_flags or recipe or from_file
+    from_flags, from_file = flags.pop("preset", None), file_vals.pop("preset", None)
+    preset = from_flags or preset or from_file
     rec = get_recipe(recipe) if recipe else None
     if preset is None and rec is not None:
         preset = rec.model_preset

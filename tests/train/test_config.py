@@ -103,3 +103,21 @@ def test_cli_help_and_field_listing():
     assert top.returncode == 0 and "preprocess" in top.stdout and "convert" in top.stdout
     fields = _cli(["--fields"])
     assert fields.returncode == 0 and "--optim.lr" in fields.stdout and "Peak learning rate" in fields.stdout
+
+
+def test_recipe_and_preset_flags_win_over_the_yaml(tmp_path):
+    """preset -> recipe -> YAML -> flags: `--recipe X --config run.yaml` trains recipe X even when the YAML
+    (a saved run config) names another, and records X."""
+    import yaml
+
+    from codetron.megatron_ext.presets import resolve_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"recipe": "wizardcoder-sft", "preset": "debug-tiny", "optim": {"lr": 0.5}}))
+    chosen = resolve_config(recipe="octocoder-sft", yaml_path=str(path))
+    assert (chosen.recipe, chosen.preset, chosen.optim.lr) == ("octocoder-sft", "debug-tiny", 0.5)
+    assert chosen.optim.global_batch_size == resolve_config(recipe="octocoder-sft").optim.global_batch_size
+    from_file = resolve_config(yaml_path=str(path))
+    assert from_file.recipe == "wizardcoder-sft"
+    path.write_text(yaml.safe_dump({"recipe": None}))
+    assert resolve_config(recipe="octocoder-sft", yaml_path=str(path)).recipe == "octocoder-sft"
