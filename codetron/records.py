@@ -66,6 +66,22 @@ def read_jsonl(path: str | os.PathLike, *, what: str = "records", hint: str = ""
         raise CodetronError(f"{path}:{lineno + 1}: unreadable ({exc})") from None
 
 
+def read_json(path: str | os.PathLike, *, what: str = "JSON") -> object:
+    """The parsed content of a whole JSON file (plain or ``.gz``): generations lists, metrics, model
+    configs. Missing, unreadable or malformed files raise one line naming the file (and the line of a
+    syntax error); the caller checks the shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise CodetronError(f"{path}: {what} file not found")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        return json.loads(raw.decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CodetronError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
+        raise CodetronError(f"{path}: unreadable {what} file ({exc})") from None
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict], *, ensure_ascii: bool = True) -> int:
     """Write ``rows`` one per line, atomically (the file appears only when complete); returns the count."""
     n = 0

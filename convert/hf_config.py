@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from codetron.errors import CodetronError
+from codetron.records import read_json
 from codetron.convert.mapping import check_qkv_supported
 from codetron.megatron_ext.config import ModelConfig
 
@@ -108,10 +109,9 @@ def read_hf_config(folder: str | Path) -> dict:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise CodetronError(f"{folder}: no config.json; not a Hugging Face model folder")
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CodetronError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    cfg = read_json(path, what="config.json")
+    if not isinstance(cfg, dict):
+        raise CodetronError(f"{path}: expected a JSON object")
     if cfg.get("model_type") not in MODEL_TYPES:
         archs = ",".join(cfg.get("architectures") or []) or "?"
         raise CodetronError(f"{path}: model_type {cfg.get('model_type')!r} ({archs}) is not a GPTBigCode or StarCoder2 "

@@ -11,13 +11,12 @@
 """
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
-from codetron.records import read_jsonl, write_jsonl
+from codetron.records import read_json, read_jsonl, write_jsonl
 from codetron.eval.prompts import to_completion
 
 
@@ -60,13 +59,7 @@ def read_samples(path: str | Path, problems: list[dict]) -> list[list[str]]:
     if not path.exists():
         raise CodetronError(f"{path}: generations file not found")
     if path.name.endswith((".json", ".json.gz")):
-        try:
-            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-            data = json.loads(raw.decode("utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CodetronError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        except (OSError, EOFError, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
-            raise CodetronError(f"{path}: unreadable generations file ({exc})") from None
+        data = read_json(path, what="generations")
         if not isinstance(data, list) or not all(isinstance(x, list) and all(isinstance(s, str) for s in x)
                                                  for x in data):
             raise CodetronError(f"{path}: expected a harness generations file: a list of lists of strings")
@@ -90,12 +83,7 @@ def read_samples(path: str | Path, problems: list[dict]) -> list[list[str]]:
 def read_metrics(path: str | Path) -> tuple[dict[str, dict[str, float]], dict]:
     """Read a harness-style metrics file: ({task: {metric: value}}, config)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CodetronError(f"{path}: metrics file not found") from None
-    except json.JSONDecodeError as exc:
-        raise CodetronError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    data = read_json(path, what="metrics")
     if not isinstance(data, dict):
         raise CodetronError(f"{path}: expected a JSON object of task -> metrics")
     config = data.get("config", {})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from codetron.errors import CodetronError
-from codetron.records import read_jsonl
+from codetron.records import read_json, read_jsonl
 
 REQUIRED_FIELDS = ("task_id", "prompt", "test", "entry_point")
 
@@ -83,12 +83,7 @@ def load_records(source: str | Path, what: str = "problems") -> list[tuple[str, 
 
 
 def _read_json_list(path: Path) -> list[tuple[str, dict]]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CodetronError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    data = read_json(path, what="problems")
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise CodetronError(f"{path}: expected a JSON list of problem objects")
     return [(f"{path}:#{i}", r) for i, r in enumerate(data)]

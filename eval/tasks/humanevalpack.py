@@ -14,12 +14,12 @@ the HumanEvalPack fields rebuilt from each prompt.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from codetron.errors import CodetronError
+from codetron.records import read_json
 from codetron.eval.prompts import FORMATS, cut_python_block, python_instruction, split_problem, truncate, wrap
 from codetron.eval.tasks.base import Task, register
 
@@ -168,12 +168,7 @@ class HumanEvalPack(Task):
             raise CodetronError(f"{self.name} needs --descriptions: the generations.json of a "
                                 f"humanevalexplaindescribe-{self.language} run")
         path = Path(descriptions)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CodetronError(f"{path}: descriptions file not found") from None
-        except json.JSONDecodeError as exc:
-            raise CodetronError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        data = read_json(path, what="descriptions")
         if not isinstance(data, list) or not all(isinstance(d, list) and all(isinstance(s, str) for s in d) for d in data):
             raise CodetronError(f"{path}: expected a generations file: a list per problem of description strings")
         if len(data) < len(problems):
