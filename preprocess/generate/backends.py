@@ -116,6 +116,29 @@ class RetryPolicy:
     """Seconds to wait for one response."""
 
 
+def add_request_args(group, unit: str) -> None:
+    """The budget, retry and failure flags every generation CLI shares (``evolve``, ``selfalign``);
+    ``unit`` names what fails for good ("items", "seeds")."""
+    group.add_argument("--max-requests", type=int, help="request budget of this invocation (retries count); the "
+                                                        "run stops cleanly when it is spent and resumes later")
+    group.add_argument("--max-retries", type=int, default=6, help="retries per request on connection errors, "
+                                                                  "5xx and 429 (default 6)")
+    group.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubled each time")
+    group.add_argument("--backoff-max", type=float, default=60.0, help="longest retry wait (default 60)")
+    group.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one reply (default 600)")
+    group.add_argument("--max-failures", type=int, default=20, help=f"{unit} failing for good before the run stops")
+
+
+def request_policy(args) -> tuple[RetryPolicy, RequestBudget]:
+    """The retry policy and the request budget of ``add_request_args``' flags, checked."""
+    if args.max_requests is not None and args.max_requests < 1:
+        raise CodetronError(f"--max-requests must be >= 1, got {args.max_requests}")
+    if args.max_retries < 0 or args.backoff < 0:
+        raise CodetronError("--max-retries and --backoff must be >= 0")
+    return (RetryPolicy(max_retries=args.max_retries, backoff=args.backoff, backoff_max=args.backoff_max,
+                        timeout=args.timeout), RequestBudget(args.max_requests))
+
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: overload, rate limits and server errors."""
 

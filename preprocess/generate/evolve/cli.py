@@ -22,6 +22,7 @@ import time
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
+from codetron.preprocess.generate.backends import add_request_args
 
 EXIT_INCOMPLETE = 3
 """Exit status of a run that stopped early and can be resumed."""
@@ -61,14 +62,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="prompt format for --api completions (default wizardcoder = Alpaca)")
     g.add_argument("--device", default="auto", help="--local-model: cpu, cuda or auto")
     g.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    g.add_argument("--max-requests", type=int, help="request budget for this invocation (retries count); "
-                                                    "the run stops cleanly when it is spent")
-    g.add_argument("--max-retries", type=int, default=6, help="retries per request on connection errors, "
-                                                              "5xx and 429 (default 6)")
-    g.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubled each time")
-    g.add_argument("--backoff-max", type=float, default=60.0, help="longest retry wait (default 60)")
-    g.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one reply (default 600)")
-    g.add_argument("--max-failures", type=int, default=20, help="items failing for good before the run stops")
+    add_request_args(g, "items")
     g.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="a bad seed line (broken JSON, no instruction/code, duplicate id): fail names it and "
                         "stops (default); skip leaves it out and counts it")
@@ -135,24 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_backend(args):
-    from codetron.preprocess.generate.backends import OpenAIBackend, RequestBudget, RetryPolicy, TransformersBackend
+    from codetron.preprocess.generate.backends import OpenAIBackend, TransformersBackend, request_policy
 
-    if args.max_requests is not None and args.max_requests < 1:
-        raise CodetronError(f"--max-requests must be >= 1, got {args.max_requests}")
-    if args.max_retries < 0 or args.backoff < 0:
-        raise CodetronError("--max-retries and --backoff must be >= 0")
-    budget = RequestBudget(args.max_requests)
+    retry, budget = request_policy(args)
     if args.local_model:
         return TransformersBackend(args.local_model, device=args.device, budget=budget)
-    retry = RetryPolicy(max_retries=args.max_retries, backoff=args.backoff, backoff_max=args.backoff_max,
-                        timeout=args.timeout)
     return OpenAIBackend(args.base_url, args.model, api=args.api, prompt_template=args.prompt_template,
                          retry=retry, budget=budget)
 
 
 def make_judge(args, backend):
     """The judge backend: ``backend`` itself unless --judge-base-url/--judge-model name another."""
-    from codetron.preprocess.generate.backends import OpenAIBackend, RetryPolicy, api_root
+    from codetron.preprocess.generate.backends import OpenAIBackend, api_root, request_policy
 
     if args.judge_base_url is None and args.judge_model is None:
         return backend
@@ -162,8 +150,7 @@ def make_judge(args, backend):
     model = args.judge_model
     if model is None and args.base_url is not None and api_root(url) == api_root(args.base_url):
         model = backend.model
-    retry = RetryPolicy(max_retries=args.max_retries, backoff=args.backoff, backoff_max=args.backoff_max,
-                        timeout=args.timeout)
+    retry, _ = request_policy(args)
     # one budget for both: --max-requests bounds everything this run sends
     return OpenAIBackend(url, model, api="chat", retry=retry, budget=backend.budget)
 

@@ -19,6 +19,7 @@ import time
 
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
+from codetron.preprocess.generate.backends import add_request_args
 
 EXIT_INCOMPLETE = 3
 """Exit status of a run that stopped early and can be resumed."""
@@ -47,14 +48,7 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
                    help="completions: few-shot text continued by a base model (default, as published); "
                         "chat: the same text as one user message")
     g.add_argument("--concurrency", type=int, default=8, help="seeds in flight (default 8)")
-    g.add_argument("--max-requests", type=int, help="request budget of this invocation (retries count); the run "
-                                                    "stops cleanly when it is spent and resumes later")
-    g.add_argument("--max-retries", type=int, default=6, help="retries per request on connection errors, 5xx, "
-                                                              "429 (default 6)")
-    g.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubled each time")
-    g.add_argument("--backoff-max", type=float, default=60.0, help="longest retry wait (default 60)")
-    g.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one reply (default 600)")
-    g.add_argument("--max-failures", type=int, default=20, help="seeds failing for good before the run stops")
+    add_request_args(g, "seeds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,8 +144,7 @@ def seeds_main(args) -> int:
 
 
 def run_main(args) -> int:
-    from codetron.preprocess.generate.backends import (BackendError, BudgetExhausted, OpenAIBackend, RequestBudget,
-                                                       RetryPolicy)
+    from codetron.preprocess.generate.backends import BackendError, BudgetExhausted, OpenAIBackend, request_policy
     from codetron.preprocess.generate.output import OutputConfig, training_records, write_output
     from codetron.preprocess.generate.seeds import load_code_seeds
     from codetron.preprocess.generate.selfalign.pipeline import SelfAlignConfig, run_selfalign, summary
@@ -166,8 +159,7 @@ def run_main(args) -> int:
                           max_failures=args.max_failures)
     fewshot = load_fewshot(args.fewshot_file)
     cfg.validate(fewshot)
-    if args.max_requests is not None and args.max_requests < 1:
-        raise CodetronError(f"--max-requests must be >= 1, got {args.max_requests}")
+    retry, budget = request_policy(args)
     for path in args.benchmark:
         decontaminator([path])  # a bad benchmark file fails now, not after hours of generation
     out_cfg = OutputConfig(dedup=args.dedup, near_threshold=args.near_threshold,
@@ -178,9 +170,7 @@ def run_main(args) -> int:
     started = time.time()
     try:
         backend = OpenAIBackend(args.base_url, args.model, api="chat" if args.api == "chat" else "completions",
-                                retry=RetryPolicy(max_retries=args.max_retries, backoff=args.backoff,
-                                                  backoff_max=args.backoff_max, timeout=args.timeout),
-                                budget=RequestBudget(args.max_requests))
+                                retry=retry, budget=budget)
     except (BackendError, BudgetExhausted) as exc:
         raise CodetronError(f"cannot reach the server: {exc}") from None
     with RecordLog(records_path, cfg.header(fewshot), restart=args.restart) as log:
