@@ -168,20 +168,29 @@ def check_source(src: _Source) -> None:
             hf_shapes[M.hf_layer_name(i, suffix)] = src.layer_shapes.get(suffix, (h,))
     if not m.tie_embeddings:
         hf_shapes[M.UNTIED_OUTPUT[1]] = (V, h)
-    for name, shape in hf_shapes.items():
+    check_tensors(src, hf_shapes, "GPTBigCode", embedding="wte", untied=M.UNTIED_OUTPUT[1], ignored=IGNORED_HF)
+
+
+def check_tensors(src: _Source, want: dict[str, tuple[int, ...]], family: str, *, embedding: str, untied: str,
+                  ignored: tuple[str, ...] = ()) -> None:
+    """The HF state dict holds exactly ``want`` (name -> shape), plus a tied output alias (transformers may
+    store one) and ``ignored`` buffers; the shipped tokenizer fits the vocabulary. ``embedding`` is a
+    substring of the word-embedding name, whose shape error names vocab_size."""
+    m, st, hf_dir = src.model, src.st, src.hf_dir
+    for name, shape in want.items():
         if name not in st:
-            raise CodetronError(f"{hf_dir}: tensor {name} is missing (incomplete or not a GPTBigCode checkpoint)")
+            raise CodetronError(f"{hf_dir}: tensor {name} is missing (incomplete or not a {family} checkpoint)")
         if st.shape(name) != shape:
             raise CodetronError(f"{hf_dir}: tensor {name} has shape {st.shape(name)}, config.json implies {shape}"
-                                + (" (vocab_size disagrees with the embedding)" if "wte" in name else ""))
+                                + (" (vocab_size disagrees with the embedding)" if embedding in name else ""))
     for name in st.entries:
-        if name in hf_shapes or name.endswith(IGNORED_HF) or (m.tie_embeddings and name == M.UNTIED_OUTPUT[1]):
+        if name in want or name.endswith(ignored) or (m.tie_embeddings and name == untied):
             continue
-        raise CodetronError(f"{hf_dir}: unexpected tensor {name} (unsupported GPTBigCode variant?)")
+        raise CodetronError(f"{hf_dir}: unexpected tensor {name} (unsupported {family} variant?)")
     tok_json = hf_dir / "tokenizer.json"
     if tok_json.is_file():
         info = tokenizer_files.resolve(str(tok_json), None, False, str(tok_json))
-        tokenizer_files.check_vocab(info, V, str(tok_json))
+        tokenizer_files.check_vocab(info, m.vocab_size, str(tok_json))
 
 
 class _Producers:

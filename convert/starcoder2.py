@@ -13,7 +13,6 @@ import torch
 
 from codetron.errors import CodetronError
 from codetron.convert import mapping as M
-from codetron.convert import tokenizer_files
 from codetron.megatron_ext.config import ModelConfig
 
 POSITION_TABLE = "embedding.position_embeddings.weight"
@@ -127,23 +126,10 @@ def expected_hf_tensors(model: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 def check_source(src) -> None:
     """The HF side must be exactly a Starcoder2ForCausalLM state dict (cf. ``from_hf.check_source``)."""
-    m, st, hf_dir = src.model, src.st, src.hf_dir
-    want = expected_hf_tensors(m)
-    for name, shape in want.items():
-        if name not in st:
-            raise CodetronError(f"{hf_dir}: tensor {name} is missing (incomplete or not a StarCoder2 checkpoint)")
-        if st.shape(name) != shape:
-            raise CodetronError(f"{hf_dir}: tensor {name} has shape {st.shape(name)}, config.json implies {shape}"
-                                + (" (vocab_size disagrees with the embedding)" if "embed_tokens" in name else ""))
-    for name in st.entries:
-        # transformers may store a tied lm_head as an alias of the embeddings
-        if name in want or (m.tie_embeddings and name == M.STARCODER2_UNTIED_OUTPUT[1]):
-            continue
-        raise CodetronError(f"{hf_dir}: unexpected tensor {name} (unsupported StarCoder2 variant?)")
-    tok_json = hf_dir / "tokenizer.json"
-    if tok_json.is_file():
-        info = tokenizer_files.resolve(str(tok_json), None, False, str(tok_json))
-        tokenizer_files.check_vocab(info, m.vocab_size, str(tok_json))
+    from codetron.convert.from_hf import check_tensors
+
+    check_tensors(src, expected_hf_tensors(src.model), "StarCoder2", embedding="embed_tokens",
+                  untied=M.STARCODER2_UNTIED_OUTPUT[1])
 
 
 def plan_from_hf(src):
