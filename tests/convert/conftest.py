@@ -139,12 +139,30 @@ def tiny_hf_model(out: Path, vocab: int = 321, multi_query: bool = True, tie: bo
     config = GPTBigCodeConfig(vocab_size=vocab, n_positions=64, n_embd=64, n_layer=layers, n_head=4,
                               multi_query=multi_query, tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0,
                               initializer_range=0.2, **cfg)
-    model = GPTBigCodeForCausalLM(config)
-    with torch.no_grad():  # non-trivial layer norms and biases, so every mapping matters
+    return save_perturbed(GPTBigCodeForCausalLM(config), out, norm_marker="ln")
+
+
+def save_perturbed(model, out: Path, norm_marker: str) -> Path:
+    """Shift the layer norms (names containing ``norm_marker``) and biases off their init values, so every
+    mapping matters, then save as transformers does."""
+    import torch
+
+    with torch.no_grad():
         for name, p in model.named_parameters():
-            if "ln" in name or name.endswith("bias"):
+            if norm_marker in name or name.endswith("bias"):
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(str(out))
+    return out
+
+
+def read_tensors(folder: Path) -> dict:
+    """Every tensor of the ``*.safetensors`` files in ``folder``, by name."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fh:
+            out.update({k: fh.get_tensor(k) for k in fh.keys()})
     return out
 
 

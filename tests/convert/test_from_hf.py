@@ -5,20 +5,11 @@ import json
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from codetron.convert.dcp_io import CheckpointReader
 from codetron.convert.from_hf import FromHFOptions, from_hf
 from codetron.convert.to_hf import ToHFOptions, to_hf
-from tests.convert.conftest import PYTHON, check_json, run, tiny_hf_model
-
-
-def _tensors(folder) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as fh:
-            out.update({k: fh.get_tensor(k) for k in fh.keys()})
-    return out
+from tests.convert.conftest import PYTHON, check_json, read_tensors, run, tiny_hf_model
 
 
 def _bit_identical(a: dict, b: dict) -> bool:
@@ -36,10 +27,10 @@ def test_round_trip_is_bit_identical(tmp_path, multi_query, tie, layout):
     src = tiny_hf_model(tmp_path / "hf", multi_query=multi_query, tie=tie)
     from_hf(src, tmp_path / "meg", FromHFOptions(progress=False, **layout))
     to_hf(tmp_path / "meg", tmp_path / "back", ToHFOptions(progress=False))
-    original = _tensors(src)
+    original = read_tensors(src)
     if tie:
         original.pop("lm_head.weight", None)  # tied: transformers may store the alias, we never do
-    assert _bit_identical(original, _tensors(tmp_path / "back"))
+    assert _bit_identical(original, read_tensors(tmp_path / "back"))
     # and once in our own format, the files themselves round-trip byte for byte
     from_hf(tmp_path / "back", tmp_path / "meg2", FromHFOptions(progress=False, **layout))
     to_hf(tmp_path / "meg2", tmp_path / "back2", ToHFOptions(progress=False))
@@ -89,9 +80,9 @@ def test_finetune_resumes_from_converted_checkpoint(tmp_path, token_data, tokeni
     loss = float(proc.stdout.split("loss ")[1].split()[0])
     assert 0 < loss < 10
     to_hf(tmp_path / "ft", tmp_path / "back", ToHFOptions(progress=False))
-    original = _tensors(src)
+    original = read_tensors(src)
     original.pop("lm_head.weight", None)
-    assert _bit_identical(original, _tensors(tmp_path / "back"))
+    assert _bit_identical(original, read_tensors(tmp_path / "back"))
     report = json.loads((tmp_path / "back" / "codetron_conversion.json").read_text())
     assert report["iteration"] == 1 and (tmp_path / "back" / "tokenizer.json").is_file()
 
@@ -107,4 +98,4 @@ def test_embeddings_written_in_row_blocks_still_round_trip(tmp_path, monkeypatch
     assert len(md["embedding.word_embeddings.weight"].chunks) == 384 // 16
     assert len(md["output_layer.weight"].chunks) == 384 // 16
     to_hf(tmp_path / "meg", tmp_path / "back", ToHFOptions(progress=False))
-    assert _bit_identical(_tensors(src), _tensors(tmp_path / "back"))
+    assert _bit_identical(read_tensors(src), read_tensors(tmp_path / "back"))

@@ -7,12 +7,11 @@ import json
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from codetron.convert.from_hf import FromHFOptions, from_hf
 from codetron.convert.to_hf import ToHFOptions, to_hf
 from codetron.errors import CodetronError
-from tests.convert.conftest import check_json, make_tokenizer
+from tests.convert.conftest import check_json, make_tokenizer, read_tensors, save_perturbed
 
 WINDOW = 16
 
@@ -27,21 +26,7 @@ def tiny_starcoder2(out, vocab: int = 321, tie: bool = False, heads: int = 4, gr
                               num_attention_heads=heads, num_key_value_heads=groups, max_position_embeddings=128,
                               sliding_window=WINDOW, rope_parameters={"rope_type": "default", "rope_theta": 1e5},
                               tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0, initializer_range=0.2, **cfg)
-    model = Starcoder2ForCausalLM(config)
-    with torch.no_grad():  # non-trivial layer norms and biases, so every mapping matters
-        for name, p in model.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(str(out))
-    return out
-
-
-def _tensors(folder) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as fh:
-            out.update({k: fh.get_tensor(k) for k in fh.keys()})
-    return out
+    return save_perturbed(Starcoder2ForCausalLM(config), out, norm_marker="norm")
 
 
 @pytest.mark.parametrize("tie,layout", [
@@ -55,7 +40,7 @@ def test_round_trip_is_bit_identical(tmp_path, tie, layout):
     saved = (tmp_path / "meg" / "iter_0000000" / "codetron_config.yaml").read_text()
     assert "family: starcoder2" in saved and "sliding_window: 16" in saved and "rotary_base: 100000.0" in saved
     to_hf(tmp_path / "meg", tmp_path / "back", ToHFOptions(progress=False))  # family from the checkpoint
-    original, back = _tensors(src), _tensors(tmp_path / "back")
+    original, back = read_tensors(src), read_tensors(tmp_path / "back")
     if tie:
         original.pop("lm_head.weight", None)  # tied: transformers may store the alias, we never do
     assert original.keys() == back.keys()
@@ -74,7 +59,7 @@ def test_qkv_rows_follow_the_groups(tmp_path):
     src = tiny_starcoder2(tmp_path / "hf")
     from_hf(src, tmp_path / "meg", FromHFOptions(progress=False))
     qkv = CheckpointReader(tmp_path / "meg" / "iter_0000000").read("decoder.layers.self_attention.linear_qkv.weight", 1)
-    hf = _tensors(src)
+    hf = read_tensors(src)
     q, k, v = (hf[f"model.layers.1.self_attn.{n}_proj.weight"] for n in "qkv")
     hd = 16
     # group 1 = query heads 2 and 3, key head 1, value head 1

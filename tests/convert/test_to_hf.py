@@ -5,22 +5,13 @@ import json
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from codetron.convert.dcp_io import CheckpointReader
 from codetron.convert.to_hf import ToHFOptions, to_hf
 from codetron.megatron_ext.checkpointing import resolve_checkpoint_dir
-from tests.convert.conftest import check_json
+from tests.convert.conftest import check_json, read_tensors
 
 pytestmark = pytest.mark.slow  # the session fixtures train two 4-rank runs
-
-
-def _tensors(folder) -> dict[str, torch.Tensor]:
-    out = {}
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as fh:
-            out.update({k: fh.get_tensor(k) for k in fh.keys()})
-    return out
 
 
 @pytest.mark.parametrize("which", ["tp2pp2", "vpp"])
@@ -58,7 +49,7 @@ def test_output_files_and_config(hf_tp2pp2, run_tp2pp2, tokenizer_json):
     assert len(hf_tok) == 321 and hf_tok.pad_token == "[PAD]" and hf_tok.eos_token == "<|endoftext|>"
 
     # padding rows stripped; tied embeddings -> no lm_head stored
-    weights = _tensors(hf_tp2pp2)
+    weights = read_tensors(hf_tp2pp2)
     reader = CheckpointReader(resolve_checkpoint_dir(run_tp2pp2))
     padded = reader.read("embedding.word_embeddings.weight")
     assert padded.shape == (384, 64)
@@ -68,7 +59,7 @@ def test_output_files_and_config(hf_tp2pp2, run_tp2pp2, tokenizer_json):
 
 
 def test_untied_vpp_has_lm_head(hf_vpp, run_vpp):
-    weights = _tensors(hf_vpp)
+    weights = read_tensors(hf_vpp)
     reader = CheckpointReader(resolve_checkpoint_dir(run_vpp))
     assert torch.equal(weights["lm_head.weight"], reader.read("output_layer.weight")[:321])
     assert not torch.equal(weights["lm_head.weight"], weights["transformer.wte.weight"])
@@ -97,7 +88,7 @@ def test_sharded_and_bf16_outputs(run_tp2pp2, hf_tp2pp2, tmp_path):
     assert len(report["files"]) > 1
     index = json.loads((sharded / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"].values()) == set(report["files"])
-    single = _tensors(hf_tp2pp2)
+    single = read_tensors(hf_tp2pp2)
     assert set(index["weight_map"]) == set(single)
     ids = torch.randint(0, 321, (1, 20), generator=torch.Generator().manual_seed(1))
     a = AutoModelForCausalLM.from_pretrained(str(sharded)).eval()
@@ -109,6 +100,6 @@ def test_sharded_and_bf16_outputs(run_tp2pp2, hf_tp2pp2, tmp_path):
     to_hf(run_tp2pp2, half, ToHFOptions(dtype="bf16", progress=False, no_tokenizer=True))
     assert not (half / "tokenizer.json").exists()
     assert json.loads((half / "config.json").read_text())["dtype"] == "bfloat16"
-    halves = _tensors(half)
+    halves = read_tensors(half)
     assert all(t.dtype == torch.bfloat16 for t in halves.values())
     assert all(torch.equal(halves[k], single[k].to(torch.bfloat16)) for k in single)
