@@ -1,6 +1,8 @@
 """Shared pytest setup: markers, and the interpreter/launcher of this checkout's environment."""
+import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,29 @@ def run_check_script(script: str, work) -> dict:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def serving(server):
+    """``server.serve_forever`` in a daemon thread for the duration of the block; then shut down and
+    closed, so no test leaves a listening socket behind."""
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def byte_level_bpe(texts, vocab_size: int, specials: list[str]):
+    """A small byte-level BPE (GPT-2 / StarCoder style, no prefix space) trained on ``texts``, the
+    special tokens first: the tokenizer of the tests' tiny HF models."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                       show_progress=False))
+    return tok

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, TORCHRUN, subprocess_env
+from tests.conftest import PYTHON, ROOT, TORCHRUN, byte_level_bpe, subprocess_env
 
 SPECIALS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<filename>"]
 BPE_VOCAB = 320
@@ -30,14 +30,7 @@ def stdlib_text(max_files: int = 40) -> list[str]:
 
 
 def make_tokenizer(path: Path) -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=BPE_VOCAB, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(stdlib_text(), trainer)
+    tok = byte_level_bpe(stdlib_text(), BPE_VOCAB, SPECIALS)
     tok.add_special_tokens(["[PAD]"])  # vocab grown by an added token
     tok.save(str(path))
     return path

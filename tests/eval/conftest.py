@@ -15,16 +15,12 @@ def humaneval():
 def tiny_model(tmp_path_factory, humaneval):
     """A random 2-layer MQA GPTBigCode and a 400-token byte-level BPE trained on HumanEval prompts."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, PreTrainedTokenizerFast
 
+    from tests.conftest import byte_level_bpe
+
     out = tmp_path_factory.mktemp("tiny_model")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([p["prompt"] + p["canonical_solution"] for p in humaneval], trainer)
+    tok = byte_level_bpe([p["prompt"] + p["canonical_solution"] for p in humaneval], 400, ["<|endoftext|>"])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     fast.save_pretrained(out)
     torch.manual_seed(0)

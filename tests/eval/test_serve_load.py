@@ -10,6 +10,8 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import serving
+
 CLIENTS = 100
 
 
@@ -25,10 +27,8 @@ def server(engine, tiny_model):
     from codetron.eval.serve import OpenAIServer, ServeConfig
 
     srv = OpenAIServer(engine, ServeConfig(model=tiny_model, model_name="tiny", port=0))
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(srv):
+        yield srv
 
 
 def post(server, path, body, timeout=60):

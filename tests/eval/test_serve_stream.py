@@ -5,11 +5,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import serving
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +18,8 @@ def server(tiny_model):
     from codetron.eval.serve import Engine, OpenAIServer, ServeConfig
 
     srv = OpenAIServer(Engine(tiny_model, device="cpu"), ServeConfig(model=tiny_model, model_name="tiny", port=0))
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(srv):
+        yield srv
 
 
 def request(server, path, body):

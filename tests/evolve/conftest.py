@@ -1,11 +1,13 @@
 """Fixtures: a tiny random GPTBigCode model with a tokenizer trained here, served on loopback."""
 from __future__ import annotations
 
-import json
+import contextlib
 import threading
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import serving
 
 CORPUS = [
     "def add(a, b):\n    return a + b\n",
@@ -32,16 +34,12 @@ SEEDS = [
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer multi-query GPTBigCode with random weights and a 320-token byte-level BPE."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, PreTrainedTokenizerFast
 
+    from tests.conftest import byte_level_bpe
+
     out = tmp_path_factory.mktemp("tiny-gptbigcode")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
+    tok = byte_level_bpe(CORPUS, 320, ["<|endoftext|>", "<pad>"])
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
                                      pad_token="<pad>")
     hf_tok.save_pretrained(out)
@@ -99,21 +97,16 @@ def start_server(engine, tiny_model_dir):
     from codetron.eval.serve import OpenAIServer, ServeConfig
 
     counting, flaky = _handlers()
-    servers = []
+    with contextlib.ExitStack() as running:
 
-    def start(flaky_: bool = False, faults=()):
-        cfg = ServeConfig(model=str(tiny_model_dir), model_name="tiny", host="127.0.0.1", port=0)
-        server = OpenAIServer(engine, cfg, handler=flaky if flaky_ else counting)
-        server.posts, server.injected, server.faults = 0, 0, list(faults)
-        server.count_lock = threading.Lock()
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return server
+        def start(flaky_: bool = False, faults=()):
+            cfg = ServeConfig(model=str(tiny_model_dir), model_name="tiny", host="127.0.0.1", port=0)
+            server = OpenAIServer(engine, cfg, handler=flaky if flaky_ else counting)
+            server.posts, server.injected, server.faults = 0, 0, list(faults)
+            server.count_lock = threading.Lock()
+            return running.enter_context(serving(server))
 
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+        yield start
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,11 @@ sample (tiny random GPTBigCode student, HumanEval's first problems, canonical so
 """
 import http.server
 import json
-import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import serving
 
 from codetron.preprocess.generate.rrtf.cli import main as rrtf_main
 from tests.rrtf.conftest import read_jsonl, run_cli
@@ -123,13 +123,10 @@ def test_teacher_from_openai_compatible_endpoint(tmp_path):
     probs = humaneval_problems(2)
     _Teacher.answers = {p["entry_point"] + "(": p["canonical_solution"] + "\ndef extra():\n    pass\n" for p in probs}
     server = http.server.HTTPServer(("127.0.0.1", 0), _Teacher)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(server):
         assert rrtf_main(["sample", "--problems", str(inputs["problems"]), "--teacher-endpoint",
                           f"http://127.0.0.1:{server.server_port}/v1", "--teacher-model", "gpt-x",
                           "--out", str(tmp_path / "s.jsonl"), "--no-progress"]) == 0
-    finally:
-        server.shutdown()
     recs = read_jsonl(tmp_path / "s.jsonl")
     assert [r["students"] for r in recs] == [[], []]
     # the answer is cut at the prompt format's stop sequence ("\ndef")

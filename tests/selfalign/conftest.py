@@ -1,6 +1,7 @@
 """Fixtures: a scripted OpenAI-compatible server on loopback, seed code that exercises every rule."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import re
@@ -8,6 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import serving
 
 from codetron.preprocess.generate.selfalign.prompts import PREFIXES
 
@@ -325,17 +328,12 @@ class FakeOpenAI(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def fake_server():
     """start(faults=[]) -> a running scripted server with .url, .posts, .steps, .bodies."""
-    servers = []
+    with contextlib.ExitStack() as running:
 
-    def start(faults=()):
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-        srv.lock, srv.posts, srv.faults, srv.bodies, srv.steps = threading.Lock(), 0, list(faults), [], {}
-        srv.url = f"http://127.0.0.1:{srv.server_port}/v1"
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(srv)
-        return srv
+        def start(faults=()):
+            srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+            srv.lock, srv.posts, srv.faults, srv.bodies, srv.steps = threading.Lock(), 0, list(faults), [], {}
+            srv.url = f"http://127.0.0.1:{srv.server_port}/v1"
+            return running.enter_context(serving(srv))
 
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+        yield start

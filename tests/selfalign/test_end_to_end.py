@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import PYTHON, ROOT, TORCHRUN, subprocess_env
+from tests.conftest import PYTHON, ROOT, TORCHRUN, serving, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -129,13 +129,9 @@ def _record_prompts(seeds: Path, out: Path) -> list[tuple[str, str]]:
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
     srv.pairs = []
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
+    with serving(srv):
         assert selfalign(["run", str(seeds), "-o", str(out), "--base-url",
                           f"http://127.0.0.1:{srv.server_port}/v1", *RUN_FLAGS]) == 0
-    finally:
-        srv.shutdown()
-        srv.server_close()
     return srv.pairs
 
 

@@ -11,6 +11,8 @@ import threading
 
 import pytest
 
+from tests.conftest import serving
+
 from codetron.preprocess.generate.selfalign.cli import main
 from codetron.preprocess.generate.selfalign.pipeline import ITEM_RULES, RESPONSE_RULES
 from codetron.preprocess.generate.selfalign.prompts import DEFAULT_FEWSHOT
@@ -20,18 +22,13 @@ from codetron.preprocess.generate.selfalign.prompts import DEFAULT_FEWSHOT
 def tiny_starcoder2(tmp_path_factory):
     """2 layers, hidden 32, GQA (2 heads, 1 KV group), RoPE; a 384-token BPE trained on the few-shot file."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2ForCausalLM
 
+    from tests.conftest import byte_level_bpe
     from tests.selfalign.conftest import GOOD
 
     out = tmp_path_factory.mktemp("tiny-starcoder2")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=384, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([DEFAULT_FEWSHOT.read_text(), GOOD] * 4, trainer)
+    tok = byte_level_bpe([DEFAULT_FEWSHOT.read_text(), GOOD] * 4, 384, ["<|endoftext|>"])
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
     hf_tok.save_pretrained(out)
     eos = hf_tok.eos_token_id
@@ -56,10 +53,8 @@ def served(tiny_starcoder2):
     cfg = ServeConfig(model=str(tiny_starcoder2), model_name="tiny-sc2", host="127.0.0.1", port=0)
     server = OpenAIServer(Engine(str(tiny_starcoder2), device="cpu"), cfg, handler=Counting)
     server.posts, server.count_lock = 0, threading.Lock()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield server
 
 
 @pytest.mark.slow
