@@ -121,3 +121,26 @@ def run_units(units: Sequence[U], work: Callable[[U], dict | list[dict]], on_res
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     return status
+
+
+def run_in_chunks(units: Sequence[U], work: Callable[[U], dict], finish: Callable[[list[dict]], None], log, *,
+                  chunk: int, concurrency: int, max_failures: int, desc: str, progress: bool = True) -> RunStatus:
+    """``run_units`` over ``chunk`` units at a time, for generation whose results need a batch step
+    (executing generated tests in the sandbox) before they are logged: after each chunk,
+    ``finish(records)`` runs on what the chunk produced, the records go to ``log`` in key order, and
+    the run stops after a chunk that ended early (spent budget, too many failures). Units finished
+    before a stop are still finished and logged: their requests are paid for."""
+    status = RunStatus()
+    n_chunks = -(-len(units) // chunk)
+    for start in range(0, len(units), chunk):
+        pending: list[dict] = []
+        part = run_units(units[start:start + chunk], work, pending.append, concurrency=concurrency,
+                         max_failures=max_failures - status.failed, desc=f"{desc} {start // chunk + 1}/{n_chunks}",
+                         progress=progress)
+        finish(pending)
+        for rec in sorted(pending, key=lambda r: r["key"]):
+            log.append(rec)
+        status.add(part)
+        if not part.complete:
+            break
+    return status

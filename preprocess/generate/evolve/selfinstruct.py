@@ -29,7 +29,7 @@ from codetron.errors import CodetronError, ConfigError
 from codetron.preprocess.generate.backends import Backend, GenParams, chat_choices
 from codetron.preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE,
                                                   RESPONSE_TEMPLATE, TASK_CATEGORIES)
-from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_units
+from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_in_chunks
 from codetron.preprocess.generate.seeds import Seed
 from codetron.preprocess.generate.store import RecordLog
 
@@ -232,20 +232,9 @@ def run_self_instruct(seeds: list[Seed], backend: Backend, cfg: SelfInstructConf
                 units.append((s, k))
             elif rec.get("seed_sha") != seed_sha(s.text):
                 raise CodetronError(f"{log.path}: seed {s.id!r} has changed since it was logged; pass --restart")
-    status = RunStatus()
-    for start in range(0, len(units), cfg.chunk):
-        pending: list[dict] = []
-        part = run_units(units[start:start + cfg.chunk], lambda u: generate_item(backend, cfg, *u), pending.append,
-                         concurrency=cfg.concurrency, max_failures=cfg.max_failures - status.failed,
-                         desc=f"self-instruct {start // cfg.chunk + 1}/{-(-len(units) // cfg.chunk)}",
-                         progress=progress)
-        # items finished before a stop are still executed and logged: their requests are paid for
-        execute_chunk(pending, cfg)
-        for rec in sorted(pending, key=lambda r: r["key"]):
-            log.append(rec)
-        status.add(part)
-        if not part.complete:
-            break
+    status = run_in_chunks(units, lambda u: generate_item(backend, cfg, *u), lambda recs: execute_chunk(recs, cfg),
+                           log, chunk=cfg.chunk, concurrency=cfg.concurrency, max_failures=cfg.max_failures,
+                           desc="self-instruct", progress=progress)
     return status, self_stats(log.records.values())
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from codetron.errors import CodetronError, ConfigError
 from codetron.preprocess.generate.backends import BackendError, GenParams, OpenAIBackend
-from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_units
+from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_in_chunks
 from codetron.preprocess.generate.seeds import Seed
 from codetron.preprocess.generate.selfalign.prompts import STOP, FewShot, Property, cut_answer, split_concepts
 from codetron.preprocess.generate.selfalign.response import Parsed, parse_response, vacuous_reason
@@ -196,21 +196,9 @@ def run_selfalign(seeds: list[Seed], backend: OpenAIBackend, cfg: SelfAlignConfi
         elif rec.get("seed_sha") != seed_sha(s.text):
             raise CodetronError(f"{log.path}: seed {s.id!r} has changed since it was logged; pass --restart")
     gen = Generator(backend, cfg, fewshot)
-    status = RunStatus()
-    n_chunks = -(-len(todo) // cfg.chunk)
-    for start in range(0, len(todo), cfg.chunk):
-        pending: list[dict] = []
-        part = run_units(todo[start:start + cfg.chunk], gen.item, pending.append, concurrency=cfg.concurrency,
-                         max_failures=cfg.max_failures - status.failed,
-                         desc=f"selfalign {start // cfg.chunk + 1}/{n_chunks}", progress=progress)
-        # seeds finished before a stop are still executed and logged: their requests are paid for
-        execute_and_select(pending, cfg)
-        for rec in sorted(pending, key=lambda r: r["key"]):
-            log.append(rec)
-        status.add(part)
-        if not part.complete:
-            break
-    return status
+    return run_in_chunks(todo, gen.item, lambda recs: execute_and_select(recs, cfg), log, chunk=cfg.chunk,
+                         concurrency=cfg.concurrency, max_failures=cfg.max_failures, desc="selfalign",
+                         progress=progress)
 
 
 def summary(records) -> dict:
