@@ -49,6 +49,10 @@ CARGO_REGISTRY = Path("/usr/share/cargo/registry")
 """Debian's crate sources (librust-*-dev), a cargo directory registry."""
 RUST_CRATES = ("rand", "regex", "md5")
 """The crates of the harness's Rust Cargo.toml (rand 0.4 there; Debian 12 ships 0.8, same ``Rng``)."""
+RUST_FEATURE_CRATES = ("aho-corasick", "memchr", "regex-syntax", "rand_core", "rand_chacha", "getrandom")
+"""Crates the default features of those need (``regex = "*"`` asks for regex's defaults, whose
+``perf-literal`` pulls aho-corasick and memchr). Debian ships them in the ``+default`` feature
+packages, which ``apt-get --no-install-recommends librust-regex-dev`` leaves out."""
 JAVATUPLES_JAR = Path("/usr/share/java/javatuples.jar")
 """Debian's libjavatuples-java (1.2, the version MultiPL-E uses)."""
 TESTIFY_SRC = Path("/usr/share/gocode/src/github.com/stretchr/testify")
@@ -199,7 +203,7 @@ def _cached_build(name: str, key: str, build: Callable[[Path, Path], None]) -> P
 # ------------------------------------------------------------------------------------ Rust
 
 def _crate_dirs() -> dict[str, list[Path]]:
-    found: dict[str, list[Path]] = {c: [] for c in RUST_CRATES}
+    found: dict[str, list[Path]] = {c: [] for c in (*RUST_CRATES, *RUST_FEATURE_CRATES)}
     if CARGO_REGISTRY.is_dir():
         for entry in CARGO_REGISTRY.iterdir():
             crate = entry.name.rsplit("-", 1)[0]
@@ -211,7 +215,8 @@ def _crate_dirs() -> dict[str, list[Path]]:
 def _rust_missing(path: str) -> str | None:
     absent = [c for c, dirs in _crate_dirs().items() if not dirs]
     if absent:
-        return f"crates {', '.join(absent)} not in {CARGO_REGISTRY}"
+        return (f"crates {', '.join(absent)} not in {CARGO_REGISTRY} "
+                "(Debian: librust-rand+default-dev librust-regex+default-dev librust-md5-dev)")
     if _which("cargo", path) is None:
         return "cargo (builds the crates once) not on PATH"
     return None
@@ -307,7 +312,8 @@ def _go_prepare(lang_env: dict) -> Prepared:
 
 DEPENDENCIES: dict[str, Dependency] = {d.name: d for d in (
     Dependency("rust-crates", "crates rand, regex, md5",
-               ("cargo", "librust-rand-dev", "librust-regex-dev", "librust-md5-dev"), _rust_missing, _rust_prepare),
+               ("cargo", "librust-rand-dev", "librust-rand+default-dev", "librust-regex-dev",
+                "librust-regex+default-dev", "librust-md5-dev"), _rust_missing, _rust_prepare),
     Dependency("javatuples", "javatuples", ("libjavatuples-java",), _java_missing, _java_prepare),
     Dependency("go-testify", "testify", ("golang-github-stretchr-testify-dev",), _go_missing, _go_prepare),
 )}

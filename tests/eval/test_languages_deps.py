@@ -162,8 +162,10 @@ def test_go_testify_samples_are_fast_and_cannot_touch_the_shared_cache():
 
 @pytest.mark.parametrize("task_name,patch,expect", [
     ("humanevalsynthesize-rust", ("CARGO_REGISTRY", "/nonexistent/registry"),
-     "rust: crates rand, regex, md5 missing (crates rand, regex, md5 not in /nonexistent/registry); "
-     "install Debian packages cargo librust-rand-dev librust-regex-dev librust-md5-dev"),
+     "rust: crates rand, regex, md5 missing (crates rand, regex, md5, aho-corasick, memchr, regex-syntax, "
+     "rand_core, rand_chacha, getrandom not in /nonexistent/registry (Debian: librust-rand+default-dev "
+     "librust-regex+default-dev librust-md5-dev)); install Debian packages cargo librust-rand-dev "
+     "librust-rand+default-dev librust-regex-dev librust-regex+default-dev librust-md5-dev"),
     ("humanevalsynthesize-java", ("JAVATUPLES_JAR", "/nonexistent/javatuples.jar"),
      "java: javatuples missing (/nonexistent/javatuples.jar not found); install Debian packages libjavatuples-java"),
     ("humanevalsynthesize-go", ("TESTIFY_SRC", "/nonexistent/testify"),
@@ -197,8 +199,8 @@ def test_failed_library_build_is_one_line_per_task(monkeypatch, tmp_path):
     if needs_tools:
         pytest.skip(f"cannot check rust here: {', '.join(needs_tools)} not installed (`make lang-deps`)")
     registry = tmp_path / "registry"
-    for crate in ("rand-0.8.5", "regex-1.7.1", "md5-0.7.0"):
-        (registry / crate).mkdir(parents=True)
+    for crate in (*langdeps.RUST_CRATES, *langdeps.RUST_FEATURE_CRATES):
+        (registry / f"{crate}-1.0.0").mkdir(parents=True)
     monkeypatch.setattr(langdeps, "CARGO_REGISTRY", registry)
     monkeypatch.setenv(langdeps.CACHE_ENV, str(tmp_path / "cache"))
     task = get_task("humanevalsynthesize-rust")
