@@ -91,7 +91,13 @@ def test_chat_stream_sends_role_then_content_deltas(server):
     got = joined(events, lambda ch: ch["delta"].get("content", ""))
     choice = plain["choices"][0]
     assert got == {0: (choice["message"]["content"], choice["finish_reason"])}
-    assert events[-1]["choices"][0]["delta"] == {} or events[-1]["choices"][0]["delta"].get("content") is not None
+    last = events[-1]["choices"][0]
+    assert last["finish_reason"] == choice["finish_reason"]
+    # OpenAI's shape: the closing chunk's delta is {} or carries the last non-empty piece of text
+    assert last["delta"] == {} or (set(last["delta"]) == {"content"} and last["delta"]["content"] != ""), last
+    middle = [ch for ev in events[1:-1] for ch in ev["choices"]]
+    assert middle and all(ch["finish_reason"] is None and set(ch["delta"]) == {"content"}
+                          and ch["delta"]["content"] != "" for ch in middle), middle
 
 
 def test_stream_errors_before_any_event_are_plain_json(server):
