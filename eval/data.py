@@ -17,7 +17,6 @@ revision, ``$HF_ENDPOINT/datasets/<repo>/resolve/<revision>/<path>`` serves each
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import urllib.error
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from codetron.errors import CodetronError
-from codetron.fileio import atomic_dir
+from codetron.fileio import atomic_dir, sha256_file
 
 DATA_ENV = "CODETRON_EVAL_DATA"
 """Environment variable naming the cache folder (``--data-dir`` wins)."""
@@ -104,14 +103,6 @@ def entry_dir(dataset: str, root: str | Path | None = None) -> Path:
     return data_dir(root) / f"{repo}@{pin.revision}" / (config or "default")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_files(dataset: str, root: str | Path | None = None) -> list[Path] | None:
     """The fetched files of ``dataset`` in the cache (checked against their manifest), or None."""
     if published(dataset) is None:
@@ -126,7 +117,7 @@ def cached_files(dataset: str, root: str | Path | None = None) -> list[Path] | N
     except (ValueError, KeyError, TypeError):
         raise CodetronError(f"{manifest}: damaged manifest; fetch again (codetron eval data fetch)") from None
     for path, sha in paths:
-        if not path.is_file() or _sha256(path) != sha:
+        if not path.is_file() or sha256_file(path) != sha:
             raise CodetronError(f"{path}: missing or changed since it was fetched (sha256 differs from "
                                 f"{manifest}); fetch again (codetron eval data fetch)")
     return [p for p, _ in paths]
@@ -191,7 +182,7 @@ def fetch_dataset(dataset: str, root: str | Path | None = None, *, endpoint: str
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(get(url))
-            files.append({"path": name, "url": url, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+            files.append({"path": name, "url": url, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
         records = check(tmp) if check is not None else None
         (tmp / "manifest.json").write_text(json.dumps(
             {"dataset": dataset, "repo": repo, "config": config, "revision": pin.revision, "license": pin.license,
