@@ -155,8 +155,11 @@ def fetch_dataset(dataset: str, root: str | Path | None = None, *, endpoint: str
     pin = published(dataset)
     if pin is None:
         raise CodetronError(f"{dataset}: no pinned published files known; pass --problems FILE")
-    if cached_files(dataset, root) is not None:
-        return entry_dir(dataset, root)
+    try:
+        if cached_files(dataset, root) is not None:
+            return entry_dir(dataset, root)
+    except CodetronError:
+        pass  # a damaged or changed cache entry: fetched again below, replacing it whole
     repo, config, _ = split_dataset(dataset)
     base = (endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
     api = f"{base}/api/datasets/{repo}/revision/{pin.revision}"

@@ -140,6 +140,11 @@ def test_fetch_then_read_offline(hub_files, tmp_path, monkeypatch, capsys):
     (folder / "full/test-00000-of-00001.parquet").write_bytes(b"PAR1 tampered")
     with pytest.raises(CodetronError, match=r"test-00000-of-00001.parquet: missing or changed since it was fetched"):
         get_task("mbpp").load()
+    # fetching again replaces the damaged entry
+    with serving(FakeHub(hub_files)) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert main(["data", "fetch", "mbpp"]) == 0
+    assert [p["task_id"] for p in get_task("mbpp").load()] == ["11", "12", "13"]
 
 
 def test_fetch_refuses_a_moved_revision_and_leaves_nothing(hub_files, tmp_path):
