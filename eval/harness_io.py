@@ -99,6 +99,31 @@ HARNESS_CONFIG_KEYS = {"model": "model", "prompt": "prompt", "temperature": "tem
 """Our config field -> the harness's ``evaluation_results.json`` config key."""
 
 
+def generations_metadata(path: str | Path) -> dict:
+    """What the files beside a generations file record about the run that wrote it: ours
+    (``generation_config.json`` from ``codetron eval generate``: model, task, prompt, temperature ...)
+    or bigcode-evaluation-harness's (``evaluation_results.json``: its ``config`` under our key names,
+    its ``tasks`` as ``task``). A damaged side file is ignored: it only names the run in reports."""
+    folder = Path(path).parent
+    try:
+        ours = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
+        if isinstance(ours, dict):
+            return ours
+    except (OSError, ValueError):
+        pass
+    try:
+        config = json.loads((folder / "evaluation_results.json").read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    meta = {ours: config[theirs] for ours, theirs in HARNESS_CONFIG_KEYS.items()
+            if theirs in config and ours != "generations"}
+    if isinstance(config.get("tasks"), str) and "," not in config["tasks"]:
+        meta["task"] = config["tasks"]
+    return meta
+
+
 def write_harness_outputs(out: str | Path, task, problems: list[dict], metrics: dict[str, float], config: dict) -> Path:
     """``evaluation_results.json`` as bigcode-evaluation-harness writes it: the task's metrics and its
     run config (``tasks``, ``allow_code_execution`` ... under the harness's key names)."""

@@ -1,6 +1,11 @@
 """A markdown report and a PNG bar chart of pass@k from metrics files (ours or the harness's
-``evaluation_results.json``): one row per model x prompt x task, then one table of task families x
-languages (``humanevalsynthesize-js`` is family humanevalsynthesize, language js), and one chart."""
+``evaluation_results.json``): one row per run x task, then one table of task families x languages
+(``humanevalsynthesize-js`` is family humanevalsynthesize, language js), and one chart.
+
+A run is named by its label (``codetron eval execute --label``, else the generations file it
+scored, else the model). Two metrics files are never merged into one cell: runs that agree on
+label, model, prompt, temperature and n share a row of the language table only when they measured
+different languages; a second value for the same cell opens a new row."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,16 +16,19 @@ from codetron.eval.harness_io import read_metrics
 
 
 def collect(paths: list[str | Path]) -> list[dict]:
-    """One row per (metrics file, task): model, prompt, n, problems and every pass@k found."""
+    """One row per (metrics file, task): run label, model, prompt, n, problems and every pass@k found."""
     rows = []
-    for path in paths:
+    for run, path in enumerate(paths):
         tasks, config = read_metrics(path)
+        model = Path(str(config.get("model", "?"))).name or str(config.get("model", "?"))
         for task, metrics in tasks.items():
             family, language = split_task(task)
             rows.append({
+                "run": run,
+                "label": str(config.get("label") or model),
                 "family": family,
                 "language": language,
-                "model": Path(str(config.get("model", "?"))).name or str(config.get("model", "?")),
+                "model": model,
                 "prompt": config.get("prompt", "?"),
                 "task": task,
                 "n": config.get("n_samples", "?"),
@@ -53,15 +61,18 @@ def language_table(rows: list[dict]) -> str:
     keys: list[tuple] = []
     cells: dict[tuple, dict[str, str]] = {}
     for r in rows:
-        key = (r["model"], r["prompt"], r["family"])
-        if key not in cells:
+        name = (r["label"], r["model"], r["prompt"], str(r["temperature"]), str(r["n"]), r["family"])
+        # the first row of this name with the language still free; a filled cell is another run's
+        key = next((k for k in keys if k[:-1] == name and r["language"] not in cells[k]), None)
+        if key is None:
+            key = name + (len(keys),)
             keys.append(key)
             cells[key] = {}
         cells[key][r["language"]] = " / ".join(f"{100 * r['metrics'][k]:.1f}" for k in ks if k in r["metrics"]) or "-"
-    head = ["model", "prompt", "task"] + langs
+    head = ["run", "model", "prompt", "T", "n", "task"] + langs
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for key in keys:
-        lines.append("| " + " | ".join([str(k) for k in key] + [cells[key].get(lang, "") for lang in langs]) + " |")
+        lines.append("| " + " | ".join([str(k) for k in key[:-1]] + [cells[key].get(lang, "") for lang in langs]) + " |")
     return "\n".join(lines) + f"\n\nEach cell: {' / '.join(ks)} in percent.\n"
 
 
@@ -72,10 +83,10 @@ def _ks(rows: list[dict]) -> list[str]:
 
 def markdown(rows: list[dict]) -> str:
     ks = _ks(rows)
-    head = ["model", "prompt", "task", "problems", "n", "T"] + ks
+    head = ["run", "model", "prompt", "task", "problems", "n", "T"] + ks
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
-        cells = [str(r["model"]), str(r["prompt"]), str(r["task"]), str(r["problems"]), str(r["n"]),
+        cells = [r["label"], str(r["model"]), str(r["prompt"]), str(r["task"]), str(r["problems"]), str(r["n"]),
                  str(r["temperature"])]
         cells += [f"{100 * r['metrics'][k]:.2f}" if k in r["metrics"] else "-" for k in ks]
         lines.append("| " + " | ".join(cells) + " |")
@@ -89,7 +100,7 @@ def chart(rows: list[dict], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     ks = _ks(rows)
-    labels = [f"{r['model']}\n{r['prompt']}\n{r['family']} {r['language']}" for r in rows]
+    labels = [f"{r['label']}\n{r['prompt']} T={r['temperature']}\n{r['family']} {r['language']}" for r in rows]
     width = 0.8 / max(len(ks), 1)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(rows) + 1.5), 4.0), dpi=120)
     for i, k in enumerate(ks):

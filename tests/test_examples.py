@@ -272,6 +272,12 @@ HANDLING: dict[str, Scaled | NotHere] = {
     "--model hf/sc2-instruct --out eval/heplus": NotHere("EvalPlus data and StarCoder2-Instruct are hub downloads"),
     "codetron eval execute --task mbpp --generations generations.json --out eval/x": NotHere(
         "MBPP problems and harness generations come from the hub / another machine"),
+    "codetron eval data fetch mbpp mbppplus humanevalplus humanevalsynthesize-go multiple-rs --data-dir "
+    "/shared/eval-data": NotHere("downloads from the Hugging Face hub (network); tests/eval/test_eval_data.py fetches "
+                                 "from a local server in the hub's URL layout and reads the cache offline"),
+    "codetron eval execute --task mbpp --data-dir /shared/eval-data --generations run1/generations.json --label "
+    "sc2-3b-t0.2 --out eval/sc2-3b": NotHere("reads the cache the fetch above fills (network) and generations "
+                                            "made elsewhere; tests/eval/test_eval_data.py runs tasks on a fetched cache"),
     "codetron slurm submit train --recipe wizardcoder-sft --profile my.yaml --data out/sft --load ckpt/base": Scaled(
         "submit checks that --load holds the recipe's model (StarCoder-15B); the checkpoint here is runs/tiny, "
         "trained above, so the model is the tiny preset", replace=(("ckpt/base", "runs/tiny"),),
@@ -287,6 +293,7 @@ HANDLING: dict[str, Scaled | NotHere] = {
     "codetron eval execute --generations FILE --out DIR (alias: evaluate)": NotHere(SYNOPSIS),
     "codetron eval execute --canonical --out DIR": NotHere(SYNOPSIS),
     "codetron eval report METRICS.json ... --out DIR": NotHere(SYNOPSIS),
+    "codetron eval data fetch TASK... [--data-dir DIR]": NotHere(SYNOPSIS),
     "codetron slurm render convert | eval ...": NotHere(SYNOPSIS),
     "codetron slurm examples [--check]": NotHere(SYNOPSIS + " (without --check it rewrites the shipped slurm/*.sbatch;"
                                                  " tests/slurm checks them)"),

