@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          progress=not args.quiet, overwrite=args.overwrite))
         print(f"wrote {args.out}: {report['parameters']:,} parameters in {len(report['files'])} safetensors file(s), "
               f"vocab {report['vocab_size']} (padded {report['padded_vocab_size']}), {'/'.join(report['dtype'])}, "
-              f"from {report['source']} (TP{report['layout']['tensor_model_parallel_size']} "
+              f"from {args.ckpt} iteration {report['iteration']} (TP{report['layout']['tensor_model_parallel_size']} "
               f"PP{report['layout']['pipeline_model_parallel_size']}) in {report['seconds']}s")
         print(f"tokenizer: {report['tokenizer']}")
         if args.check:

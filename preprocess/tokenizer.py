@@ -7,7 +7,6 @@ needs (batch encoding, exact decoding, token lookup).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.fileio import atomic_dir
+from codetron.fileio import atomic_dir, file_sha256
 
 # StarCoder's special tokens, in StarCoder's id order (0..18): the default tokenizer keeps it, so
 # prompts written for StarCoder (FIM, metadata, commits, notebooks, issues) mean the same here.
@@ -54,14 +53,6 @@ def default_tokenizer_path() -> Path:
     from codetron.data import DEFAULT_TOKENIZER
 
     return DEFAULT_TOKENIZER
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class CodeTokenizer:
@@ -116,7 +107,7 @@ class CodeTokenizer:
             "class": "CodeTokenizer",
             "kind": kind,
             "path": str(path),
-            "sha256": _file_sha256(path),
+            "sha256": file_sha256(path),
             "vocab_size": self.vocab_size,
         }
 
