@@ -57,7 +57,7 @@ class FromHFOptions:
     progress: bool = True
     """Show a tqdm bar."""
     overwrite: bool = False
-    """Replace an existing output folder (only a previous from-hf output; never a training run)."""
+    """Replace a previous from-hf output at OUT (only what its manifest lists; never a training run)."""
 
 
 def _validate_layout(model: ModelConfig, parallel: ParallelConfig, padded_vocab: int, where: str) -> None:

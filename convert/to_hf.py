@@ -43,7 +43,7 @@ class ToHFOptions:
     progress: bool = True
     """Show a tqdm bar."""
     overwrite: bool = False
-    """Replace an existing output folder (only a Hugging Face model folder; never the run itself)."""
+    """Replace a previous to-hf output at OUT (only what its manifest lists; never the run itself)."""
 
 
 def parse_size(text: str) -> int:
