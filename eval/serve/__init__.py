@@ -53,8 +53,9 @@ close the connection. A body over ``MAX_BODY_BYTES`` (8 MiB) is a 413: up to ``M
 reading any reply; beyond that the 413 is sent at once and the connection closed. ``Expect:
 100-continue`` (curl, for bodies over 1 MiB) gets the 413 instead of the invitation to send. A
 prompt whose character count alone proves it cannot fit the context (more than ``(context -
-max_tokens) x L`` characters, L the longest token of a BPE vocabulary) is refused before it is
-tokenized; the rest get the exact token count.
+max_tokens) x L`` characters, L the longest token of a BPE vocabulary; ``engine.token_char_bound``
+says which tokenizers have no such bound) is refused before it is tokenized; the rest get the exact
+token count.
 """
 from __future__ import annotations
 

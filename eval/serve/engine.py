@@ -93,6 +93,23 @@ def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 NORMALIZER_SLACK = 4
 """Unicode composition (a tokenizer's NFC/NFKC normalizer) joins at most 4 code points into one
 character (the longest canonical decomposition), so normalized text keeps at least a quarter of them."""
+DROPPING = frozenset({"Strip", "StripAccents", "BertNormalizer", "Precompiled", "Whitespace", "WhitespaceSplit",
+                      "BertPreTokenizer", "CharDelimiterSplit"})
+"""Normalizers and pre-tokenizers (as ``tokenizers`` serializes them) that may delete characters."""
+
+
+def _may_drop_text(node) -> bool:
+    """Whether a serialized normalizer or pre-tokenizer (or a sequence of them) may delete characters."""
+    if isinstance(node, list):
+        return any(map(_may_drop_text, node))
+    if not isinstance(node, dict):
+        return False
+    if node.get("type") in DROPPING or node.get("behavior") == "Removed":
+        return True
+    if node.get("type") == "Replace":  # a literal replaced by one no shorter keeps every character
+        literal = (node.get("pattern") or {}).get("String")
+        return literal is None or len(node.get("content", "")) < len(literal)
+    return any(_may_drop_text(v) for v in node.values())
 
 
 def token_char_bound(tokenizer) -> int | None:
@@ -100,14 +117,24 @@ def token_char_bound(tokenizer) -> int | None:
 
     Every token of a BPE vocabulary is a string of at most L characters, each one character of the
     (normalized) text or, in a byte-level vocabulary, one byte of its UTF-8 (a character is at least
-    one byte): a prompt of N characters has at least N / L tokens. An unknown-token that swallows a
-    run of unknown characters (BPE with ``fuse_unk`` and no byte fallback; WordPiece, WordLevel and
-    Unigram models) breaks that, so those tokenizers get only the exact count."""
-    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
-    if type(model).__name__ != "BPE" or (model.unk_token and model.fuse_unk and not model.byte_fallback):
+    one byte): a prompt of N characters has at least N / L tokens. That fails where text can vanish
+    or be swallowed: an unknown-token covering a run of characters (BPE with ``fuse_unk`` and no byte
+    fallback; WordPiece, WordLevel and Unigram models), a normalizer or pre-tokenizer that deletes
+    characters (``DROPPING``), an added token that strips the whitespace around it. Those tokenizers,
+    and slow (Python) ones, get only the exact count."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    spec = json.loads(backend.to_str())
+    model = spec.get("model") or {}
+    fused_unknowns = model.get("unk_token") and model.get("fuse_unk") and not model.get("byte_fallback")
+    if model.get("type") != "BPE" or fused_unknowns:
+        return None
+    if any(t.get("lstrip") or t.get("rstrip") for t in spec.get("added_tokens") or []) \
+            or _may_drop_text(spec.get("normalizer")) or _may_drop_text(spec.get("pre_tokenizer")):
         return None
     longest = max(map(len, tokenizer.get_vocab()), default=1)
-    return longest * (NORMALIZER_SLACK if tokenizer.backend_tokenizer.normalizer is not None else 1)
+    return longest * (NORMALIZER_SLACK if spec.get("normalizer") else 1)
 
 
 class Pending:

@@ -223,7 +223,21 @@ def test_the_bound_is_the_longest_token_and_holds_on_real_text(tiny_model, human
         assert len(tok(text, add_special_tokens=False)["input_ids"]) * bound >= len(text)
 
 
-def test_tokenizers_without_a_bound_get_only_the_exact_check(tiny_model):
+def _bpe(**parts):
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE({"[UNK]": 0, "a": 1, "aa": 2}, [("a", "a")], unk_token=parts.pop("unk", None),
+                               fuse_unk=parts.pop("fuse_unk", False)))
+    tok.pre_tokenizer = parts.pop("pre_tokenizer", pre_tokenizers.ByteLevel(add_prefix_space=False))
+    if "normalizer" in parts:
+        tok.normalizer = parts.pop("normalizer")
+    if "added" in parts:
+        tok.add_special_tokens([AddedToken("<m>", **parts.pop("added"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def test_tokenizers_where_text_can_vanish_get_only_the_exact_check(tiny_model):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -232,10 +246,23 @@ def test_tokenizers_without_a_bound_get_only_the_exact_check(tiny_model):
     fast = PreTrainedTokenizerFast(tokenizer_object=wordpiece, unk_token="[UNK]")
     assert len(fast("zzzzzzzzzz", add_special_tokens=False)["input_ids"]) == 1  # ten characters, one token
     assert token_char_bound(fast) is None
-    fused = Tokenizer(models.BPE({"[UNK]": 0, "a": 1}, [], unk_token="[UNK]", fuse_unk=True))
-    assert token_char_bound(PreTrainedTokenizerFast(tokenizer_object=fused)) is None
-    # a normalizer may compose up to four code points into one character
+    assert token_char_bound(_bpe()) == len("[UNK]")  # a plain byte-level BPE: its longest vocabulary string
+    dropping = {
+        "fused unknowns": _bpe(unk="[UNK]", fuse_unk=True),
+        "whitespace removed": _bpe(pre_tokenizer=pre_tokenizers.Whitespace()),
+        "split removed": _bpe(pre_tokenizer=pre_tokenizers.Split(" ", "removed")),
+        "strip": _bpe(normalizer=normalizers.Sequence([normalizers.NFC(), normalizers.Strip()])),
+        "shorter replace": _bpe(normalizer=normalizers.Replace("ab", "c")),
+        "rstrip token": _bpe(added={"rstrip": True}),
+    }
+    for name, tok in dropping.items():
+        assert token_char_bound(tok) is None, name
+    vanished = dropping["whitespace removed"]("a" + " " * 1000, add_special_tokens=False)["input_ids"]
+    assert len(vanished) == 1  # what the bound would have got wrong
+    # a normalizer that only composes may join up to four code points into one character
     tok = AutoTokenizer.from_pretrained(tiny_model)
     plain = token_char_bound(tok)
     tok.backend_tokenizer.normalizer = normalizers.NFC()
+    assert token_char_bound(tok) == plain * NORMALIZER_SLACK
+    tok.backend_tokenizer.normalizer = normalizers.Replace(" ", "_")  # Llama's space marker: one for one
     assert token_char_bound(tok) == plain * NORMALIZER_SLACK
