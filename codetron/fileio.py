@@ -5,12 +5,14 @@ A crash or a bad record half-way never leaves a file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -43,25 +45,71 @@ def atomic_open(final: str | os.PathLike, mode: str = "w", **kwargs):
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp directory; rename it onto ``final`` (replacing an old one) on success."""
+def atomic_dir(final: str | os.PathLike, discard_old: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temp directory; put it in place of ``final`` if the block succeeds.
+
+    An existing ``final`` is exchanged with the finished temp directory in one step (``exchange_dirs``),
+    so there is never a moment without a complete ``final``; only then are the old contents, now
+    under the temp name, handed to ``discard_old`` (default: deleted). A failed block removes the temp
+    directory and leaves ``final`` as it was.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
-        if final.exists():
-            # rename the old folder aside before deleting it: deleting a large one takes a while, and
-            # a kill during that would otherwise leave no complete output anywhere
-            old = tmp.with_suffix(".old")
-            os.replace(final, old)
+        if not final.exists():
             os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+            return
+        old = exchange_dirs(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # after the exchange a failure here must not touch ``old`` (it is the previous output now)
+    (discard_old or _delete_tree)(old)
+
+
+def _delete_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+RENAME_EXCHANGE = 2
+"""renameat2(2) flag: swap two existing paths atomically (Linux 3.15+, glibc 2.28+)."""
+
+
+def _renameat2():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux/glibc
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def exchange_dirs(new: Path, final: Path) -> Path:
+    """Put directory ``new`` at ``final``'s name in one atomic step; returns where the old ``final`` is
+    now (``new``'s former name). File systems without an atomic exchange (and other systems) get two
+    renames: the old folder goes aside first, so a kill in between leaves it complete under
+    ``<new>.old`` rather than deleted."""
+    if _RENAMEAT2 is not None:
+        at_cwd = -100  # AT_FDCWD
+        if _RENAMEAT2(at_cwd, os.fsencode(new), at_cwd, os.fsencode(final), RENAME_EXCHANGE) == 0:
+            return new
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # anything but "not supported here"
+            raise OSError(err, os.strerror(err), str(final))
+    old = new.with_suffix(".old")
+    os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    return old
 
 
 def sha256_file(path: str | os.PathLike) -> str:

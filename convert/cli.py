@@ -35,9 +35,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "names): sharded safetensors + index, config.json, generation_config.json "
                                    "and the run's tokenizer.")
     a.add_argument("ckpt", help="run directory (its latest checkpoint is used) or an iter_XXXXXXX directory")
-    a.add_argument("out", help="output folder, written atomically; must be new or empty, or a HF model folder "
-                              "with --overwrite; never inside or around the run")
-    a.add_argument("--overwrite", action="store_true", help="replace an existing HF model folder at OUT")
+    a.add_argument("out", help="output folder, written atomically; must be new or empty, or a previous to-hf "
+                              "output with --overwrite; never inside or around the run")
+    a.add_argument("--overwrite", action="store_true",
+                   help="replace a previous to-hf output at OUT: only the files its codetron_export.json lists; "
+                        "refused if OUT holds anything else or an edited export file")
     a.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="weight dtype (default: as stored)")
     a.add_argument("--max-shard-size", default="2GB", help="largest safetensors file, e.g. 500MB, 5GB (default 2GB)")
     a.add_argument("--tokenizer", help="tokenizer.json to ship (default: the run's data.tokenizer)")
@@ -53,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("hf_dir", help="folder with config.json and model.safetensors (or an index + shards)")
     b.add_argument("out", help="output checkpoint directory, written atomically; must be new or empty, or a "
                               "previous from-hf output with --overwrite; never inside or around HF_DIR")
-    b.add_argument("--overwrite", action="store_true", help="replace a previous from-hf output at OUT")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace a previous from-hf output at OUT: only the files its codetron_export.json lists; "
+                        "refused if OUT holds anything else (e.g. a training run saved into it)")
     b.add_argument("--tp", type=int, default=1, help="target tensor_model_parallel_size (validated, recorded)")
     b.add_argument("--pp", type=int, default=1, help="target pipeline_model_parallel_size (validated, recorded)")
     b.add_argument("--vpp", type=int, default=None, help="target virtual_pipeline_model_parallel_size")
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          progress=not args.quiet, overwrite=args.overwrite))
         print(f"wrote {args.out}: {report['parameters']:,} parameters in {len(report['files'])} safetensors file(s), "
               f"vocab {report['vocab_size']} (padded {report['padded_vocab_size']}), {'/'.join(report['dtype'])}, "
-              f"from {report['source']} (TP{report['layout']['tensor_model_parallel_size']} "
+              f"from {args.ckpt} iteration {report['iteration']} (TP{report['layout']['tensor_model_parallel_size']} "
               f"PP{report['layout']['pipeline_model_parallel_size']}) in {report['seconds']}s")
         print(f"tokenizer: {report['tokenizer']}")
         if args.check:

@@ -25,13 +25,12 @@ import torch
 import yaml
 
 from codetron.errors import CodetronError
-from codetron.fileio import atomic_dir
 from codetron.convert import mapping as M
 from codetron.convert import tokenizer_files
 from codetron.convert.dcp_io import TensorToWrite, object_bytes, write_checkpoint
 from codetron.convert.hf_config import dropout_note, from_hf_config, read_hf_config
 from codetron.convert.safetensors_io import SafetensorsFolder
-from codetron.convert.safety import check_output
+from codetron.convert.safety import check_output, export_dir, source_from
 from codetron.convert.to_hf import DTYPES, publishable
 from codetron.megatron_ext.config import ModelConfig, ParallelConfig
 
@@ -58,7 +57,7 @@ class FromHFOptions:
     progress: bool = True
     """Show a tqdm bar."""
     overwrite: bool = False
-    """Replace an existing output folder (only a previous from-hf output; never a training run)."""
+    """Replace a previous from-hf output at OUT (only what its manifest lists; never a training run)."""
 
 
 def _validate_layout(model: ModelConfig, parallel: ParallelConfig, padded_vocab: int, where: str) -> None:
@@ -267,7 +266,7 @@ def plan_tensors(src: _Source) -> tuple[list[TensorToWrite], dict[str, bytes]]:
 
 
 def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects: dict[str, bytes],
-                 progress: bool, t0: float) -> dict:
+                 progress: bool, t0: float, overwrite: bool) -> dict:
     """Write the checkpoint, its tokenizer, run config and tracker into ``out`` atomically; returns the report."""
     from codetron.megatron_ext.checkpointing import CONFIG_NAME, TRACKER, iter_dir
     from codetron.megatron_ext.config import TrainConfig
@@ -279,7 +278,7 @@ def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects:
         bar = tqdm(total=sum(len(t.chunks) for t in tensors), desc=f"from-hf {src.hf_dir.name}", unit="chunk",
                    leave=False)
     V = src.model.vocab_size
-    with atomic_dir(out) as tmp:
+    with export_dir(out, {"HF model": src.hf_dir}, "from-hf", overwrite) as tmp:
         publishable(tmp)
         target = iter_dir(tmp, 0)
         target.mkdir(parents=True)
@@ -301,7 +300,7 @@ def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects:
         (tmp / TRACKER).write_text("0")
         p = src.parallel
         report = {
-            "source": str(src.hf_dir.resolve()),
+            "source": source_from(src.hf_dir, out),
             "layout": {"tensor_model_parallel_size": p.tensor_model_parallel_size,
                        "pipeline_model_parallel_size": p.pipeline_model_parallel_size,
                        "virtual_pipeline_model_parallel_size": p.virtual_pipeline_model_parallel_size},
@@ -329,4 +328,4 @@ def from_hf(hf_dir: str | Path, out: str | Path, opts: FromHFOptions | None = No
     else:
         check_source(src)
         tensors, objects = plan_tensors(src)
-    return write_output(src, Path(out), tensors, objects, opts.progress, t0)
+    return write_output(src, Path(out), tensors, objects, opts.progress, t0, opts.overwrite)

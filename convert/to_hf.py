@@ -16,13 +16,12 @@ from pathlib import Path
 import torch
 
 from codetron.errors import CodetronError
-from codetron.fileio import atomic_dir
 from codetron.convert import mapping as M
 from codetron.convert import tokenizer_files
 from codetron.convert.dcp_io import CheckpointReader
 from codetron.convert.hf_config import save_hf_config
 from codetron.convert.safetensors_io import PlannedTensor, write_sharded
-from codetron.convert.safety import check_output
+from codetron.convert.safety import check_output, export_dir, source_from
 from codetron.megatron_ext.config import ModelConfig
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -44,7 +43,7 @@ class ToHFOptions:
     progress: bool = True
     """Show a tqdm bar."""
     overwrite: bool = False
-    """Replace an existing output folder (only a Hugging Face model folder; never the run itself)."""
+    """Replace a previous to-hf output at OUT (only what its manifest lists; never the run itself)."""
 
 
 def parse_size(text: str) -> int:
@@ -190,7 +189,8 @@ def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) ->
         raise CodetronError(f"--dtype {opts.dtype!r}: choose fp32, bf16 or fp16")
     max_shard = parse_size(opts.max_shard_size)
     ckpt_dir = resolve_checkpoint_dir(ckpt)
-    check_output(out, {"checkpoint": run_root(ckpt_dir)}, "to-hf", opts.overwrite)
+    inputs = {"checkpoint": run_root(ckpt_dir)}
+    check_output(out, inputs, "to-hf", opts.overwrite)
     cfg_path = ckpt_dir / CONFIG_NAME
     run = load_run_config(ckpt_dir)
     model = run.model
@@ -218,7 +218,7 @@ def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) ->
 
         bar = tqdm(total=len(plan), desc=f"to-hf {ckpt_dir.name}", unit="tensor", leave=False)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with export_dir(out, inputs, "to-hf", opts.overwrite) as tmp:
         publishable(tmp)
         files = write_sharded(tmp, plan, max_shard, metadata={"converted_by": "codetron convert to-hf"},
                               on_tensor=(lambda name: bar.update(1)) if bar else None)
@@ -239,7 +239,7 @@ def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) ->
         elif tok is not None and tok.path is not None:
             tok_files = [Path(p).name for p in tokenizer_files.write_hf_tokenizer(tok, tmp, model.positions)]
         report = {
-            "source": str(ckpt_dir.resolve()),
+            "source": source_from(ckpt_dir, out),
             "iteration": int(ckpt_dir.name.split("_")[-1]),
             "layout": {"tensor_model_parallel_size": run.parallel.tensor_model_parallel_size,
                        "pipeline_model_parallel_size": run.parallel.pipeline_model_parallel_size,

@@ -413,7 +413,7 @@ def render_convert(p: ClusterProfile, *, name: str, command: str, checkpoint: st
     lines += _environment(p, gpu_job=False)
     # --overwrite: a requeued or re-submitted job finds its own earlier output (complete, since
     # to-hf renames it into place whole) and must replace it instead of failing on it; safety.py still
-    # refuses any OUT that is not a Hugging Face model folder, so a mistyped OUT is never clobbered.
+    # refuses any OUT holding what its export manifest does not list, so a mistyped OUT is never clobbered.
     lines += ["CONVERT_ARGS=(", *["  " + q(a) for a in extra], ")",
               _srun(p, "--ntasks=1") + ' "$PYTHON" -m codetron convert to-hf --overwrite "$CKPT" "$OUT" '
               '${CONVERT_ARGS[@]+"${CONVERT_ARGS[@]}"} $EXTRA_ARGS']

@@ -45,16 +45,27 @@ near-tie (the same caveat as vLLM's batching).
 
 Connections: the listen backlog (``LISTEN_BACKLOG``) and one thread per connection mean hundreds of
 clients may connect at once; they queue for the model instead of being reset.
+
+Limits (each a JSON error the client can read, never a hung or reset connection): a missing
+Content-Length (or a chunked body) is a 411, a negative, malformed or conflicting one a 400; both
+close the connection. A body over ``MAX_BODY_BYTES`` (8 MiB) is a 413: up to ``MAX_DRAIN_BYTES``
+(64 MiB) it is read and discarded first, because urllib and requests send the whole body before
+reading any reply; beyond that the 413 is sent at once and the connection closed. ``Expect:
+100-continue`` (curl, for bodies over 1 MiB) gets the 413 instead of the invitation to send. A
+prompt whose character count alone proves it cannot fit the context (more than ``(context -
+max_tokens) x L`` characters, L the longest token of a BPE vocabulary; ``engine.token_char_bound``
+says which tokenizers have no such bound) is refused before it is tokenized; the rest get the exact
+token count.
 """
 from __future__ import annotations
 
 from codetron.eval.serve.api import OpenAIHandler, OpenAIServer, check_fields, parse_messages, parse_sampling
 from codetron.eval.serve.cli import build_parser, choose_engine, exec_vllm, main, vllm_command
-from codetron.eval.serve.config import LISTEN_BACKLOG, MAX_BODY_BYTES, RequestError, ServeConfig
+from codetron.eval.serve.config import LISTEN_BACKLOG, MAX_BODY_BYTES, MAX_DRAIN_BYTES, RequestError, ServeConfig
 from codetron.eval.serve.engine import (ALPACA_JINJA, ALPACA_STOP, Choice, Engine, SamplingParams, alpaca_chat_prompt,
                                         choice_seed, truncate_at_stop)
 
-__all__ = ["ALPACA_JINJA", "ALPACA_STOP", "Choice", "Engine", "LISTEN_BACKLOG", "MAX_BODY_BYTES", "OpenAIHandler",
-           "OpenAIServer", "RequestError", "SamplingParams", "ServeConfig", "alpaca_chat_prompt", "build_parser",
-           "check_fields", "choice_seed", "choose_engine", "exec_vllm", "main", "parse_messages", "parse_sampling",
-           "truncate_at_stop", "vllm_command"]
+__all__ = ["ALPACA_JINJA", "ALPACA_STOP", "Choice", "Engine", "LISTEN_BACKLOG", "MAX_BODY_BYTES", "MAX_DRAIN_BYTES",
+           "OpenAIHandler", "OpenAIServer", "RequestError", "SamplingParams", "ServeConfig", "alpaca_chat_prompt",
+           "build_parser", "check_fields", "choice_seed", "choose_engine", "exec_vllm", "main", "parse_messages",
+           "parse_sampling", "truncate_at_stop", "vllm_command"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import secrets
 import sys
 import time
@@ -11,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
 
-from codetron.eval.serve.config import LISTEN_BACKLOG, MAX_BODY_BYTES, RequestError, ServeConfig
+from codetron.eval.serve.config import LISTEN_BACKLOG, MAX_BODY_BYTES, MAX_DRAIN_BYTES, RequestError, ServeConfig
 from codetron.eval.serve.engine import Engine, SamplingParams, Pending
 
 COMMON_FIELDS = frozenset({"model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop",
@@ -146,6 +147,8 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -178,17 +181,54 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 
-    def read_json(self) -> dict:
-        length = self.headers.get("Content-Length")
-        if length is None:
-            raise RequestError("Content-Length header required", status=411)
-        try:
-            length = int(length)
-        except ValueError:
-            raise RequestError("bad Content-Length header") from None
-        if length > MAX_BODY_BYTES:
+    def body_length(self) -> int:
+        """The request's Content-Length. A missing, negative, malformed or repeated-and-different one
+        is a 411/400, and the connection closes: where the next request would start is unknown."""
+        values = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding") is not None or not values:
             self.close_connection = True
-            raise RequestError(f"request body over {MAX_BODY_BYTES} bytes", status=413)
+            raise RequestError("Content-Length header required (chunked request bodies are not supported)",
+                               status=411)
+        if len({v.strip() for v in values}) != 1 or not re.fullmatch(r"[0-9]{1,19}", values[0].strip()):
+            self.close_connection = True
+            raise RequestError(f"bad Content-Length header {', '.join(values)!r}: expected one byte count >= 0")
+        return int(values[0])
+
+    def skip_body(self, length: int) -> None:
+        """Read and discard a body up to ``MAX_DRAIN_BYTES``, so that the client gets the reply (and a
+        keep-alive connection stays in sync); a longer one is left unread and the connection closes."""
+        if length > MAX_DRAIN_BYTES:
+            self.close_connection = True
+            return
+        while length > 0:
+            data = self.rfile.read(min(length, 1 << 20))
+            if not data:  # the client gave up
+                self.close_connection = True
+                return
+            length -= len(data)
+
+    def too_large(self, length: int) -> RequestError:
+        return RequestError(f"request body of {length} bytes is over the {MAX_BODY_BYTES}-byte limit", status=413)
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue`` (curl sends it for bodies over 1 MiB): refuse a body that would be
+        refused before the client sends it, instead of inviting it."""
+        if self.command == "POST":
+            try:
+                length = self.body_length()
+                if length > MAX_BODY_BYTES:
+                    self.close_connection = True  # the client may send the body anyway: do not parse it
+                    raise self.too_large(length)
+            except RequestError as exc:
+                self.send_error_json(exc.status, exc.message, exc.kind, exc.param)
+                return False
+        return super().handle_expect_100()
+
+    def read_json(self) -> dict:
+        length = self.body_length()
+        if length > MAX_BODY_BYTES:
+            self.skip_body(length)
+            raise self.too_large(length)
         raw = self.rfile.read(length)
         try:
             body = json.loads(raw)
@@ -216,8 +256,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         try:
             route = routes.get(path)
             if route is None:
-                # drain the body so that a keep-alive connection stays in sync
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.skip_body(self.body_length())
                 raise RequestError(f"no route POST {path}", status=404, kind="not_found_error")
             body = self.read_json()
             model = body.get("model")
@@ -276,7 +315,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         stream, include_usage = parse_stream(body)
         params = parse_sampling(body, self.server.config)
         engine = self.server.engine
-        ids = [engine.encode(p) for p in prompts]
+        ids = [engine.encode(p, params.max_tokens) for p in prompts]
         head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
                 "model": self.server.model_name}
         if stream:
@@ -298,7 +337,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         engine = self.server.engine
         text, implicit_stop = engine.chat_prompt(messages)
         params = parse_sampling(body, self.server.config, implicit_stop)
-        ids = engine.encode(text)
+        ids = engine.encode(text, params.max_tokens)
         head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()),
                 "model": self.server.model_name}
         if stream:

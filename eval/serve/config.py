@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 MAX_BODY_BYTES = 8 << 20
 """Largest request body accepted (413 above)."""
+MAX_DRAIN_BYTES = 64 << 20
+"""Largest refused body still read (and discarded) before the 413 is sent: clients such as urllib and
+requests send the whole body before reading the reply, and a server that answers and closes while
+they are still sending gives them a broken pipe instead of the 413. A longer body gets the 413 at
+once and the connection is closed."""
 LISTEN_BACKLOG = 1024
 """Pending TCP connections the kernel queues before accept(). The standard library's 5 made the
 kernel reset most of 50 simultaneous connections on loopback; clients must wait, never be dropped."""

@@ -90,6 +90,53 @@ def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     return (text, False) if cut == -1 else (text[:cut], True)
 
 
+NORMALIZER_SLACK = 4
+"""Unicode composition (a tokenizer's NFC/NFKC normalizer) joins at most 4 code points into one
+character (the longest canonical decomposition), so normalized text keeps at least a quarter of them."""
+DROPPING = frozenset({"Strip", "StripAccents", "BertNormalizer", "Precompiled", "Whitespace", "WhitespaceSplit",
+                      "BertPreTokenizer", "CharDelimiterSplit"})
+"""Normalizers and pre-tokenizers (as ``tokenizers`` serializes them) that may delete characters."""
+
+
+def _may_drop_text(node) -> bool:
+    """Whether a serialized normalizer or pre-tokenizer (or a sequence of them) may delete characters."""
+    if isinstance(node, list):
+        return any(map(_may_drop_text, node))
+    if not isinstance(node, dict):
+        return False
+    if node.get("type") in DROPPING or node.get("behavior") == "Removed":
+        return True
+    if node.get("type") == "Replace":  # a literal replaced by one no shorter keeps every character
+        literal = (node.get("pattern") or {}).get("String")
+        return literal is None or len(node.get("content", "")) < len(literal)
+    return any(_may_drop_text(v) for v in node.values())
+
+
+def token_char_bound(tokenizer) -> int | None:
+    """The most characters of a prompt that one token can stand for, or None where no such bound holds.
+
+    Every token of a BPE vocabulary is a string of at most L characters, each one character of the
+    (normalized) text or, in a byte-level vocabulary, one byte of its UTF-8 (a character is at least
+    one byte): a prompt of N characters has at least N / L tokens. That fails where text can vanish
+    or be swallowed: an unknown-token covering a run of characters (BPE with ``fuse_unk`` and no byte
+    fallback; WordPiece, WordLevel and Unigram models), a normalizer or pre-tokenizer that deletes
+    characters (``DROPPING``), an added token that strips the whitespace around it. Those tokenizers,
+    and slow (Python) ones, get only the exact count."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    spec = json.loads(backend.to_str())
+    model = spec.get("model") or {}
+    fused_unknowns = model.get("unk_token") and model.get("fuse_unk") and not model.get("byte_fallback")
+    if model.get("type") != "BPE" or fused_unknowns:
+        return None
+    if any(t.get("lstrip") or t.get("rstrip") for t in spec.get("added_tokens") or []) \
+            or _may_drop_text(spec.get("normalizer")) or _may_drop_text(spec.get("pre_tokenizer")):
+        return None
+    longest = max(map(len, tokenizer.get_vocab()), default=1)
+    return longest * (NORMALIZER_SLACK if spec.get("normalizer") else 1)
+
+
 class Pending:
     """One request between submission and its last choice; completed by the batch worker."""
 
@@ -153,6 +200,8 @@ class Engine:
         tok = self.tokenizer
         self.eos = tok.eos_token_id if tok.eos_token_id is not None else cfg.eos_token_id
         self.pad = next((t for t in (tok.pad_token_id, self.eos) if t is not None), 0)
+        self.chars_per_token = token_char_bound(tok)
+        """The most prompt characters one token stands for (None: unknown); see ``encode``."""
         # transformers 5 renamed past_key_values to cache (4.x knows only the old name)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self._template: str | None = None  # Jinja text, or None for the alpaca fallback
@@ -184,7 +233,18 @@ class Engine:
             raise RequestError(f"chat template failed: {str(exc).splitlines()[0]}", "messages") from None
         return text, []
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, max_tokens: int | None = None) -> list[int]:
+        """Token ids of ``text``. With ``max_tokens``, a prompt whose character count alone proves it
+        cannot fit the context with them is refused before tokenizing: tokenizers are slow on huge
+        inputs (a 6 MB prompt took 31-51 s to be refused after tokenizing); the exact token count is
+        checked when the request is submitted."""
+        if max_tokens is not None and self.context and self.chars_per_token:
+            room = max(self.context - max_tokens, 0)
+            if len(text) > room * self.chars_per_token:
+                least = -(-len(text) // self.chars_per_token)
+                raise RequestError(
+                    f"this model's maximum context length is {self.context} tokens; the prompt has "
+                    f"{len(text)} characters (at least {least} tokens) and max_tokens is {max_tokens}", "max_tokens")
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, on_delta: DeltaFn | None = None) -> Pending:

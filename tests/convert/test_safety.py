@@ -17,6 +17,10 @@ import torch
 
 from codetron.cli import main as codetron_main
 from codetron.convert.from_hf import FromHFOptions, from_hf
+from codetron.convert import manifest
+from codetron.convert import to_hf as to_hf_module
+from codetron.convert.manifest import MANIFEST, write_manifest
+from codetron.convert.safety import discard_previous
 from codetron.convert.to_hf import ToHFOptions, to_hf
 from codetron.errors import CodetronError
 from tests.conftest import subprocess_env
@@ -136,27 +140,224 @@ def test_from_hf_refuses_outputs_that_overlap_the_source(hf_model, run_dir, tmp_
     assert not (hf_model / "meg").exists()
 
 
-def test_overwrite_needs_the_flag_and_a_previous_output(run_dir, hf_model, tmp_path):
+def siblings(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+def test_overwrite_needs_the_flag_and_replaces_what_the_export_wrote(run_dir, tmp_path):
     out = tmp_path / "hf"
-    to_hf(run_dir, out, ToHFOptions(progress=False))
-    (out / "stale.txt").write_text("from an older export")
+    report = to_hf(run_dir, out, ToHFOptions(progress=False))
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["written_by"] == "codetron convert to-hf"
+    assert set(manifest["files"]) == {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {MANIFEST}
+    assert manifest["files"]["config.json"] == {"bytes": (out / "config.json").stat().st_size,
+                                               "sha256": hashlib.sha256((out / "config.json").read_bytes()).hexdigest()}
+    # the source is recorded relative to the output (no absolute path of this machine), and resolves from it
+    assert not Path(report["source"]).is_absolute()
+    assert (out / report["source"]).resolve() == (run_dir / "iter_0000000").resolve()
     with pytest.raises(CodetronError, match=r"exists.*--overwrite"):
         to_hf(run_dir, out, ToHFOptions(progress=False))
-    assert (out / "stale.txt").exists()
-    to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
-    assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # old copy and temp dir both gone
+    (out / "tokenizer.json").unlink()  # a listed file that is gone is nothing to protect
+    to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True, max_shard_size="20KB"))
+    shards = sorted(p.name for p in out.glob("*.safetensors"))
+    assert len(shards) > 1 and "model.safetensors" not in shards  # the old single file went with the old export
+    assert (out / "tokenizer.json").is_file()
+    assert set(json.loads((out / MANIFEST).read_text())["files"]) == \
+        {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {MANIFEST}
+    assert siblings(out) == ["hf"]  # old copy and temp dir both gone
 
-    meg = tmp_path / "meg"
-    from_hf(hf_model, meg, FromHFOptions(progress=False))
-    with pytest.raises(CodetronError, match=r"exists.*--overwrite"):
-        from_hf(hf_model, meg, FromHFOptions(progress=False, tp=2))
-    from_hf(hf_model, meg, FromHFOptions(progress=False, tp=2, overwrite=True))
-    assert "tensor_model_parallel_size: 2" in (meg / "iter_0000000" / "codetron_config.yaml").read_text()
     # an empty folder (e.g. made by a job script) is not "existing output"
     (tmp_path / "empty").mkdir()
-    from_hf(hf_model, tmp_path / "empty", FromHFOptions(progress=False))
-    assert (tmp_path / "empty" / "latest_checkpointed_iteration.txt").is_file()
+    to_hf(run_dir, tmp_path / "empty", ToHFOptions(progress=False))
+    assert (tmp_path / "empty" / "config.json").is_file()
+
+
+def _nested_run(out: Path, run_dir: Path) -> None:
+    shutil.copytree(run_dir, out / "proj" / "runs" / "other-run")
+
+
+def _user_files(out: Path, run_dir: Path) -> None:
+    (out / "NOTES.md").write_text("what I learned from this export")
+    (out / "eval_results").mkdir()
+    (out / "eval_results" / "metrics.json").write_text('{"pass@1": 0.31}')
+
+
+def _edited_config(out: Path, run_dir: Path) -> None:
+    cfg = (out / "generation_config.json").read_text()
+    (out / "generation_config.json").write_text(cfg.replace('"bos_token_id": 0', '"bos_token_id": 9'))
+    assert len(cfg) == len((out / "generation_config.json").read_text())  # same size: the hash catches it
+
+
+def _link_instead_of_file(out: Path, run_dir: Path) -> None:
+    (out / "config.json").unlink()
+    (out / "config.json").symlink_to(run_dir / "iter_0000000" / "codetron_config.yaml")
+
+
+def _no_manifest(out: Path, run_dir: Path) -> None:
+    (out / MANIFEST).unlink()  # an output of an older codetron, or a folder copied by hand
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nested-run", r"1 entry no export wrote \(proj/\)"),
+    ("user-files", r"2 entries no export wrote \(NOTES\.md, eval_results/\)"),
+    ("edited-config", r"generation_config\.json changed since the export wrote it and may hold your edits"),
+    ("link", r"config\.json changed since"),
+    ("no-manifest", rf"holds .*config\.json.* but no {MANIFEST}"),
+])
+def test_overwrite_refuses_what_no_export_wrote(run_dir, tmp_path, capsys, case, message):
+    out = tmp_path / "hf"
+    to_hf(run_dir, out, ToHFOptions(progress=False))
+    {"nested-run": _nested_run, "user-files": _user_files, "edited-config": _edited_config,
+     "link": _link_instead_of_file, "no-manifest": _no_manifest}[case](out, run_dir)
+    before, before_run = tree_digest(out), tree_digest(run_dir)
+    with pytest.raises(CodetronError, match=message) as exc:
+        to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
+    assert str(exc.value).startswith(f"refusing to write {out}:") and "\n" not in str(exc.value)
+    rc = codetron_main(["convert", "to-hf", str(run_dir), str(out), "--overwrite", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "refusing" in err, err
+    assert tree_digest(out) == before and tree_digest(run_dir) == before_run
+    assert siblings(out) == ["hf"]
+
+
+def test_a_user_edit_is_kept_until_the_user_moves_it(run_dir, tmp_path):
+    """The documented way out of an "edited" refusal: move the file away, then overwrite."""
+    out = tmp_path / "hf"
+    to_hf(run_dir, out, ToHFOptions(progress=False))
+    _edited_config(out, run_dir)
+    with pytest.raises(CodetronError, match="generation_config.json changed"):
+        to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
+    (out / "generation_config.json").rename(tmp_path / "my_generation_config.json")
+    to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
+    assert '"bos_token_id": 0' in (out / "generation_config.json").read_text()
+
+
+def test_weight_shards_are_compared_by_size(run_dir, tmp_path, monkeypatch):
+    """Files over HASH_LIMIT are not hashed: a same-size change is replaced, a size change refused."""
+    monkeypatch.setattr(manifest, "HASH_LIMIT", 1024)
+    out = tmp_path / "hf"
+    to_hf(run_dir, out, ToHFOptions(progress=False))
+    weights = out / "model.safetensors"
+    assert "sha256" not in json.loads((out / MANIFEST).read_text())["files"]["model.safetensors"]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
+    assert weights.read_bytes() != bytes(data)  # rewritten by the export
+    with open(weights, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(CodetronError, match="model.safetensors changed since"):
+        to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
+
+
+def test_a_crash_mid_export_leaves_the_old_export(run_dir, tmp_path, monkeypatch):
+    out = tmp_path / "hf"
+    to_hf(run_dir, out, ToHFOptions(progress=False))
+    before = tree_digest(out)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(to_hf_module, "save_hf_config", boom)  # after the weights, before the configs
+    with pytest.raises(RuntimeError, match="disk gone"):
+        to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True, dtype="bf16"))
+    assert tree_digest(out) == before and siblings(out) == ["hf"]
+
+
+def test_kill_9_mid_export_leaves_the_old_export(run_dir, tmp_path):
+    """A conversion killed outright (OOM killer, scancel) after writing its weights: OUT is untouched;
+    only the temp folder beside it is left (``.hf.*.tmp``), and the next run is not blocked by it."""
+    out = tmp_path / "hf"
+    to_hf(run_dir, out, ToHFOptions(progress=False))
+    before = tree_digest(out)
+    script = ("import os, signal, sys\n"
+              "import codetron.convert.to_hf as m\n"
+              "m.save_hf_config = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+              "from codetron.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([PYTHON, "-c", script, "convert", "to-hf", str(run_dir), str(out), "--overwrite",
+                           "--dtype", "bf16", "--quiet"], env=subprocess_env(), capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert tree_digest(out) == before
+    left = [n for n in siblings(out) if n != "hf"]
+    assert len(left) == 1 and left[0].startswith(".hf.") and any((tmp_path / left[0]).glob("*.safetensors"))
+    to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True, dtype="bf16"))
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_files_added_during_the_conversion_stop_the_swap(run_dir, tmp_path, monkeypatch):
+    """OUT is checked again just before the swap: a conversion takes minutes."""
+    out = tmp_path / "hf"
+    to_hf(run_dir, out, ToHFOptions(progress=False))
+    real = to_hf_module.save_hf_config
+
+    def meanwhile(*args, **kwargs):
+        (out / "NOTES.md").write_text("written while the export ran")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(to_hf_module, "save_hf_config", meanwhile)
+    with pytest.raises(CodetronError, match=r"no export wrote \(NOTES\.md\)"):
+        to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
+    assert (out / "NOTES.md").read_text() == "written while the export ran" and siblings(out) == ["hf"]
+
+
+def test_the_old_export_is_removed_by_its_manifest_only(tmp_path, capsys):
+    """After the swap, a file that slipped in after the last check is kept, with the old folder."""
+    old = tmp_path / "old"
+    (old / "sub").mkdir(parents=True)
+    (old / "sub" / "a.bin").write_bytes(b"a")
+    write_manifest(old, "codetron convert to-hf")
+    (old / "sub" / "late.txt").write_text("mine")
+    discard_previous(old, tmp_path / "hf")
+    assert (old / "sub" / "late.txt").read_text() == "mine" and not (old / "sub" / "a.bin").exists()
+    err = capsys.readouterr().err
+    assert err.startswith("warning:") and "sub/late.txt" in err and len(err.strip().splitlines()) == 1
+    (old / "sub" / "late.txt").unlink()
+    write_manifest(old, "codetron convert to-hf")
+    discard_previous(old, tmp_path / "hf")
+    assert not old.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not a readable export manifest"),
+    ('{"written_by": "codetron convert to-hf", "files": {"../outside.txt": {"bytes": 1}}}',
+     "not a valid export manifest \\(entry '../outside.txt'\\)"),
+    ('{"written_by": "codetron convert to-hf", "files": {"/etc/passwd": {"bytes": 1}}}', "entry '/etc/passwd'"),
+    ('{"written_by": "codetron convert to-hf", "files": []}', "'files' is not an object"),
+])
+def test_a_bad_manifest_is_refused_in_one_line(run_dir, tmp_path, text, message):
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / MANIFEST).write_text(text)
+    (tmp_path / "outside.txt").write_text("x")
+    with pytest.raises(CodetronError, match=message) as exc:
+        to_hf(run_dir, out, ToHFOptions(progress=False, overwrite=True))
+    assert "\n" not in str(exc.value) and (tmp_path / "outside.txt").exists()
+
+
+def test_from_hf_overwrite_follows_the_same_rule(hf_model, run_dir, tmp_path):
+    meg = tmp_path / "meg"
+    report = from_hf(hf_model, meg, FromHFOptions(progress=False))
+    assert (meg / report["source"]).resolve() == hf_model.resolve()
+    with pytest.raises(CodetronError, match=r"exists.*--overwrite"):
+        from_hf(hf_model, meg, FromHFOptions(progress=False, tp=2))
+    # a training run saved into the converted folder, and a tracker it moved on
+    shutil.copytree(meg / "iter_0000000", meg / "iter_0000010")
+    before = tree_digest(meg)
+    with pytest.raises(CodetronError, match=r"refusing .*1 entry no export wrote \(iter_0000010/\)"):
+        from_hf(hf_model, meg, FromHFOptions(progress=False, tp=2, overwrite=True))
+    shutil.rmtree(meg / "iter_0000010")
+    (meg / "latest_checkpointed_iteration.txt").write_text("1")
+    with pytest.raises(CodetronError, match=r"latest_checkpointed_iteration\.txt changed since"):
+        from_hf(hf_model, meg, FromHFOptions(progress=False, tp=2, overwrite=True))
+    (meg / "latest_checkpointed_iteration.txt").write_text("0")
+    assert tree_digest(meg) == {k: v for k, v in before.items() if not k.startswith("iter_0000010")}
+    from_hf(hf_model, meg, FromHFOptions(progress=False, tp=2, overwrite=True))
+    assert "tensor_model_parallel_size: 2" in (meg / "iter_0000000" / "codetron_config.yaml").read_text()
+    # each command replaces only its own outputs
+    with pytest.raises(CodetronError, match="is a `codetron convert from-hf` output"):
+        to_hf(run_dir, meg, ToHFOptions(progress=False, overwrite=True))
+    assert siblings(meg) == ["meg"]
 
 
 # ------------------------------------------------------------------------ HF side files carried through
