@@ -61,14 +61,15 @@ def test_sft_order_ignores_the_path(placed, pack):
 
 
 @pytest.mark.slow
-def test_moved_data_trains_the_same_curve_bit_for_bit(placed, tmp_path):
+def test_moved_data_trains_the_same_curve_bit_for_bit(placed, tmp_path, tiny_tokenizer, tiny_tokenizer_path):
     """Packed SFT and FIM pretraining, each from the absolute path and from a relative path to a
     copy: the loss logs are identical, not merely close."""
     here, there, root = placed
-    code = write_pretrain(str(root / "a" / "code"), [[t % (V - 1) for t in range(i, i + 30 + i % 17)] + [V - 1]
-                                                    for i in range(200)], V)
+    tok = tiny_tokenizer
+    code = write_pretrain(str(root / "a" / "code"), [e + [tok.eod] for e in tok.encode_batch(make_documents(200, seed=3))],
+                          tok.vocab_size)
     code_there = os.path.relpath(copy_dataset(code, root / "elsewhere" / "code"), ROOT)
-    fim = ["--preset", "debug-tiny", "--model.transformer_impl", "local", "--data.tokenizer", f"null:{V}",
+    fim = ["--preset", "debug-tiny", "--model.transformer_impl", "local", "--data.tokenizer", str(tiny_tokenizer_path),
            "--data.fim_rate", "0.5", "--data.fim_spm_rate", "0.5", "--data.split", "100,0,0",
            "--optim.train_iters", "3", "--optim.global_batch_size", "4", "--optim.micro_batch_size", "2"]
     curves = {}
