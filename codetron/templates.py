@@ -44,13 +44,20 @@ def render_wizardcoder(instruction: str, output: str, input: str = "") -> tuple[
 
 
 def render_octocoder(question: str, answer: str) -> tuple[str, str]:
-    """OctoCoder's template: prompt ``Question: Q\\n\\nAnswer:``, response `` A`` (leading space)."""
-    return f"Question: {question}\n\nAnswer:", f" {answer}"
+    """OctoCoder's SFT split: prompt ``Question: Q\\n\\nAnswer: `` (trailing space), response ``A``.
+
+    As octopack's target-loss dataset (finetuning/starcoder/finetune.py lines 202-203 and 224-227 at
+    e17a8f6): ``"Question: " + Q + "\\n\\nAnswer: "`` is tokenized and masked as one piece and the
+    answer alone carries the loss, so the space belongs to the masked prompt."""
+    return f"Question: {question}\n\nAnswer: ", answer
 
 
 def octocoder_prompt(instruction: str, input: str = "") -> str:
-    """The OctoCoder prompt for an instruction (input, if any, follows it on the next line)."""
-    return render_octocoder(join_input(instruction, input), "")[0]
+    """The OctoCoder inference prompt for an instruction (input, if any, follows it on the next line):
+    ``Question: Q\\n\\nAnswer:`` without the space (the model writes what follows ``Answer:``; a prompt
+    ending in a space tokenizes unlike the training text, where the space merges with the answer's
+    first token or stands alone at the end of the masked prompt)."""
+    return f"Question: {join_input(instruction, input)}\n\nAnswer:"
 
 
 def render_octocoder_instruction(instruction: str, output: str, input: str = "") -> tuple[str, str]:

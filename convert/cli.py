@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{report['padded_vocab_size']}) in {report['seconds']}s; tokenizer: {report['tokenizer']}")
         print(f"fine-tune with: codetron train --config {args.out}/iter_0000000/codetron_config.yaml "
               f"--data.data_path PREFIX --checkpoint.save RUN_DIR")
+        hf = report["hf_run_settings"]
+        print(f"the config holds the architecture; training settings come from --recipe or flags (the HF config's "
+              f"context {hf['seq_length']}, dropout {hf['hidden_dropout']:g}/{hf['attention_dropout']:g} are not applied)")
         return 0
     from codetron.convert.check import check
 

@@ -269,7 +269,7 @@ def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects:
                  progress: bool, t0: float, overwrite: bool) -> dict:
     """Write the checkpoint, its tokenizer, run config and tracker into ``out`` atomically; returns the report."""
     from codetron.megatron_ext.checkpointing import CONFIG_NAME, TRACKER, iter_dir
-    from codetron.megatron_ext.config import TrainConfig
+    from codetron.megatron_ext.config import TrainConfig, architecture
 
     bar = None
     if progress:
@@ -294,7 +294,9 @@ def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects:
         # recipe, so a full dump of defaults here silently replaced every recipe setting (lr, schedule,
         # precision, SFT mode) with pretraining defaults; left out, they come from the recipe or defaults.
         layout = ("tensor_model_parallel_size", "pipeline_model_parallel_size", "virtual_pipeline_model_parallel_size")
-        decided = {"model": run["model"], "parallel": {k: run["parallel"][k] for k in layout},
+        # The model's architecture only: its context length and dropouts are training settings
+        # (MODEL_RUN_SETTINGS) that the recipe or flags give; written here they outranked the recipe.
+        decided = {"model": architecture(src.model), "parallel": {k: run["parallel"][k] for k in layout},
                    "data": {"tokenizer": final_tok}, "checkpoint": {"load": str(out.resolve()), "finetune": True}}
         (target / CONFIG_NAME).write_text(yaml.safe_dump(decided, sort_keys=False))
         (tmp / TRACKER).write_text("0")
@@ -308,6 +310,9 @@ def write_output(src: _Source, out: Path, tensors: list[TensorToWrite], objects:
             "dtype": str(src.dtype).replace("torch.", ""),
             "tokenizer": final_tok,
             "notes": src.notes,
+            # what the HF config says about training (context, pretraining dropouts): informative
+            # only, not in the saved config; a recipe or flags set them for the fine-tuning run
+            "hf_run_settings": {k: getattr(src.model, k) for k in ("seq_length", "hidden_dropout", "attention_dropout")},
             "seconds": round(time.time() - t0, 2),
         }
         (tmp / "codetron_conversion.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -355,8 +355,22 @@ def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str) -> TrainConfig:
-    """Apply ``{"section.field" or "field": value}``; unknown or ambiguous keys raise ConfigError."""
+MODEL_RUN_SETTINGS = ("seq_length", "hidden_dropout", "attention_dropout", "transformer_impl", "recompute",
+                      "recompute_num_layers")
+"""ModelConfig fields that belong to a training run, not to the model: recipes and flags set them, and a
+converted checkpoint's saved config leaves them out (a Hugging Face config's context length and
+pretraining dropouts silently replaced a fine-tuning recipe's sequence length and dropout)."""
+
+
+def architecture(model: ModelConfig) -> dict[str, Any]:
+    """The ModelConfig fields that describe the model itself (all but ``MODEL_RUN_SETTINGS``)."""
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in MODEL_RUN_SETTINGS}
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str,
+                    origins: dict[str, str] | None = None) -> TrainConfig:
+    """Apply ``{"section.field" or "field": value}``; unknown or ambiguous keys raise ConfigError.
+    ``origins``, when given, records ``source`` under each ``section.field`` set."""
     owners: dict[str, list[str]] = {}
     for sec in SECTIONS:
         for f in dataclasses.fields(getattr(cfg, sec)):
@@ -384,7 +398,29 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str) ->
         if name not in types:
             raise ConfigError(f"{source}: unknown config key {sec}.{name}")
         setattr(section, name, _coerce(value, types[name], f"{source}: {sec}.{name}"))
+        if origins is not None:
+            origins[f"{sec}.{name}"] = source
     return cfg
+
+
+def annotated_yaml(cfg: TrainConfig, origins: dict[str, str]) -> str:
+    """``cfg.to_yaml()`` with ``# <source>`` after every value: where it came from (preset, recipe,
+    YAML file, command line; unmarked = the dataclass default)."""
+    out = []
+    section = None
+    for line in cfg.to_yaml().splitlines():
+        indent = len(line) - len(line.lstrip(" "))
+        key = line.strip().split(":", 1)[0]
+        if indent == 0:
+            section = key
+        if indent == 0 and key in SECTIONS:
+            out.append(line)
+            continue
+        if ":" not in line or line.lstrip().startswith("-"):  # a list item: its key line is marked
+            out.append(line)
+            continue
+        out.append(f"{line}  # {origins.get(f'{section}.{key}' if indent else key, 'default')}")
+    return "\n".join(out) + "\n"
 
 
 def flatten_yaml(doc: dict[str, Any]) -> dict[str, Any]:

@@ -26,12 +26,14 @@ What this does differently from bigcode's Megatron-LM fork:
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import numpy as np
 
 from codetron.errors import ConfigError
+from codetron.megatron_ext.fingerprint import dataset_fingerprint
 from codetron.megatron_ext.token_bytes import TokenBytes, decodable_span
 
 FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD = "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>"
@@ -243,6 +245,10 @@ def _build_dataset_classes():
             # every later sample loses loss on real tokens there. FIM pads many samples; rebuilding
             # the (cheap, attention-mask-free) masks per sample avoids the aliasing.
             self.masks_and_position_ids_are_cacheable = False
+            # megatron-core's description hash holds the dataset path as typed; FIM draws must not
+            # change when the same data is reached by another path
+            desc = dict(self.unique_identifiers, dataset_path=dataset_fingerprint(self.dataset_path))
+            self.content_key = json.dumps(desc, default=lambda obj: obj.unique_identifiers)
 
         @staticmethod
         def _key_config_attributes() -> list[str]:
@@ -250,7 +256,7 @@ def _build_dataset_classes():
 
         def _query_document_sample_shuffle_indices(self, idx):
             text, doc_ids = super()._query_document_sample_shuffle_indices(idx)
-            rng = sample_rng(self.config.random_seed, self.unique_description_hash, idx)
+            rng = sample_rng(self.config.random_seed, self.content_key, idx)
             text, _ = self.config.fim_transform.apply(text, rng)
             return text, doc_ids
 

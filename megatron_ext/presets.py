@@ -354,25 +354,38 @@ def get_recipe(name: str) -> Recipe:
 def resolve_config(preset: str | None = None, recipe: str | None = None, yaml_path: str | None = None,
                    overrides: dict[str, Any] | None = None) -> TrainConfig:
     """preset -> recipe -> YAML -> flags. A recipe alone implies its model preset."""
+    return resolve_with_origins(preset, recipe, yaml_path, overrides)[0]
+
+
+def resolve_with_origins(preset: str | None = None, recipe: str | None = None, yaml_path: str | None = None,
+                         overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, dict[str, str]]:
+    """``resolve_config`` plus, per ``section.field`` (and ``preset``/``recipe``), the layer that set
+    it: "preset NAME", "recipe NAME", the YAML path or "command line" (absent = the default)."""
     file_vals = load_yaml(yaml_path) if yaml_path else {}
     flags = dict(overrides or {})
+    origins: dict[str, str] = {}
     # later sources win (flags over the --recipe/--preset arguments over YAML); pop from both so a
     # YAML's `recipe:` cannot be re-applied over the chosen one as an ordinary field below
-    from_flags, from_file = flags.pop("recipe", None), file_vals.pop("recipe", None)
-    recipe = from_flags or recipe or from_file
-    from_flags, from_file = flags.pop("preset", None), file_vals.pop("preset", None)
-    preset = from_flags or preset or from_file
+    chosen = {}
+    for key, given in (("recipe", recipe), ("preset", preset)):
+        from_flags, from_file = flags.pop(key, None), file_vals.pop(key, None)
+        chosen[key] = from_flags or given or from_file
+        if chosen[key] is not None:
+            origins[key] = ("command line" if from_flags or given else yaml_path or "config")
+    recipe, preset = chosen["recipe"], chosen["preset"]
     rec = get_recipe(recipe) if recipe else None
     if preset is None and rec is not None:
         preset = rec.model_preset
+        origins["preset"] = f"recipe {recipe}"
     cfg = TrainConfig(preset=preset, recipe=recipe)
     if preset is not None:
         cfg.model = copy.deepcopy(get_model_preset(preset).model)
+        origins.update({f"model.{f.name}": f"preset {preset}" for f in fields(cfg.model)})
     if rec is not None:
-        apply_overrides(cfg, rec.overrides(), f"recipe {recipe}")
-    apply_overrides(cfg, file_vals, yaml_path or "config")
-    apply_overrides(cfg, flags, "command line")
-    return cfg
+        apply_overrides(cfg, rec.overrides(), f"recipe {recipe}", origins)
+    apply_overrides(cfg, file_vals, yaml_path or "config", origins)
+    apply_overrides(cfg, flags, "command line", origins)
+    return cfg, origins
 
 
 def main(argv: list[str] | None = None) -> int:

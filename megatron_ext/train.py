@@ -10,7 +10,8 @@ Examples::
         --parallel.tensor_model_parallel_size 2 --parallel.pipeline_model_parallel_size 2 \\
         --data.data_path out/code --checkpoint.save runs/tiny-tp2pp2
 
-    # a recipe from a paper, a YAML file, then flags (applied in that order)
+    # a recipe from a paper, a YAML file, then flags (applied in that order); --print-config shows
+    # the result and, per value, which of them set it
     codetron train --recipe wizardcoder-sft --config sft.yaml --optim.train_iters 10
 
 Any field of the config sections model / parallel / data / optim / checkpoint / logging can be set
@@ -32,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file with sections model/parallel/data/optim/checkpoint/logging")
     p.add_argument("--preset", help="model preset (see `codetron presets`), e.g. debug-tiny, starcoder-15b")
     p.add_argument("--recipe", help="training recipe, e.g. starcoder-pretrain, wizardcoder-sft")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config, each value marked with where it came from (preset, recipe, "
+                        "YAML file, command line or default), and exit")
     p.add_argument("--fields", action="store_true", help="list every settable field with its docstring and exit")
     return p
 
@@ -65,11 +68,13 @@ def list_fields() -> str:
 
 def resolve(argv: list[str]):
     from codetron.megatron_ext.config import parse_cli_overrides
-    from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.presets import resolve_with_origins
 
     args, rest = _parser().parse_known_args(argv)
     overrides = parse_cli_overrides(rest)
-    return args, resolve_config(args.preset, args.recipe, args.config, overrides)
+    cfg, origins = resolve_with_origins(args.preset, args.recipe, args.config, overrides)
+    args.origins = origins
+    return args, cfg
 
 
 def versions() -> str:
@@ -105,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         print(list_fields())
         return 0
     if args.print_config:
-        print(cfg.to_yaml(), end="")
+        from codetron.megatron_ext.config import annotated_yaml
+
+        print(annotated_yaml(cfg, args.origins), end="")
         return 0
 
     from codetron.megatron_ext.parallel import destroy_distributed, detect_launch, init_distributed

@@ -10,14 +10,14 @@ trains on
     L      = L_rank + L_ft
 
 A pair in the pairs file is (chosen y_j, rejected y_i) for one query; L_rank is summed over the
-pairs given, so it is the paper's sum when the file holds every pair with r_i < r_j. ``rrtf rank``
-writes (the query's teacher, one student) for each distinct student -- a query with n students
-is n pairs sharing one chosen response; student-vs-student pairs, if a file has them, count the
-same way. To count L_ft once per query, the pairs whose chosen side is the query's best response
-carry weight 1/n on its NLL, the others 0 (``teacher_weights``): summed over an epoch every teacher
-counts exactly once; a global batch holds it in expectation. A query is a distinct prompt
-(``PairDataset.query_keys``). ``data.rrtf_margin`` m > 0 makes the hinge max(0, p_i - p_j + m)
-(paper: 0); pairs with equal scores carry no rank term.
+pairs given, so it is the paper's sum when the file holds every pair with r_i < r_j, which is what
+``rrtf rank`` writes (teacher and students alike; equal scores make no pair, and a query whose
+responses all tie gets one L_ft-only pair, chosen = rejected, equal scores). The query's top response
+y_i' is the chosen side of its n pairs with the lower-scored responses; to count L_ft once per query,
+those pairs carry weight 1/n on its NLL, the others 0 (``teacher_weights``): summed over an epoch
+every top response counts exactly once; a global batch holds it in expectation. A query is a
+distinct prompt (``PairDataset.query_keys``). ``data.rrtf_margin`` m > 0 makes the hinge
+max(0, p_i - p_j + m) (paper: 0); pairs with equal scores carry no rank term.
 
 ``data.rrtf_loss weighted`` keeps the earlier variant: hinge scaled by the score gap r_j - r_i, and
 L_ft = -p of the chosen response (length-normalised) in every pair.
@@ -186,10 +186,10 @@ def teacher_weights(queries: np.ndarray, chosen: np.ndarray, chosen_scores: np.n
     """Per pair (indexed like ``queries``): its share of its query's L_ft, 0 outside ``indices``.
 
     The query's best response (i' = argmax r_i: the chosen side with the highest score, the first
-    such pair on ties) carries L_ft; each of the n pairs whose chosen side it is gets 1/n, so summed
-    over one pass of ``indices`` every teacher counts once. Pairs whose chosen side is not the
-    best (student vs student) get 0. Counted per split, so a query cut by the train/valid boundary
-    still sums to 1 in each."""
+    such pair on ties -- ``rrtf rank`` writes the top response's pairs first) carries L_ft; each of
+    the n pairs whose chosen side it is gets 1/n, so summed over one pass of ``indices`` every top
+    response counts once. Pairs whose chosen side is not the best get 0. Counted per split, so a
+    query cut by the train/valid boundary still sums to 1 in each."""
     weights = np.zeros(len(queries), dtype=np.float64)
     best: dict[int, tuple[float, int]] = {}
     for k in indices:

@@ -10,8 +10,9 @@ end of the response; documents whose prompt alone fills the sequence are dropped
 Epochs and blends: every dataset of ``data.data_path`` (``[w1, p1, w2, p2, ...]`` for weights) is a
 megatron-core ``MegatronDataset``; megatron-core's ``BlendedDataset`` mixes them by weight. Each
 dataset serves as many rows as the blend asks for by running further epochs, each a fresh
-permutation of its documents seeded by (seed, dataset, split, epoch) -- so changing train_iters does
-not reorder the data, and ``codetron train`` logs how many epochs a run covers.
+permutation of its documents seeded by (seed, dataset content, split, epoch) -- so changing train_iters
+or moving the data does not reorder it (``codetron.megatron_ext.fingerprint``), and ``codetron train``
+logs how many epochs a run covers.
 
 Packing (``data.pack``): documents of one epoch are packed into rows of ``seq_length`` positions
 (first fit, see :mod:`codetron.megatron_ext.packing`), with position ids restarted per document and attention
@@ -29,7 +30,6 @@ change with micro-batch size, packing and DP size.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import partial
 
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from codetron.errors import CodetronError, ConfigError
+from codetron.megatron_ext.fingerprint import content_salt, dataset_fingerprint
 from codetron.megatron_ext.objectives import register
 from codetron.megatron_ext.packing import block_causal_mask, cu_seqlens, pack_first_fit, packed_seq_params
 
@@ -120,8 +121,8 @@ class SFTDataset(_MegatronDataset):
             self.row_start, self.row_docs = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
             self.stats.update(rows_per_epoch=0, epochs=0, fill=0.0)
             return
-        key = f"{dataset_path}|{index_split.name}"
-        salt = int.from_bytes(hashlib.md5(key.encode(), usedforsecurity=False).digest()[:8], "little")
+        # content, never the path: the same data copied or named another way gives the same run
+        salt = content_salt(dataset_fingerprint(dataset_path), index_split.name)
         target = num_samples or 0
         starts, flat, epoch, rows_first_epoch, used = [0], [], 0, 0, 0
         while epoch == 0 or len(starts) - 1 < target:

@@ -108,11 +108,10 @@ class PairDataset:
     def query_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """Per pair: (query id, chosen-response id), ids numbering distinct contents.
 
-        A query is a prompt; ``rrtf rank`` writes one pair per distinct student response of a
-        problem, all with the problem's best teacher response as the chosen side, so a query's
-        teacher appears in several pairs while PanGu-Coder2's L_ft counts it once. Identity by
-        content needs no extra field in the file and stays right for pairs made by other tools
-        (student-vs-student pairs included: their chosen side is not the query's best)."""
+        A query is a prompt; ``rrtf rank`` writes every pair of its responses with r_i < r_j, so its
+        top response is the chosen side of several pairs while PanGu-Coder2's L_ft counts it once.
+        Identity by content needs no extra field in the file and stays right for pairs made by
+        other tools."""
         if self._keys is None:
             prompts: dict[bytes, int] = {}
             responses: dict[bytes, int] = {}

@@ -25,9 +25,10 @@ def test_wizardcoder_template_exact_text():
 
 
 def test_octocoder_and_commit_formats():
-    assert formats.render_octocoder("Q?", "A.") == ("Question: Q?\n\nAnswer:", " A.")
-    assert formats.render_commit_octocoder("a = 1\n", "Fix it", "a = 2\n") == ("Question: a = 1\n\nFix it\n\nAnswer:", " a = 2\n")
-    assert formats.render_commit_octocoder("", "Add file", "x") == ("Question: Add file\n\nAnswer:", " x")
+    # octopack finetune.py (target loss): "Question: " + Q + "\n\nAnswer: " is the masked part, space included
+    assert formats.render_octocoder("Q?", "A.") == ("Question: Q?\n\nAnswer: ", "A.")
+    assert formats.render_commit_octocoder("a = 1\n", "Fix it", "a = 2\n") == ("Question: a = 1\n\nFix it\n\nAnswer: ", "a = 2\n")
+    assert formats.render_commit_octocoder("", "Add file", "x") == ("Question: Add file\n\nAnswer: ", "x")
     assert formats.render_commit_starcoder("O", "S", "N") == ("<commit_before>O<commit_msg>S<commit_after>", "N")
     assert formats.render_commit_starcoder("O", "S", "N", "f.py")[0] == "<filename>f.py<commit_before>O<commit_msg>S<commit_after>"
     assert formats.PROMPT_TEMPLATES["octocoder"]("Do X", "") == "Question: Do X\n\nAnswer:"

@@ -138,6 +138,70 @@ def test_paper_loss_and_gradient_on_one_epoch(hand_prefix):
             assert torch.allclose(got, torch.full_like(got, want), atol=1e-6), (pair, row, got, want)
 
 
+# The issue's toy query: teacher scores 3, students 2, 0 and 3. Mean log-probs p, by hand:
+#   T -1 (two tokens of -1), S1 -0.959, S2 -1.347, S3 -2
+#   paper, every r_i < r_j:  S1<T 0.041, S2<T 0, S2<S1 0, S1<S3 1.041, S2<S3 0.653  -> 1.735
+#   teacher-vs-student pairs only (the old `rrtf rank`): 0.041 + 0 (+ the T=S3 tie, no term) -> 0.041
+#   L_ft either way: the teacher (first of the two top scores), -(-1 - 1) = 2
+TOY_CE = {20: 1.0, 21: 0.959, 22: 1.347, 23: 2.0}
+TOY = [([20, 20], 3.0), ([21], 2.0), ([22], 0.0), ([23], 3.0)]  # teacher, then the students in order
+
+
+def _toy_loss(tmp_path, pairs) -> tuple[float, float]:
+    from codetron.megatron_ext.rrtf.pairs import write_pairs
+    from codetron.megatron_ext.tokenizer_info import NullTokenizer
+
+    prefix = str(tmp_path / f"toy{len(pairs)}")
+    write_pairs(prefix, pairs, VOCAB, VOCAB - 1)
+    obj = RRTFObjective()
+    train, _ = obj.build_datasets(_cfg(prefix), NullTokenizer(VOCAB), 2 * len(pairs), 0)
+    batch = obj.collate([train[i] for i in range(2 * len(pairs))])
+    table = torch.full((VOCAB,), 100.0)
+    for t, v in TOY_CE.items():
+        table[t] = v
+    _, _, report = rrtf_loss(batch["loss_mask"], batch["scores"], batch["ft_weight"], table[batch["labels"]])
+    return float(report["rank loss"][0]), float(report["ft loss"][0])
+
+
+def test_issue_toy_query_gives_the_papers_1735(tmp_path):
+    from codetron.preprocess.generate.rrtf.rank import ranked_pairs
+
+    best, ranked = ranked_pairs([score for _, score in TOY])
+    assert best == 0 and ranked == [(0, 1), (0, 2), (1, 2), (3, 1), (3, 2)]
+    pairs = [(PROMPT_A, TOY[j][0], TOY[i][0], TOY[j][1], TOY[i][1]) for j, i in ranked]
+    rank, ft = _toy_loss(tmp_path, pairs)
+    assert rank == pytest.approx(1.735, abs=1e-5) and ft == pytest.approx(2.0, abs=1e-5)
+    toy_queries = [[([-TOY_CE[t] for t in resp], score) for resp, score in TOY]]
+    assert paper_loss(toy_queries) == pytest.approx((1.735, 2.0), abs=1e-9)
+    # what the teacher-vs-student file gave: the student-vs-student terms are missing
+    old = [(PROMPT_A, TOY[0][0], resp, 3.0, score) for resp, score in TOY[1:]]
+    rank_old, ft_old = _toy_loss(tmp_path, old)
+    assert rank_old == pytest.approx(0.041, abs=1e-5) and ft_old == pytest.approx(2.0, abs=1e-5)
+
+
+def test_ties_and_a_student_above_the_teacher(tmp_path):
+    """Query A: teacher 2.5, students 3, 2.5, 0 -> the student's 3 is the L_ft target, the teacher
+    and the tied student make no pair. Query B: every response tied -> one L_ft-only pair."""
+    from codetron.preprocess.generate.rrtf.rank import ranked_pairs
+
+    qa = [([20, 20], 2.5), ([23], 3.0), ([21], 2.5), ([22], 0.0)]
+    qb = [([21, 21], 1.0), ([22], 1.0)]
+    best, ranked = ranked_pairs([s for _, s in qa])
+    # the top response's pairs first; T = S2 (2.5) is no pair
+    assert best == 1 and ranked == [(1, 0), (1, 2), (1, 3), (0, 3), (2, 3)]
+    assert ranked_pairs([s for _, s in qb]) == (0, [])
+    pairs = [(PROMPT_A, qa[j][0], qa[i][0], qa[j][1], qa[i][1]) for j, i in ranked]
+    pairs.append((PROMPT_B, qb[0][0], qb[0][0], 1.0, 1.0))  # what `rrtf rank` writes for an all-tie query
+    rank, ft = _toy_loss(tmp_path, pairs)
+    # p: T -1, S1 -2, S2 -0.959, S3 -1.347;  B: -0.959 and -1.347
+    #   (chosen, rejected): (S1,T) max(0, -1 + 2) = 1, (S1,S2) 1.041, (S1,S3) 0.653, (T,S3) 0, (S2,S3) 0
+    #                                                                             -> L_rank 2.694
+    #   L_ft: S1's -log P = 2 (query A) + the first of B's ties, -(2 * -0.959) = 1.918  -> 3.918
+    assert rank == pytest.approx(2.694, abs=1e-5) and ft == pytest.approx(3.918, abs=1e-5)
+    queries = [[([-TOY_CE[t] for t in r], s) for r, s in q] for q in (qa, qb)]
+    assert paper_loss(queries) == pytest.approx((2.694, 3.918), abs=1e-9)
+
+
 def test_margin_follows_the_hinge(hand_prefix):
     obj, _, batch, ce = _epoch(hand_prefix, rrtf_margin=0.5)
     _, step = obj.forward_step(batch, lambda *a, **k: ce)  # data.rrtf_margin reaches the loss function

@@ -1,8 +1,10 @@
 """`codetron train --data.mode rrtf` under TP2 x PP2 and DP2 computes what one process computes.
 
 Shared initial checkpoint, identical global batches of pairs; losses within 1e-5 and grad norms
-within 1e-4 over 3 Adam steps (the issue's thresholds). The pairs come three to a query, so every
-teacher's L_ft is split 1/3 per pair and the rank and ft terms must agree separately too.
+within 1e-4 over 3 Adam steps (the issue's thresholds). The pairs are every r_i < r_j pair of
+four-response queries as `rrtf rank` writes them (student-vs-student pairs, a student above the
+teacher, ties, L_ft-only pairs), so each top response's L_ft is split over its pairs and the rank
+and ft terms must agree separately too.
 """
 import pytest
 
@@ -19,7 +21,8 @@ def train_args(data: str, iters: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_tp2pp2_matches_single_process(pairs_prefix, tmp_path):
+def test_tp2pp2_matches_single_process(ranked_pairs_prefix, tmp_path):
+    pairs_prefix = ranked_pairs_prefix
     init = tmp_path / "init"
     run_cli(train_args(pairs_prefix, 0) + ["--checkpoint.save", str(init)])
     logs = {}

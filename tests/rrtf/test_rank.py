@@ -84,30 +84,44 @@ def _sample(problem, teacher, students):
             "students": [{"response": s, "temperature": 0.8, "index": i} for i, s in enumerate(students)]}
 
 
-def test_rank_pairs_drops_and_ties():
+def test_rank_writes_every_pair_of_different_scores():
     R = ADD_RESPONSES
+    wrong = "    return 100\n"  # runs, fails all 4 tests: partial, 2 + 0/4
     samples = [
-        # teacher passes; students of every lower tier, a duplicate and one that also passes (tie)
-        _sample(ADD, [R["pass"]], [R["compile"], R["runtime"], R["partial"], R["runtime"], R["pass"] + "\n"]),
-        # teacher only partial, a student passes: dropped
+        # the toy query: teacher 3, students 2, 0, 3 (a passing variant), plus a duplicate
+        _sample(ADD, [R["pass"]], [wrong, R["compile"], R["pass"] + "\n", wrong]),
+        # a student beats the teacher: it is the top response (L_ft target), chosen against the teacher
         _sample({**REV}, [REV_RESPONSES["partial"]], [REV_RESPONSES["pass"], REV_RESPONSES["compile"]]),
     ]
     pairs, stats = rank([ADD, REV], samples, timeout=3, progress=False)
-    assert stats["dropped_teacher_below_student"] == 1 and stats["kept"] == 1
-    assert [p["tiers"] for p in pairs] == [["pass", "compile"], ["pass", "runtime"], ["pass", "partial"], ["pass", "pass"]]
-    assert [p["scores"] for p in pairs] == [[3.0, 0.0], [3.0, 1.0], [3.0, 2.5], [3.0, 3.0]]
-    # on equal scores the teacher is still chosen
-    assert pairs[-1]["chosen"] == R["pass"] and pairs[-1]["rejected"] == R["pass"] + "\n"
-    assert stats["pairs_zero_weight"] == 1
+    add = [p for p in pairs if p["task_id"] == "toy/add"]
+    assert [p["scores"] for p in add] == [[3.0, 2.0], [3.0, 0.0], [2.0, 0.0], [3.0, 2.0], [3.0, 0.0]]
+    assert [(p["chosen"], p["rejected"]) for p in add] == [
+        (R["pass"], wrong), (R["pass"], R["compile"]), (wrong, R["compile"]),
+        (R["pass"] + "\n", wrong), (R["pass"] + "\n", R["compile"])]  # the teacher and the tied student: no pair
+    assert [p["sources"] for p in add[:3]] == [["teacher", "student"]] * 2 + [["student", "student"]]
+    rev = [p for p in pairs if p["task_id"] == "toy/rev"]
+    assert [(p["scores"], p["sources"]) for p in rev] == [
+        ([3.0, 2.5], ["student", "teacher"]), ([3.0, 0.0], ["student", "student"]), ([2.5, 0.0], ["teacher", "student"])]
+    assert rev[0]["chosen"] == REV_RESPONSES["pass"] and not any(p["ft_only"] for p in pairs)
+    assert stats["kept"] == 2 and stats["best_is_student"] == 1 and stats["pairs"] == 8 and stats["ft_only"] == 0
     assert stats["teacher_tiers"] == {"compile": 0, "runtime": 0, "partial": 1, "pass": 1}
-    assert stats["student_tiers"] == {"compile": 2, "runtime": 2, "partial": 1, "pass": 2}
-    assert stats["pair_student_tiers"] == {"compile": 1, "runtime": 1, "partial": 1, "pass": 1}
+    assert stats["student_tiers"] == {"compile": 2, "runtime": 0, "partial": 2, "pass": 2}
+    assert stats["best_tiers"] == {"compile": 0, "runtime": 0, "partial": 0, "pass": 2}
+
+
+def test_all_tied_problem_keeps_its_l_ft():
+    R = ADD_RESPONSES
+    pairs, stats = rank([ADD], [_sample(ADD, [R["pass"]], [R["pass"], R["pass"] + "\n"])], timeout=3, progress=False)
+    assert len(pairs) == 1 and pairs[0]["ft_only"] and pairs[0]["chosen"] == pairs[0]["rejected"] == R["pass"]
+    assert pairs[0]["scores"] == [3.0, 3.0] and stats["ft_only"] == 1 and stats["kept"] == 1
 
 
 def test_best_of_several_teachers_is_used():
     R = ADD_RESPONSES
     pairs, stats = rank([ADD], [_sample(ADD, [R["runtime"], R["pass"]], [R["partial"]])], timeout=3, progress=False)
-    assert len(pairs) == 1 and pairs[0]["chosen"] == R["pass"] and pairs[0]["scores"] == [3.0, 2.5]
+    # every response is ranked: pass > partial > runtime, the passing teacher on top
+    assert [p["scores"] for p in pairs] == [[3.0, 1.0], [3.0, 2.5], [2.5, 1.0]] and pairs[0]["chosen"] == R["pass"]
 
 
 def test_bad_samples_file_names_line(tmp_path):

@@ -339,12 +339,14 @@ def test_finetune_tp2_pp2_from_its_own_conversion(finetuned):
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     state = json.loads((finetuned["run"] / "run_state.json").read_text())
     assert state["state"] == "finished" and state["train_iters"] == len(log)
-    # the same samples every epoch (4 of them), fitted better by the last. At lr 1e-5 in bf16 the gain is
-    # small and varies from run to run with the fitted starting model (measured 1.5e-4 to 5.6e-4 of 0.093
-    # over six runs; a 2e-4 margin failed half of them), so the check is the direction, not a size
+    # the same samples every epoch (4 of them), fitted better by the last by more than the bf16 wobble
+    # between steps (1e-4); measured 1.83e-4 of 0.093. The gain once varied from run to run (1.5e-4 to
+    # 5.6e-4) because the SFT epoch shuffle was salted with the data's path -- this module's temporary
+    # folder -- not because of the starting model (fitted from a fixed seed); the order now follows the
+    # data's content, so the run and this number are the same wherever pytest puts its files.
     per_epoch = len(log) // 4
     first, last = sum(r["loss"] for r in log[:per_epoch]), sum(r["loss"] for r in log[-per_epoch:])
-    assert last < first, [r["loss"] for r in log]
+    assert last < first - 1e-4, [r["loss"] for r in log]
     # the run kept the recipe's settings; only size, sequence, batch and layout were scaled down
     it = (finetuned["run"] / "latest_checkpointed_iteration.txt").read_text().strip()
     saved = yaml.safe_load((finetuned["run"] / f"iter_{int(it):07d}" / "codetron_config.yaml").read_text())

@@ -56,10 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="only the first N problems")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    r = sub.add_parser("rank", help="run responses against tests, write (teacher, student) pairs + tier stats",
-                       description="Score every response in the eval sandbox (compile error < runtime error < partial "
-                                   "pass < all pass), drop problems whose teacher scores below a student, and write "
-                                   "pairs jsonl plus OUT.stats.json.")
+    r = sub.add_parser("rank", help="run responses against tests, write every ranked pair + tier stats",
+                       description="Score every teacher and student response in the eval sandbox (compile error < "
+                                   "runtime error < partial pass < all pass) and write, per problem, one pair for every "
+                                   "two distinct responses with different scores (PanGu-Coder2's L_rank sum), the "
+                                   "higher-scored one chosen, plus OUT.stats.json.")
     r.add_argument("--problems", required=True, help="the problems jsonl given to `sample`")
     r.add_argument("--samples", required=True, nargs="+", help="samples jsonl file(s) (several shards allowed)")
     r.add_argument("--out", required=True, help="pairs jsonl")
