@@ -269,23 +269,48 @@ def run_timeout() -> float:
     return min(RUN_CAP_S, left)
 
 
-def throughput(dry: bool, work: Path, env: dict, peak_override: float | None, report: Report) -> None:
-    from codetron.megatron_ext.flops import flops_per_step, padded_vocab
+def peak_for(dry: bool, device: str, peak_override: float | None) -> tuple[float | None, str]:
+    """The per-device peak MFU divides by, and where it came from (or why there is none)."""
     from codetron.megatron_ext.metrics import device_peak
+
+    if peak_override:
+        return peak_override, "given by --peak-tflops"
+    if dry:
+        return DRY_PEAK, "assumed for the dry run"
+    peak, why = device_peak(device)
+    return (peak, f"dense bf16 peak listed for {device}") if peak else (None, f"MFU n/a: {why}; pass --peak-tflops N")
+
+
+def measure(name: str, overrides: dict, vocab: int, warmup: int, log: Path, out: str, peak: float | None) -> dict:
+    """One throughput row from a finished run: its timed steps' loss-log records and step lines."""
+    from codetron.megatron_ext.flops import flops_per_step, padded_vocab
+    from codetron.megatron_ext.presets import resolve_config
+
+    timed = read_log(log)[warmup:]
+    if not timed:
+        raise StageFailed(f"{name}: no timed step in its loss log")
+    seq, batch = overrides["model.seq_length"], overrides["optim.global_batch_size"]
+    model = resolve_config(overrides["preset"],
+                           overrides={k: v for k, v in overrides.items() if k.startswith("model.")}).model
+    tokens = batch * seq
+    seconds = sum(tokens / r["tokens_per_s"] for r in timed)
+    real = sum(r["real_tokens_per_s"] * tokens / r["tokens_per_s"] for r in timed if r.get("real_tokens_per_s"))
+    flops = flops_per_step(model, padded_vocab(vocab, model.make_vocab_size_divisible_by), batch, seq)
+    tflops = flops * len(timed) / seconds / 1e12
+    mems = [float(m) for m in re.findall(r"mem ([0-9.]+)GiB", out)]
+    return {"seq": seq, "tokens_per_s": tokens * len(timed) / seconds, "real_tokens_per_s": real / seconds,
+            "tflops": tflops, "mfu": tflops / peak if peak else None, "step_s": seconds / len(timed),
+            "peak_mem_gib": max(mems) if mems else None}
+
+
+def throughput(dry: bool, work: Path, env: dict, peak_override: float | None, report: Report) -> None:
     from codetron.megatron_ext.presets import resolve_config
     from codetron.megatron_ext.synthetic import write_synthetic_dataset
 
     base, seqs = (DRY_BIG_ARGS, DRY_SEQS) if dry else (BIG_ARGS, BIG_SEQS)
     steps, warmup = (DRY_STEPS, DRY_WARMUP) if dry else (BIG_STEPS, BIG_WARMUP)
     vocab = int(base["data.tokenizer"].split(":")[1])
-    if peak_override:
-        peak, why = peak_override, "given by --peak-tflops"
-    elif dry:
-        peak, why = DRY_PEAK, "assumed for the dry run"
-    else:
-        peak, why = device_peak(report.data["env"]["device"])
-        why = (f"dense bf16 peak listed for {report.data['env']['device']}" if peak
-               else f"MFU n/a: {why}; pass --peak-tflops N")
+    peak, why = peak_for(dry, report.data["env"]["device"], peak_override)
     m0 = resolve_config(base["preset"], overrides={k: v for k, v in base.items() if k.startswith("model.")}).model
     mem_kind = "torch max allocated" if report.data["env"]["device_count"] else "process RSS"
     report.data["throughput"] = {"peak_tflops": peak, "peak_source": why, "memory": mem_kind, "rows": []}
@@ -298,29 +323,18 @@ def throughput(dry: bool, work: Path, env: dict, peak_override: float | None, re
     data = write_synthetic_dataset(str(work / f"syn{vocab}"), vocab, num_docs=200, min_len=max(seqs) // 4,
                                    max_len=2 * max(seqs))
     for seq in seqs:
-        overrides = {**base, "model.seq_length": seq, "optim.train_iters": warmup + steps}
+        name, overrides = f"seq{seq}", {**base, "model.seq_length": seq, "optim.train_iters": warmup + steps}
         log = work / f"big_{seq}.jsonl"
         try:
-            out = train(f"seq{seq}", overrides, data, log, env, report.out_dir, timeout=run_timeout())
+            out = train(name, overrides, data, log, env, report.out_dir, timeout=run_timeout())
+            row = measure(name, overrides, vocab, warmup, log, out, peak)
         except StageFailed as exc:
             report.fail(exc)
             continue
-        timed = read_log(log)[warmup:]
-        cfg = resolve_config(base["preset"], overrides={k: v for k, v in overrides.items() if k.startswith("model.")})
-        tokens = overrides["optim.global_batch_size"] * seq
-        seconds = sum(tokens / r["tokens_per_s"] for r in timed)
-        real = sum(r["real_tokens_per_s"] * tokens / r["tokens_per_s"] for r in timed if r.get("real_tokens_per_s"))
-        flops = flops_per_step(cfg.model, padded_vocab(vocab, cfg.model.make_vocab_size_divisible_by),
-                               overrides["optim.global_batch_size"], seq)
-        tflops = flops * len(timed) / seconds / 1e12
-        mems = re.findall(r"mem ([0-9.]+)GiB", out)
-        row = {"seq": seq, "tokens_per_s": tokens * len(timed) / seconds, "real_tokens_per_s": real / seconds,
-               "tflops": tflops, "mfu": tflops / peak if peak else None, "step_s": seconds / len(timed),
-               "peak_mem_gib": max(map(float, mems)) if mems else None}
         report.data["throughput"]["rows"].append(row)
         mfu = f"{100 * row['mfu']:5.1f}%" if peak else "n/a"
-        mem = f"{row['peak_mem_gib']:.2f}GiB" if mems else "?"
-        report.emit([f"{seq:>5}  {row['tokens_per_s']:10.1f}  {row['real_tokens_per_s']:10.1f}  {tflops:8.4g}  "
+        mem = f"{row['peak_mem_gib']:.2f}GiB" if row["peak_mem_gib"] is not None else "?"
+        report.emit([f"{seq:>5}  {row['tokens_per_s']:10.1f}  {row['real_tokens_per_s']:10.1f}  {row['tflops']:8.4g}  "
                      f"{mfu:>6}  {row['step_s']:7.3f}  {mem}"])
     report.emit([""])
 

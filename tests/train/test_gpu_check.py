@@ -299,6 +299,21 @@ def test_a_failed_curve_run_still_reports_the_steps_it_made(fake_train, tmp_path
     assert len(json.loads((out / "results.json").read_text())["curve"]["steps"]) == 7
 
 
+def test_a_run_that_logged_no_timed_step_is_a_failure_not_a_division_by_zero(fake_train, tmp_path, monkeypatch):
+    real_train = gpu_check.train
+
+    def warmup_only(name, overrides, data, loss_log, env, logs, timeout=None):
+        out = real_train(name, overrides, data, loss_log, env, logs, timeout)
+        if name == "seq256":  # the dry run's one warm-up step and nothing after it
+            loss_log.write_text(loss_log.read_text().splitlines()[0] + "\n")
+        return out
+
+    monkeypatch.setattr(gpu_check, "train", warmup_only)
+    out = tmp_path / "res"
+    assert gpu_check.main(["--cpu-dry-run", "--out-dir", str(out)]) == 1
+    assert json.loads((out / "results.json").read_text())["failures"] == ["seq256: no timed step in its loss log"]
+
+
 def test_runs_stop_starting_when_the_budget_is_spent(fake_train, tmp_path, monkeypatch):
     monkeypatch.setenv("CODETRON_GPU_CHECK_START", str(time.time() - gpu_check.BUDGET_S + 10))
     out = tmp_path / "res"
