@@ -9,7 +9,7 @@
 #
 # The GPU machine needs only Python 3.12 with a CUDA build of torch: no network, no megatron-core,
 # no TransformerEngine, no install of codetron. What else training imports comes from the wheels in
-# .whl/ (git-ignored, ~25 MB), fetched beforehand on a machine with network, from the repository root:
+# .whl/ (git-ignored, ~20 MB), fetched beforehand on a machine with network, from the repository root:
 #
 #   pip download --python-version 3.12 --only-binary=:all: --implementation cp \
 #       --platform manylinux_2_28_x86_64 --no-deps -d .whl -r benchmarks/gpu_wheels.txt

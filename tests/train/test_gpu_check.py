@@ -25,6 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from tests.conftest import ROOT, subprocess_env
+from tests.test_install import setup_kwargs  # noqa: F401  (fixture: setup.py's arguments)
 
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 REFERENCE = ROOT / "benchmarks" / "results" / "debug_tiny_cpu_fp32.jsonl"
@@ -133,6 +134,14 @@ def test_readme_fetches_the_wheel_list_for_python_312():
     # megatron-core's wheel is built per CPython version: the pin is what cpu_compat accepts
     assert names["megatron-core"] == "0.16.1"
     assert {"numpy", "pyyaml", "psutil", "packaging", "setuptools", "tqdm"} <= set(names)
+
+
+def test_wheel_list_is_the_core_install_less_torch_and_tokenizers(setup_kwargs):  # noqa: F811
+    core = {gpu_site.normalize(Requirement(r).name): Requirement(r) for r in setup_kwargs["install_requires"]}
+    listed = dict(gpu_site.read_wheel_list())
+    # torch is the machine's own; tokenizers loads only for a real tokenizer (the check's is null:V)
+    assert set(core) - set(listed) == {"torch", "tokenizers"}
+    assert core["megatron-core"].specifier.contains(listed["megatron-core"])
 
 
 def test_wheel_list_errors_name_the_line(tmp_path):
