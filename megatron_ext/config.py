@@ -254,7 +254,8 @@ class LoggingConfig:
     loss_log: str | None = None
     """Write per-step metrics as jsonl here (rank 0), for tests and golden curves."""
     peak_tflops: float | None = None
-    """Per-device peak for MFU; None = guess from the device (H100 bf16 989, A100 312)."""
+    """Per-device peak for MFU in TFLOP/s; None = the dense bf16 peak listed for the GPU's exact name
+    (metrics.PEAK_BF16_TFLOPS: H100 SXM 989, H100 PCIe 756, A100 312, ...), else MFU prints n/a."""
 
 
 @dataclass(kw_only=True)

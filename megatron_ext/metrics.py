@@ -22,8 +22,24 @@ import torch
 from codetron.megatron_ext.config import LoggingConfig, ModelConfig
 from codetron.megatron_ext.flops import flops_per_step, flops_per_token, padded_vocab  # noqa: F401  (public here)
 
-# Dense bf16 peak per device (TFLOP/s), used for MFU when logging.peak_tflops is unset.
-_PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A10": 125.0, "L40": 181.0, "V100": 125.0}
+# Dense (no 2:4 sparsity) bf16 tensor-core peak per device, TFLOP/s, keyed by the exact
+# ``torch.cuda.get_device_name()`` string: a substring match gave an H100 PCIe (114 SMs, lower clocks)
+# the SXM peak. NVIDIA's datasheets print these with sparsity; halved: H100 SXM 1,979 / PCIe 1,513 /
+# NVL 1,671; H200 1,979, H200 NVL 1,671; A100 (every variant) 624; L40S 733, L40 362.1; HGX B200 4,500.
+PEAK_BF16_TFLOPS = {
+    "NVIDIA H100 80GB HBM3": 989.0,  # SXM5
+    "NVIDIA H100 PCIe": 756.0,
+    "NVIDIA H100 NVL": 835.0,
+    "NVIDIA H200": 989.0,  # SXM
+    "NVIDIA H200 NVL": 835.0,
+    "NVIDIA A100-SXM4-80GB": 312.0,
+    "NVIDIA A100-SXM4-40GB": 312.0,
+    "NVIDIA A100 80GB PCIe": 312.0,
+    "NVIDIA A100-PCIE-40GB": 312.0,
+    "NVIDIA L40S": 362.0,
+    "NVIDIA L40": 181.0,
+    "NVIDIA B200": 2250.0,
+}
 
 LM_LOSS = "lm loss"
 """The report key every objective returns; the loop optimises and logs it as ``loss``."""
@@ -117,15 +133,22 @@ def reduce_reports(loss_dicts, exit_local: bool = False, reporting: bool = True)
                       want_exit=bool(vals[-1] > 0))
 
 
-def peak_tflops(cfg: LoggingConfig) -> float | None:
+def device_peak(name: str) -> tuple[float | None, str]:
+    """Dense bf16 peak of the device called ``name`` and, when none is listed, the one line that says so."""
+    peak = PEAK_BF16_TFLOPS.get(name.strip())
+    if peak:
+        return peak, ""
+    return None, f"no dense bf16 peak listed for device {name.strip()!r} (megatron_ext/metrics.py PEAK_BF16_TFLOPS)"
+
+
+def peak_tflops(cfg: LoggingConfig) -> tuple[float | None, str]:
+    """Per-device peak for MFU: ``logging.peak_tflops``, else the visible GPU's listed peak; with the
+    reason when there is none (empty on CPU, where MFU is not expected)."""
     if cfg.peak_tflops:
-        return cfg.peak_tflops
+        return cfg.peak_tflops, ""
     if torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-        for key, val in _PEAKS.items():
-            if key in name:
-                return val
-    return None
+        return device_peak(torch.cuda.get_device_name())
+    return None, ""
 
 
 def memory_string() -> str:
@@ -147,7 +170,9 @@ class StepLogger:
         self.cfg, self.enabled, self.world_size = cfg, enabled, world_size
         # Per position: MFU counts every computed position, padding included (module docstring).
         self.flops_tok = flops_per_token(model, padded_vocab(vocab, model.make_vocab_size_divisible_by))
-        self.peak = peak_tflops(cfg)
+        self.peak, why = peak_tflops(cfg)
+        if enabled and why:
+            print(f"mfu n/a: {why}; pass --logging.peak_tflops", flush=True)
         self.tb = None
         if enabled and tensorboard_dir:
             try:

@@ -220,8 +220,8 @@ HANDLING: dict[str, Scaled | NotHere] = {
     "make test": Scaled("the suite cannot run itself; `make -n` checks the target and its recipe",
                         replace=(("make test", f"make -n -C {ROOT} test"),)),
     "pip download --python-version 3.12 --only-binary=:all: --implementation cp --platform manylinux_2_28_x86_64 "
-    "--no-deps -d .whl megatron-core==0.16.1 numpy pyyaml psutil packaging setuptools wheel":
-        NotHere("needs the network (PyPI)"),
+    "--no-deps -d .whl -r benchmarks/gpu_wheels.txt": NotHere(
+        "needs the network (PyPI); tests/train/test_gpu_check.py fills .whl/ from the same list offline"),
     "benchmarks/gpu_check.sh": NotHere("needs a GPU; tests/train/test_gpu_check.py runs its --cpu-dry-run"),
     "torchrun --standalone --nproc-per-node 4 -m codetron train --preset debug-tiny "
     "--parallel.tensor_model_parallel_size 2 --parallel.pipeline_model_parallel_size 2 --data.data_path out/code "

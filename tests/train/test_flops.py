@@ -1,14 +1,15 @@
 """Model FLOPs per step against hand calculations (Megatron-LM's num_floating_point_operations).
 
 Per position, for L layers, hidden h, q = heads * head_dim, kv = groups * head_dim, MLP f, padded
-vocab V, sequence s:  6 * (L * (h(q + 2kv) + q*s + q*h + 2hf) + hV).
+vocab V, sequence s:  6 * (L * (h(q + 2kv) + q*s + q*h + 2hf) + hV). And the per-device peak MFU
+divides by: the dense bf16 peak listed for the GPU's exact name.
 """
 import dataclasses
 
 import pytest
 
 from codetron.megatron_ext.config import LoggingConfig, ModelConfig
-from codetron.megatron_ext.metrics import StepLogger, flops_per_step, flops_per_token, padded_vocab
+from codetron.megatron_ext.metrics import StepLogger, device_peak, flops_per_step, flops_per_token, padded_vocab
 from codetron.megatron_ext.presets import resolve_config
 
 STARCODERBASE_1B = ModelConfig(num_layers=24, hidden_size=2048, num_attention_heads=16, num_query_groups=1,
@@ -101,3 +102,42 @@ def test_slurm_planner_uses_the_same_accounting():
 
     cfg = resolve_config(recipe="starcoder-pretrain")
     assert plan_flops(cfg, 49152) == flops_per_token(cfg.model, 49152) == 104_865_988_608
+
+
+@pytest.mark.parametrize("name,peak", [
+    # torch.cuda.get_device_name() on each card; NVIDIA's datasheets print bf16 with 2:4 sparsity, halved here
+    ("NVIDIA H100 80GB HBM3", 989.0),  # SXM5: 1,979 sparse
+    ("NVIDIA H100 PCIe", 756.0),  # 1,513 sparse; a substring match on "H100" gave it 989
+    ("NVIDIA H100 NVL", 835.0),  # 1,671 sparse
+    ("NVIDIA H200", 989.0),
+    ("NVIDIA A100-SXM4-80GB", 312.0),
+    ("NVIDIA A100-PCIE-40GB", 312.0),
+    ("NVIDIA L40S", 362.0),  # 733 sparse; not the L40's 181
+    ("NVIDIA L40", 181.0),
+    ("NVIDIA B200", 2250.0),  # HGX B200: 4.5 PFLOP/s sparse
+])
+def test_peak_by_exact_device_name(name, peak):
+    assert device_peak(name) == (peak, "")
+
+
+@pytest.mark.parametrize("name", ["NVIDIA GeForce RTX 4090", "NVIDIA H100", "H100 PCIe", "NVIDIA A10",
+                                  "Tesla V100-SXM2-16GB"])
+def test_unlisted_device_gets_no_peak_and_one_line_why(name):
+    peak, why = device_peak(name)
+    assert peak is None
+    assert why == f"no dense bf16 peak listed for device {name!r} (megatron_ext/metrics.py PEAK_BF16_TFLOPS)"
+
+
+def test_step_line_on_an_unlisted_gpu_says_why_mfu_is_na(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA GeForce RTX 4090")
+    StepLogger(LoggingConfig(), STARCODERBASE_1B, 49152, world_size=1, enabled=True, tensorboard_dir=None)
+    assert capsys.readouterr().out == ("mfu n/a: no dense bf16 peak listed for device 'NVIDIA GeForce RTX 4090' "
+                                       "(megatron_ext/metrics.py PEAK_BF16_TFLOPS); pass --logging.peak_tflops\n")
+    # a listed card, or an explicit peak, prints nothing and gets its number
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 PCIe")
+    assert StepLogger(LoggingConfig(), STARCODERBASE_1B, 49152, 1, True, None).peak == 756.0
+    assert StepLogger(LoggingConfig(peak_tflops=500.0), STARCODERBASE_1B, 49152, 1, True, None).peak == 500.0
+    assert capsys.readouterr().out == ""
