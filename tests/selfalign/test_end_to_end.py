@@ -109,7 +109,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = body["prompt"]
         tail = prompt.rsplit("## Example ", 1)[1]
-        if "### Concepts\n" in tail:
+        if tail.endswith("### Concepts"):  # the published prompts end there, stripped
             name = re.search(r"^def (\w+)", tail, re.M).group(1)
             text = TAUGHT[name][0]
         elif "### Property\n" in tail:
@@ -117,7 +117,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         else:
             text = next(t[2] for t in TAUGHT.values() if t[1] in tail)
         self.server.pairs.append((prompt, text))
-        self._send({"choices": [{"text": text, "index": i} for i in range(body.get("n", 1))]})
+        self._send({"choices": [{"text": text, "index": i, "finish_reason": "stop"} for i in range(body.get("n", 1))]})
 
     def log_message(self, *args):
         pass

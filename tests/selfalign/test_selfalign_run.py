@@ -242,5 +242,7 @@ def test_output_feeds_preprocess_with_starcoder2_template(ref, tmp_path, repo_ro
     response = tok.encode(row["output"], add_special_tokens=False).ids
     dtype = np.uint16 if tok.get_vocab_size() < 65500 else np.int32
     tokens = np.fromfile(tmp_path / "sft.bin", dtype=dtype)
-    assert tokens[:len(prompt) + len(response)].tolist() == prompt + response
+    # the prompt starts with BOS, StarCoder2's <|endoftext|> (starcoder2-self-align train.py:51, add_bos)
+    bos = tok.token_to_id("<|endoftext|>")
+    assert tokens[:1 + len(prompt) + len(response) + 1].tolist() == [bos] + prompt + response + [bos]
     assert starcoder2_instruct_prompt("X").endswith("\n\n### Instruction\nX\n\n### Response\n")
