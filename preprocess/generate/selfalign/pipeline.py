@@ -159,7 +159,7 @@ class Generator:
             rec["rule"] = "instruction_empty"
             return rec
         if "code snippet" in rec["instruction"].lower():
-            # the reader of the instruction never sees the seed (published clean-up rule)
+            # the reader of the instruction never sees the seed (Codetron's rule; the official code has none)
             rec["rule"] = "instruction_mentions_snippet"
             return rec
         prompt = self.fewshot.prompt("I->R", cfg.fewshots_response, random.Random(base + 2),
