@@ -293,8 +293,8 @@ def test_served_model_generates_the_taught_pairs(taught, generated):
     # every request reached the model over HTTP: S->C, C->I, I->R per seed plus the /v1/models lookup
     assert stats["backend"]["model"] == "tiny-sc2" and stats["complete"]
     assert stats["requests"] == 3 * 2 + 1 and stats["retries"] == 0
-    assert stats["stages"] == {"seeds": 2, "concepts": 2, "instructions": 2, "responses": 2, "parsed": 2,
-                               "executed": 2, "passed": 2, "selected": 2}
+    assert stats["stages"] == {"seeds": 2, "concepts": 2, "instructions": 2, "responses": 2, "finished": 2,
+                               "parsed": 2, "executed": 2, "passed": 2, "selected": 2}
     assert stats["dropped_items"] == dict.fromkeys(ITEM_RULES, 0)
     assert stats["dropped_responses"] == dict.fromkeys(RESPONSE_RULES, 0)
     assert stats["output"]["written"] == 2
@@ -351,7 +351,9 @@ def test_finetune_tp2_pp2_from_its_own_conversion(finetuned):
     for key in ("lr", "min_lr", "lr_decay_style", "lr_warmup_fraction", "train_epochs", "adam_beta1", "adam_beta2",
                 "adam_eps", "weight_decay", "clip_grad", "precision"):
         assert saved["optim"][key] == getattr(shipped, key), key
-    assert saved["data"]["mode"] == "sft" and saved["data"]["pack"] is True and saved["checkpoint"]["finetune"]
+    # upstream trains one sample per micro-batch, each sample's mean loss averaged (no packing)
+    assert saved["data"]["mode"] == "sft" and saved["data"]["pack"] is False and saved["checkpoint"]["finetune"]
+    assert saved["data"]["norm_target_loss"] is True and saved["optim"]["clip_grad"] == 0.0
     assert saved["parallel"]["use_distributed_optimizer"] is True
     assert (saved["parallel"]["tensor_model_parallel_size"], saved["parallel"]["pipeline_model_parallel_size"]) == (2, 2)
     m = saved["model"]
