@@ -9,10 +9,10 @@ functions that are never called, asserts inside ``try`` blocks that swallow ``As
 a variable assigned (in the same scope) from an expression that does.
 
 What passes it still runs against stand-ins (``programs``): the tests once after the solution, then
-once per ``WRONG_IMPLEMENTATIONS`` entry with every solution name they use rebound to a wrong one (returns
-None; raises). Meaningful tests pass the first and fail every other (``fooled`` names the stand-ins that passed). This catches what
-the static check cannot see: ``assert callable(f)``, ``assert f is not None``, ``assert f(2) == 4 or
-True`` -- all true of a function that returns None.
+once per ``WRONG_IMPLEMENTATIONS`` entry with every solution name they use rebound to a wrong one
+(returns None; raises). Meaningful tests pass the first and fail every other (``fooled`` names the
+stand-ins that passed). This catches what the static check cannot see: ``assert callable(f)``,
+``assert f is not None``, ``assert f(2) == 4 or True`` -- all true of a function that returns None.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ EXIT_INCOMPLETE = 3
 RUN_EPILOG = """\
 pipeline (per seed): S->C the snippet's concepts; C->I an instruction with a seeded category and
 difficulty; I->R --responses answers, each with self-validation tests after a [Tests] line. Answers
-cut at --max-tokens (finish_reason other than stop) are dropped at every step, as are answers that do
+cut at --max-tokens (finish_reason not stop or eos_token) are dropped at every step, as are answers that do
 not parse, are unfinished or whose tests test nothing (static check, then the tests run against wrong
 stand-ins: one returning None, one raising); the rest run (solution, then tests) in the eval sandbox;
 one passing answer per instruction is kept. The prompts are byte for byte the published pipeline's
@@ -40,7 +40,8 @@ OPENAI_API_KEY is sent if set.
 
 resume: every seed is appended to OUT.records.jsonl as soon as its model calls return, before its
 tests run; rerun the same command after a crash, a kill, Ctrl-C or --max-requests (seeds generated but
-not yet executed are executed then, without new requests). Settings that shape the records must match (--restart starts over).
+not yet executed are executed then, without new requests). Settings that shape the records must
+match (--restart starts over).
 """
 
 
