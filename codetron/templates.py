@@ -122,6 +122,12 @@ INSTRUCTION_TEMPLATES = {
 }
 """name -> f(instruction, output, input) -> (prompt, response)."""
 
+BOS_TEMPLATES = frozenset({"starcoder2-instruct"})
+"""Instruction templates whose training documents start with the tokenizer's BOS token: StarCoder2-Instruct
+encodes the prompt with ``add_bos=True`` (starcoder2-self-align@0b19dbcd ``src/star_align/train.py:51``,
+applied in ``llm_wrapper.py:142-153``), and StarCoder2's ``bos_token`` is ``<|endoftext|>``, Codetron's
+EOD, so ``codetron preprocess`` puts the EOD id in front of the prompt."""
+
 PROMPT_TEMPLATES = {
     "wizardcoder": wizardcoder_prompt,
     "octocoder": octocoder_prompt,

@@ -334,14 +334,20 @@ def _run_schedule(cfg: TrainConfig, chunks, micro_batches: list[dict], forward_s
     )
 
 
-def _optimizer_step(optimizer, loss: float, step: int, on_nan: str) -> tuple[float | None, bool]:
-    """Apply the update unless the loss or grad norm is not finite; returns (grad norm, skipped)."""
+def _optimizer_step(optimizer, loss: float, step: int, on_nan: str, clip_grad: float) -> tuple[float | None, bool]:
+    """Apply the update unless the loss or grad norm is not finite; returns (grad norm, skipped).
+
+    megatron-core measures the grad norm only to clip it and reports 0.0 with ``clip_grad`` 0, so then
+    the norm is measured here, after the update (the step leaves the gradients in place): the log keeps
+    a real norm and a non-finite one still stops the run (with ``on_nan=skip`` that update is applied)."""
     if not math.isfinite(loss):
         if on_nan == "stop":
             raise CodetronError(f"step {step}: loss is {loss}; stopping (logging.on_nan=skip skips such steps; "
                                 f"lower optim.lr or check the data)")
         return None, True
     ok, grad_norm, _ = optimizer.step()
+    if ok and clip_grad <= 0.0:
+        grad_norm = float(optimizer.get_grad_norm())
     if grad_norm is not None and not math.isfinite(grad_norm):
         if on_nan == "stop":
             raise CodetronError(f"step {step}: grad norm is {grad_norm}; stopping (logging.on_nan=skip to continue)")
@@ -387,7 +393,7 @@ def run_steps(cfg: TrainConfig, model: Trainable, data: RunData, saver: Saver, l
         loss_dicts = _run_schedule(cfg, model.chunks, micro_batches, forward_step, fwd_bwd, forward_only=False)
         stop_here = bool(ck.exit_at_iter) and it + 1 == ck.exit_at_iter
         report = _reduce_step(loss_dicts, exit_req.local() or stop_here)
-        grad_norm, skipped = _optimizer_step(model.optimizer, report.loss, it + 1, log.on_nan)
+        grad_norm, skipped = _optimizer_step(model.optimizer, report.loss, it + 1, log.on_nan, o.clip_grad)
         it += 1
         model.scheduler.step(increment=1)
         losses.append(report.loss)

@@ -8,7 +8,7 @@ re-exported here for the pipeline.
 """
 from __future__ import annotations
 
-from codetron.templates import (INSTRUCTION_TEMPLATES, PROMPT_TEMPLATES, octocoder_prompt,  # noqa: F401
+from codetron.templates import (BOS_TEMPLATES, INSTRUCTION_TEMPLATES, PROMPT_TEMPLATES, octocoder_prompt,  # noqa: F401
                                 render_octocoder, render_octocoder_instruction, render_plain, render_wizardcoder,
                                 wizardcoder_prompt)
 

@@ -224,6 +224,8 @@ class Processor:
         encoded = self.tok.encode_arrays(flat, self.dtype)  # long documents in pieces: bounded memory
         del flat
         eod = np.asarray([self.eod], dtype=self.dtype)
+        # BOS opens the document for templates trained that way (codetron.templates.BOS_TEMPLATES)
+        bos = self.job.mode == "instruct" and self.job.instruct.template in formats.BOS_TEMPLATES
         seqs: list[np.ndarray] = []
         kept_docs = []
         pos = 0
@@ -236,6 +238,8 @@ class Processor:
                 res.dropped["pretoken_too_long"] += 1
                 continue
             doc_seqs[-1] = np.concatenate([doc_seqs[-1], eod])  # EOD closes the document (response in sft)
+            if bos:
+                doc_seqs[0] = np.concatenate([eod, doc_seqs[0]])
             seqs.extend(doc_seqs)
             res.lines.append(line)
             res.seqs_per_doc.append(n)

@@ -40,12 +40,15 @@ NO_CODE = "I would write a loop that keeps the maximum so far."
 GOOD_TESTS = "assert running_max([1, 3, 2, 5]) == [1, 3, 3, 5]\nassert running_max([]) == []"
 # the issue's case: a wrong implementation whose tests check nothing passed the execution filter
 VACUOUS = WRONG.replace(GOOD_TESTS, "assert True")
-# tests that call the function but accept anything it does (no result checked, every error caught)
-WEAK = WRONG.replace(GOOD_TESTS, "try:\n    running_max([1, 2])\nexcept Exception:\n    pass\nassert True")
+# tests that call the function but accept anything it does (no result checked, every error caught):
+# the static check of codetron.preprocess.generate.testcheck rejects them before execution
+SWALLOWED = WRONG.replace(GOOD_TESTS, "try:\n    running_max([1, 2])\nexcept Exception:\n    pass\nassert True")
+# tests that reach the function yet hold for any function (issue 23): only the stand-ins catch them
+WEAK = WRONG.replace(GOOD_TESTS, "assert callable(running_max)\nassert running_max is not None")
 TRUNCATED = (GOOD, "length")  # complete-looking text, but the server says it was cut at max_tokens
 
 ANSWERS = {"good": [GOOD], "wrong": [WRONG], "noassert": [NO_ASSERT], "hangs": [HANGS], "crashes": [CRASHES],
-           "nocode": [NO_CODE], "second": [WRONG, GOOD], "vacuous": [VACUOUS], "weak": [WEAK],
+           "nocode": [NO_CODE], "second": [WRONG, GOOD], "vacuous": [VACUOUS], "weak": [WEAK], "swallowed": [SWALLOWED],
            "truncated": [TRUNCATED], "weakthengood": [WEAK, GOOD]}
 """Seed name -> the answers the scripted model gives for that seed's task."""
 
@@ -78,7 +81,7 @@ def test_only_passing_answers_are_kept(tmp_path, scripted):
     assert kept == {"good", "second", "weakthengood"}
     assert {sid: r["rule"] for sid, r in recs.items() if sid not in kept} == {
         "wrong": "tests_failed", "hangs": "tests_failed", "crashes": "tests_failed", "noassert": "no_tests",
-        "nocode": "no_tests", "noconcepts": "no_concepts", "vacuous": "tests_vacuous",
+        "nocode": "no_tests", "noconcepts": "no_concepts", "vacuous": "tests_vacuous", "swallowed": "tests_vacuous",
         "weak": "tests_pass_wrong_impl", "truncated": "truncated_response"}
     # the sandbox's verdicts are recorded: a wrong answer fails its assert, a hang is stopped
     assert {e["status"] for e in recs["hangs"]["exec"]} <= {"timeout", "failed"}, recs["hangs"]["exec"]
@@ -92,10 +95,11 @@ def test_only_passing_answers_are_kept(tmp_path, scripted):
     assert recs["weakthengood"]["output"] == GOOD.strip() and "vacuous" not in {r["seed_id"] for r in recs.values()
                                                                                if r["status"] == "kept"}
     assert "exec" not in recs["vacuous"]  # never executed: its tests use nothing of the implementation
+    assert "exec" not in recs["swallowed"]
     assert recs["second"]["output"] == GOOD.strip() and "assert running_max" in recs["good"]["tests"]
-    assert stats == {"items": 12, "kept": 3, "dropped": 9,
+    assert stats == {"items": 13, "kept": 3, "dropped": 10,
                      "eliminated": {"no_concepts": 1, "no_instruction": 0, "truncated_response": 1, "no_tests": 2,
-                                    "tests_vacuous": 1, "tests_failed": 3, "tests_pass_wrong_impl": 1}}
+                                    "tests_vacuous": 2, "tests_failed": 3, "tests_pass_wrong_impl": 1}}
     rows = training_records(list(recs.values()))
     out = tmp_path / "self.jsonl"
     counts = write_output(rows, str(out), OutputConfig(dedup="exact"))
@@ -118,14 +122,14 @@ def test_resume_does_not_regenerate(tmp_path, scripted):
 
 
 def test_names_under_test_and_wrong_programs():
-    from codetron.preprocess.generate.evolve.selfinstruct import names_under_test, wrong_programs
+    from codetron.preprocess.generate.testcheck import names_under_test, programs
 
     impl = "def helper(x):\n    return x\n\ndef f(x):\n    return helper(x) + 1\n\nclass Box:\n    pass\n"
     assert names_under_test(impl, "assert f(1) == 2\nassert isinstance(Box(), Box)") == ["Box", "f"]
     assert names_under_test(impl, "assert True\nassert 1 + 1 == 2") == []
     assert names_under_test(impl, "assert list(map(f, [1])) == [2]") == ["f"]  # used, not called: still exercised
     assert names_under_test("def (:", "assert f(1)") is None
-    none, raises = wrong_programs(impl, "assert f(1) == 2", ["f"])
+    _, none, raises = programs(impl, "assert f(1) == 2")
     ns: dict = {}
     exec(none.replace("assert f(1) == 2", ""), ns)
     assert ns["f"](1) is None and ns["helper"](3) == 3

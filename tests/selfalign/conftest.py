@@ -6,6 +6,7 @@ import http.server
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,10 @@ RESPONSES = {
         answer("def double_all(xs):\n    while True:\n        pass", DOUBLE_TESTS),     # tests_timeout
         answer(DOUBLE, DOUBLE_TESTS, "A list comprehension doubles each item."),       # passes
         answer(DOUBLE_FOR, DOUBLE_TESTS, "A loop appends each doubled item."),         # passes
+        (answer(DOUBLE, DOUBLE_TESTS), "length"),                                      # truncated
+        # issue 23's three: they reach double_all, yet hold for a stand-in returning None
+        answer(DOUBLE, "assert callable(double_all)\nassert double_all is not None"),    # tests_pass_wrong_impl
+        answer(DOUBLE, "assert double_all([2]) == [4] or True"),                       # tests_pass_wrong_impl
     ],
     # area: nothing passes -> no_passing_response
     "rect_area": [answer("def rect_area(w, h):\n    return w + h", "assert rect_area(2, 3) == 6")],
@@ -274,7 +279,8 @@ def new_item(prompt: str) -> tuple[str, str]:
     """(step, the new item's field) of a few-shot prompt: the text after the last example header."""
     last = prompt.rsplit("## Example ", 1)[1].split("\n", 1)[1]
     for step, prefix in PREFIXES.items():
-        head, tail = prefix.split("{")[0], prefix.split("}")[1]
+        # the published pipeline strips the prompt's end: it stops at "### Concepts", no newline
+        head, tail = prefix.split("{")[0], prefix.split("}")[1].rstrip()
         if last.startswith(head) and last.endswith(tail):
             return step, last[len(head):len(last) - len(tail)]
     raise AssertionError(f"unrecognised prompt tail: {last[-200:]!r}")
@@ -311,14 +317,17 @@ class FakeOpenAI(http.server.BaseHTTPRequestHandler):
             fault = srv.faults.pop(0) if srv.faults else None
         if fault:
             return self._send(503, {"error": {"message": "injected overload"}})
+        time.sleep(srv.delay)
         chat = self.path.endswith("/chat/completions")
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         step, texts = scripted_reply(prompt, body.get("n", 1))
         with srv.lock:
             srv.bodies.append(body)
             srv.steps[step] = srv.steps.get(step, 0) + 1
-        choices = [({"message": {"role": "assistant", "content": t}} if chat else {"text": t}) | {"index": i}
-                   for i, t in enumerate(texts)]
+        # a (text, reason) pair scripts a finish reason other than "stop" (a cut answer)
+        texts = [t if isinstance(t, tuple) else (t, "stop") for t in texts]
+        choices = [({"message": {"role": "assistant", "content": t}} if chat else {"text": t})
+                   | {"index": i, "finish_reason": reason} for i, (t, reason) in enumerate(texts)]
         self._send(200, {"choices": choices})
 
     def log_message(self, *args):
@@ -327,12 +336,14 @@ class FakeOpenAI(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_server():
-    """start(faults=[]) -> a running scripted server with .url, .posts, .steps, .bodies."""
+    """start(faults=[], delay=0) -> a running scripted server with .url, .posts, .steps, .bodies; ``delay``
+    seconds before each reply."""
     with contextlib.ExitStack() as running:
 
-        def start(faults=()):
+        def start(faults=(), delay=0.0):
             srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
             srv.lock, srv.posts, srv.faults, srv.bodies, srv.steps = threading.Lock(), 0, list(faults), [], {}
+            srv.delay = delay
             srv.url = f"http://127.0.0.1:{srv.server_port}/v1"
             return running.enter_context(serving(srv))
 

@@ -109,7 +109,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = body["prompt"]
         tail = prompt.rsplit("## Example ", 1)[1]
-        if "### Concepts\n" in tail:
+        if tail.endswith("### Concepts"):  # the published prompts end there, stripped
             name = re.search(r"^def (\w+)", tail, re.M).group(1)
             text = TAUGHT[name][0]
         elif "### Property\n" in tail:
@@ -117,7 +117,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         else:
             text = next(t[2] for t in TAUGHT.values() if t[1] in tail)
         self.server.pairs.append((prompt, text))
-        self._send({"choices": [{"text": text, "index": i} for i in range(body.get("n", 1))]})
+        self._send({"choices": [{"text": text, "index": i, "finish_reason": "stop"} for i in range(body.get("n", 1))]})
 
     def log_message(self, *args):
         pass
@@ -293,8 +293,8 @@ def test_served_model_generates_the_taught_pairs(taught, generated):
     # every request reached the model over HTTP: S->C, C->I, I->R per seed plus the /v1/models lookup
     assert stats["backend"]["model"] == "tiny-sc2" and stats["complete"]
     assert stats["requests"] == 3 * 2 + 1 and stats["retries"] == 0
-    assert stats["stages"] == {"seeds": 2, "concepts": 2, "instructions": 2, "responses": 2, "parsed": 2,
-                               "executed": 2, "passed": 2, "selected": 2}
+    assert stats["stages"] == {"seeds": 2, "concepts": 2, "instructions": 2, "responses": 2, "finished": 2,
+                               "parsed": 2, "executed": 2, "passed": 2, "selected": 2}
     assert stats["dropped_items"] == dict.fromkeys(ITEM_RULES, 0)
     assert stats["dropped_responses"] == dict.fromkeys(RESPONSE_RULES, 0)
     assert stats["output"]["written"] == 2
@@ -353,7 +353,9 @@ def test_finetune_tp2_pp2_from_its_own_conversion(finetuned):
     for key in ("lr", "min_lr", "lr_decay_style", "lr_warmup_fraction", "train_epochs", "adam_beta1", "adam_beta2",
                 "adam_eps", "weight_decay", "clip_grad", "precision"):
         assert saved["optim"][key] == getattr(shipped, key), key
-    assert saved["data"]["mode"] == "sft" and saved["data"]["pack"] is True and saved["checkpoint"]["finetune"]
+    # upstream trains one sample per micro-batch, each sample's mean loss averaged (no packing)
+    assert saved["data"]["mode"] == "sft" and saved["data"]["pack"] is False and saved["checkpoint"]["finetune"]
+    assert saved["data"]["norm_target_loss"] is True and saved["optim"]["clip_grad"] == 0.0
     assert saved["parallel"]["use_distributed_optimizer"] is True
     assert (saved["parallel"]["tensor_model_parallel_size"], saved["parallel"]["pipeline_model_parallel_size"]) == (2, 2)
     m = saved["model"]

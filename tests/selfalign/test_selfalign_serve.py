@@ -66,7 +66,8 @@ def test_selfalign_against_codetron_serve(served, module_corpus, tmp_path):
                  "--fewshots", "1", "--max-tokens", "16", "--temperature", "1.0", "--concurrency", "1",
                  "--exec-timeout", "2", "--quiet"]) == 0
     stats = json.loads((tmp_path / "sa.stats.json").read_text())
-    recs = [json.loads(line) for line in (tmp_path / "sa.records.jsonl").read_text().splitlines()[1:]]
+    lines = (tmp_path / "sa.records.jsonl").read_text().splitlines()[1:]
+    recs = list({r["key"]: r for r in map(json.loads, lines)}.values())  # the later line of a key wins
     assert stats["backend"]["model"] == "tiny-sc2" and stats["stages"]["seeds"] == len(recs) == 2
     # every POST the server saw was counted by the client (+1: GET /v1/models), one per step reached
     assert stats["requests"] == served.posts + 1

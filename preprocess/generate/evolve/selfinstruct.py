@@ -6,11 +6,11 @@ a new task exercising them (category and difficulty drawn from a seeded hash), a
 implementation + its own tests run in the ``eval`` sandbox (``codetron.eval.execution.check_programs``); the
 first answer whose tests pass is kept, and an item with no passing answer is dropped.
 
-A test that checks nothing proves nothing, so an answer is kept only if its tests (1) contain an
-``assert``, (2) use a function or class the implementation defines, and (3) *fail* against two
-trivially wrong implementations run in the same sandbox: every such name replaced by one that
-returns None, then by one that raises (``WRONG_IMPLEMENTATIONS``). ``assert True``, tests that only
-print, or tests that catch every exception are rejected that way. Answers cut at ``max_tokens``
+A test that checks nothing proves nothing, so an answer is kept only if its tests contain an
+``assert`` and pass ``codetron.preprocess.generate.testcheck`` (the check ``selfalign run`` shares): the
+static one (an assert reaches the implementation, no redefinition, no swallowed AssertionError) and,
+in the same sandbox, failing against every trivially wrong implementation (every name under test
+rebound to one that returns None, then to one that raises). Answers cut at ``max_tokens``
 (``finish_reason: length``) are dropped unless ``keep_truncated``.
 
 Execution is batched: a chunk of items is generated concurrently, then all its programs run in one
@@ -18,7 +18,6 @@ sandbox pool, then the chunk's records are logged (so a resumed run never re-exe
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import random
 import re
@@ -32,6 +31,8 @@ from codetron.preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DI
 from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_in_chunks
 from codetron.preprocess.generate.seeds import Seed
 from codetron.preprocess.generate.store import RecordLog
+from codetron.preprocess.generate.testcheck import (WRONG_IMPLEMENTATIONS, fooled, names_under_test, programs,
+                                                    vacuous_reason)
 
 SELF_RULES = ("no_concepts", "no_instruction", "truncated_response", "no_tests", "tests_vacuous", "tests_failed",
               "tests_pass_wrong_impl")
@@ -39,13 +40,6 @@ SELF_RULES = ("no_concepts", "no_instruction", "truncated_response", "no_tests",
 answer with asserting tests; tests that never use the implementation's functions; no answer whose
 tests passed; or tests that also pass against a trivially wrong implementation (the best answer's
 fate is recorded)."""
-
-WRONG_IMPLEMENTATIONS = {
-    "returns_none": "def {name}(*args, **kwargs):\n    return None\n",
-    "raises": "def {name}(*args, **kwargs):\n    raise NotImplementedError('codetron: wrong implementation')\n",
-}
-"""Stand-ins for every function/class under test; meaningful tests fail against each of them."""
-
 
 @dataclass(kw_only=True)
 class SelfInstructConfig:
@@ -131,28 +125,6 @@ def has_assert(tests: str) -> bool:
     return re.search(r"^\s*assert\b", tests, re.M) is not None
 
 
-def program_for(impl: str, tests: str) -> str:
-    return impl.rstrip() + "\n\n\n" + tests.strip() + "\n"
-
-
-def names_under_test(impl: str, tests: str) -> list[str] | None:
-    """Top-level functions/classes of ``impl`` that ``tests`` use (sorted), or None if either does not
-    parse (the sandbox run then fails on its own)."""
-    try:
-        defined = {n.name for n in ast.parse(impl).body
-                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-        used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    except (SyntaxError, ValueError):
-        return None
-    return sorted(defined & used)
-
-
-def wrong_programs(impl: str, tests: str, names: list[str]) -> list[str]:
-    """``impl`` + tests with every name under test rebound to each wrong implementation."""
-    return [impl.rstrip() + "\n\n\n" + "".join(stub.format(name=n) for n in names) + "\n\n" + tests.strip() + "\n"
-            for stub in WRONG_IMPLEMENTATIONS.values()]
-
-
 def generate_item(backend: Backend, cfg: SelfInstructConfig, seed: Seed, k: int) -> dict:
     """The model calls of one item; programs to execute are in ``rec["_candidates"]``."""
     base = derive_seed(cfg.seed, "self", seed.id, k)
@@ -186,12 +158,10 @@ def generate_item(backend: Backend, cfg: SelfInstructConfig, seed: Seed, k: int)
         if not parts or not has_assert(parts[1]):
             fates.append("no_tests")
             continue
-        names = names_under_test(*parts)
-        if names == []:
+        if names_under_test(*parts) is not None and vacuous_reason(*parts):
             fates.append("tests_vacuous")
             continue
-        programs = [program_for(*parts)] + (wrong_programs(*parts, names) if names else [])
-        rec["_candidates"].append((i, answer.text.strip(), parts[1], programs))
+        rec["_candidates"].append((i, answer.text.strip(), parts[1], programs(*parts)))
     if not rec["_candidates"]:
         # the answer that got furthest names the item's fate
         order = ("tests_vacuous", "no_tests", "truncated_response")
@@ -205,14 +175,14 @@ def execute_chunk(records: list[dict], cfg: SelfInstructConfig) -> None:
     from codetron.eval.execution import check_programs
 
     flat = [(rec, cand) for rec in records for cand in rec["_candidates"]]
-    programs = [p for _, cand in flat for p in cand[3]]
-    results = iter(check_programs(programs, timeout=cfg.exec_timeout, n_workers=cfg.exec_workers) if flat else [])
+    to_run = [p for _, cand in flat for p in cand[3]]
+    results = iter(check_programs(to_run, timeout=cfg.exec_timeout, n_workers=cfg.exec_workers) if flat else [])
     for rec, (i, answer, tests, progs) in flat:
         res, *wrong = [next(results) for _ in progs]
-        fooled = [kind for kind, w in zip(WRONG_IMPLEMENTATIONS, wrong) if w.passed]
+        weak = fooled([res.passed] + [w.passed for w in wrong])
         rec.setdefault("exec", []).append({"answer": i, "status": res.status, "detail": res.detail,
-                                           "passes_wrong_impl": fooled})
-        if res.passed and not fooled and rec["status"] != "kept":
+                                           "passes_wrong_impl": weak})
+        if res.passed and not weak and rec["status"] != "kept":
             rec.update(status="kept", output=answer, tests=tests, rule=None)
     for rec in records:
         if rec["status"] != "kept" and rec["rule"] is None:

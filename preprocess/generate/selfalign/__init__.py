@@ -3,13 +3,16 @@ response with self-validation tests -> execution filter -> one passing response 
 
 ``seeds``     documented Python functions from raw code, filtered (ast rules, HumanEval/MBPP overlap,
               near-duplicates, optional pyright)
-``prompts``   the few-shot prompts of S->C, C->I and I->R, read from ``fewshot.txt`` (a data file)
-``response``  parsing and sanitising a response; rejecting tests that test nothing
+``prompts``   the few-shot prompts of S->C, C->I and I->R (byte for byte the published pipeline's), read
+              from a few-shot file in the published format (``fewshot.txt``, Codetron's own examples,
+              by default)
+``response``  parsing and sanitising a response (whether its tests test anything: ``generate/testcheck``)
 ``pipeline``  the per-seed model calls, the sandboxed execution filter, selection, the summary
 ``cli``       ``codetron selfalign seeds|run``
 
 Method: BigCode, "StarCoder2-Instruct: Fully Transparent and Permissive Self-Alignment for Code
 Generation" (2024) and Wei et al., "SelfCodeAlign" (arXiv:2410.24198); the published pipeline is
-bigcode-project/starcoder2-self-align. The code here is written from those descriptions on the shared
-generation modules (one HTTP client, runner, resumable store, output filtering).
+bigcode-project/starcoder2-self-align (0b19dbcd). The code here is written on the shared generation
+modules (one HTTP client, runner, resumable store, output filtering) and matched to that code where it
+says so; docs/recipes-starcoder2-instruct.md lists every rule, its upstream line and any deviation.
 """

@@ -26,17 +26,22 @@ EXIT_INCOMPLETE = 3
 
 RUN_EPILOG = """\
 pipeline (per seed): S->C the snippet's concepts; C->I an instruction with a seeded category and
-difficulty; I->R --responses answers, each with self-validation tests after a [Tests] line; answers
-that do not parse, are unfinished or whose tests test nothing are dropped; the rest run (solution, then
-tests) in the eval sandbox; one passing answer per instruction is kept.
+difficulty; I->R --responses answers, each with self-validation tests after a [Tests] line. Answers
+cut at --max-tokens (finish_reason not stop or eos_token) are dropped at every step, as are answers that do
+not parse, are unfinished or whose tests test nothing (static check, then the tests run against wrong
+stand-ins: one returning None, one raising); the rest run (solution, then tests) in the eval sandbox;
+one passing answer per instruction is kept. The prompts are byte for byte the published pipeline's
+(bigcode-project/starcoder2-self-align); --fewshot takes its few-shot file as it is.
 
 servers: any OpenAI-compatible server -- vLLM (`vllm serve bigcode/starcoder2-15b`), TGI, llama.cpp
 server, or `codetron serve MODEL_DIR`. --api completions (default) sends few-shot text for a base
 model to continue, as StarCoder2-Instruct did; --api chat sends the same text as one user message.
 OPENAI_API_KEY is sent if set.
 
-resume: every finished seed is appended to OUT.records.jsonl at once; rerun the same command after a
-crash, Ctrl-C or --max-requests. Settings that shape the records must match (--restart starts over).
+resume: every seed is appended to OUT.records.jsonl as soon as its model calls return, before its
+tests run; rerun the same command after a crash, a kill, Ctrl-C or --max-requests (seeds generated but
+not yet executed are executed then, without new requests). Settings that shape the records must
+match (--restart starts over).
 """
 
 
@@ -88,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--responses", type=int, default=10, help="responses sampled per instruction (default 10)")
     g.add_argument("--fewshots", type=int, default=3, help="few-shot examples in S->C and C->I prompts (default 3)")
     g.add_argument("--fewshots-response", type=int, default=1, help="few-shot examples in I->R prompts (default 1)")
-    g.add_argument("--fewshot-file", help="few-shot examples file (default: the shipped fewshot.txt)")
+    g.add_argument("--fewshot", "--fewshot-file", dest="fewshot", metavar="FILE",
+                   help="few-shot file in the published format, e.g. starcoder2-self-align's "
+                        "prompts/self-ossinstruct-fewshot.txt (default: Codetron's own fewshot.txt)")
     g.add_argument("--seed", type=int, default=3407, help="base seed of draws and request seeds (default 3407)")
     g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     g.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1.0)")
@@ -157,7 +164,7 @@ def run_main(args) -> int:
                           top_p=args.top_p, max_tokens=args.max_tokens, exec_timeout=args.exec_timeout,
                           exec_workers=args.exec_workers, concurrency=args.concurrency,
                           max_failures=args.max_failures)
-    fewshot = load_fewshot(args.fewshot_file)
+    fewshot = load_fewshot(args.fewshot)
     cfg.validate(fewshot)
     retry, budget = request_policy(args)
     for path in args.benchmark:
