@@ -12,9 +12,6 @@ from tests.conftest import ROOT
 DOC = ROOT / "docs" / "recipes.md"
 HEADINGS = {"starcoder-pretrain": "StarCoder pretraining", "wizardcoder-sft": "WizardCoder",
             "octocoder-sft": "OctoCoder", "rrtf": "RRTF (PanGu-Coder2)", "starcoder2-instruct": "StarCoder2-Instruct"}
-PENDING = {"starcoder2-instruct"}
-"""Recipes whose section another change fills in (issue 23's StarCoder2-Instruct slice); the heading
-must exist either way."""
 
 KEY = re.compile(r"^`(\w+)\.(\w+)`$")
 
@@ -65,7 +62,7 @@ def mismatches(name: str, text: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("name", [n for n in RECIPES if n not in PENDING])
+@pytest.mark.parametrize("name", list(RECIPES))
 def test_table_lists_every_recipe_value_as_in_code(name):
     assert mismatches(name, DOC.read_text()) == []
 

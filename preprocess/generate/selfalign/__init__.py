@@ -14,5 +14,5 @@ Method: BigCode, "StarCoder2-Instruct: Fully Transparent and Permissive Self-Ali
 Generation" (2024) and Wei et al., "SelfCodeAlign" (arXiv:2410.24198); the published pipeline is
 bigcode-project/starcoder2-self-align (0b19dbcd). The code here is written on the shared generation
 modules (one HTTP client, runner, resumable store, output filtering) and matched to that code where it
-says so; docs/recipes-starcoder2-instruct.md lists every rule, its upstream line and any deviation.
+says so; docs/recipes.md (StarCoder2-Instruct) lists every rule, its upstream line and any deviation.
 """
