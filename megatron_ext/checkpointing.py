@@ -2,17 +2,21 @@
 
 Layout of ``checkpoint.save``::
 
-    iter_0000010/                      dist_checkpointing files (any TP/PP/DP reads them)
-    iter_0000010/codetron_config.yaml  the resolved TrainConfig of the run that wrote it
-    latest_checkpointed_iteration.txt  written last, atomically: only complete checkpoints count
-    run_state.json                     running | preempted | finished, for launchers
+    iter_0000010/                         dist_checkpointing files (any TP/PP/DP reads them)
+    iter_0000010/codetron_config.yaml     the resolved TrainConfig of the run that wrote it
+    iter_0000010/codetron_manifest.json   every file's size and CRC-32 (``manifest``), after the data
+    latest_checkpointed_iteration.txt     written last, atomically: only complete checkpoints count
+    run_state.json                        running | preempted | finished | failed, for launchers
 
 A kill during a save leaves at most a partial ``iter_*`` directory that no tracker points to; the
-next save of that iteration removes it first, and old ones are pruned only after a newer one is
-complete. A complete checkpoint damaged later (a truncated ``.distcp`` after a full disk or an
-interrupted copy) is found from file sizes alone before any process group starts, and a resume
-falls back to the newest intact one (``resume_point``). The processes megatron-core starts to write
-a checkpoint die with the trainer (``_die_with_parent``), so a kill -9 leaves no writer behind.
+next save removes it, and old ones are pruned only after a newer one is complete. A damaged
+checkpoint (a truncated or corrupt file, a garbage tracker) is found before it is loaded: file sizes
+before any process group starts, then the CRC-32s of the one to be resumed, read by all ranks in
+shares; the resume falls back to the newest intact one (``resume_point``). A full disk is one line
+(``DiskFullError``) and leaves the previous checkpoint as it was. The processes megatron-core starts
+to write a checkpoint die with the trainer (``_die_with_parent``), so a kill -9 leaves no writer
+behind, and start with the exit signals blocked (``helper_signals``), so a signal to the whole step
+reaches the trainer only.
 """
 from __future__ import annotations
 

@@ -2,11 +2,13 @@
 
 Sizes catch a truncated or missing file at any checkpoint size for the cost of a ``stat``; the
 CRC-32 catches a same-size corruption (a bad copy, bit rot, a damaged ``common.pt``) for the cost of
-reading the files once. The hash only has to catch accidents, not tampering, so the fastest one
-wins. Measured here on a 256 MiB file read in 8 MiB blocks from the page cache (a machine shared
-with other jobs, so the numbers are noisy): zlib.crc32 2437 MiB/s, hashlib sha1 1155, sha256 941,
-blake2b 469, md5 459; reading alone 7719 (xxhash was not installed). ``benchmarks/checkpoint_hash.py``
-repeats the measurement.
+reading the files once. The hash only has to catch accidents, not tampering. Measured with
+``benchmarks/checkpoint_hash.py`` on a 256 MiB file from the page cache, on a machine shared with
+other jobs (noisy): lightly loaded, zlib.crc32 2437 MiB/s, sha1 1155, sha256 941, blake2b 469, md5
+459 (plain reading 7719); under heavy load, xxhash's xxh3_64 ran 1.5-2.5x crc32 (760 vs 305, 662 vs
+481). CRC-32 it is: in the standard library (xxhash is no dependency of a training node, and a
+manifest must be checkable wherever the checkpoint goes), 5x blake2b, and faster than a parallel file
+system delivers one rank's share of a checkpoint, so reading, not hashing, sets the time.
 """
 from __future__ import annotations
 

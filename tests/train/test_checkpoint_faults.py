@@ -14,6 +14,7 @@ import pytest
 from codetron.errors import CodetronError
 from codetron.megatron_ext import checkpointing, manifest
 from codetron.megatron_ext.config import CheckpointConfig
+from codetron.megatron_ext.helper_signals import EXIT_SIGNALS, held_signals
 from tests.conftest import PYTHON, ROOT, subprocess_env
 from tests.train.conftest import base_args, read_log, run_train
 
@@ -24,6 +25,29 @@ def _wait_for(cond, timeout: float, proc: subprocess.Popen, what: str) -> None:
         assert proc.poll() is None, f"trainer ended before {what}: {proc.communicate()[0][-3000:]}"
         assert time.time() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", sorted(EXIT_SIGNALS))
+def test_processes_started_under_held_signals_never_see_them(sig):
+    """The mechanism: a child started inside held_signals() (fork+exec, as the spawned Manager is)
+    survives the signal that kills one started outside; the parent's own mask comes back."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    sleeper = [PYTHON, "-c", "import time; time.sleep(60)"]
+    with held_signals():
+        held = subprocess.Popen(sleeper)
+    plain = subprocess.Popen(sleeper)
+    try:
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+        time.sleep(0.5)  # past the interpreter's start-up
+        for proc in (held, plain):
+            proc.send_signal(sig)
+        assert plain.wait(timeout=10) != 0
+        time.sleep(0.5)
+        assert held.poll() is None, "a helper started with the signals held died of one"
+    finally:
+        for proc in (held, plain):
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.slow
@@ -173,6 +197,30 @@ def test_training_resumes_past_a_same_size_corrupt_shard_and_matches(run8, synth
         assert checkpointing.checkpoint_damage(ck / f"iter_{it:07d}", hashes=True) is None
     state = json.loads((ck / "run_state.json").read_text())
     assert (state["state"], state["iteration"], state["checkpoint"]) == ("finished", 10, 10)
+
+
+@pytest.mark.slow
+def test_two_ranks_hash_in_shares_and_fall_back_together(synthetic_data, tmp_path):
+    """TP2: each rank hashes half the files when saving and when resuming; a corrupt shard sends both
+    ranks to the same older checkpoint, said once."""
+    ck, log = tmp_path / "ck", tmp_path / "loss.jsonl"
+    tp2 = ["--parallel.tensor_model_parallel_size", "2", "--checkpoint.save", str(ck), "--checkpoint.save_interval", "2",
+           "--checkpoint.keep_last", "0"]
+    run_train(base_args(synthetic_data, 4) + tp2 + ["--logging.loss_log", str(log)], nproc=2)
+    files = manifest.read(ck / "iter_0000004")
+    assert sorted(files) == manifest.listing(ck / "iter_0000004") and len(files) >= 6
+    assert all(manifest.file_crc32(ck / "iter_0000004" / n) == e["crc32"] for n, e in files.items())
+    bad = _shard(ck, 4)
+    _flip_byte(bad)
+    proc = run_train(base_args(synthetic_data, 6) + tp2 + ["--logging.loss_log", str(tmp_path / "again.jsonl")],
+                     nproc=2)
+    warnings = [line for line in proc.stdout.splitlines() if "damaged" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: checkpoint iter_0000004 is damaged: {bad} is corrupt")
+    assert f"resumed from {ck / 'iter_0000002'} at step 2" in proc.stdout
+    first = {r["step"]: r["loss"] for r in read_log(log)}
+    again = read_log(tmp_path / "again.jsonl")
+    assert [r["step"] for r in again] == [3, 4, 5, 6]
+    assert [r["loss"] for r in again[:2]] == pytest.approx([first[3], first[4]], rel=1e-6, abs=0)
 
 
 def test_checkpoint_verify_cli_names_each_damage(run8, tmp_path):
