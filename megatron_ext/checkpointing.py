@@ -39,7 +39,7 @@ import torch.distributed as dist
 from codetron.errors import CodetronError, ConfigError
 from codetron.fileio import atomic_open
 from codetron.megatron_ext import manifest
-from codetron.megatron_ext.helper_signals import held_signals
+from codetron.megatron_ext.helper_signals import held_signals, start_resource_tracker
 
 TRACKER = "latest_checkpointed_iteration.txt"
 CONFIG_NAME = "codetron_config.yaml"
@@ -447,7 +447,8 @@ def _writers_die_with_parent():
         from multiprocessing.managers import SyncManager
 
         manager = SyncManager(ctx=mp.get_context("spawn"))
-        with held_signals():  # and multiprocessing's resource tracker, started with it
+        start_resource_tracker()
+        with held_signals():
             manager.start(initializer=functools.partial(_die_with_parent, os.getpid()))
         filesystem_async._results_queue = manager.Queue()
     _saving_in = os.getpid()

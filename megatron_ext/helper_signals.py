@@ -8,6 +8,10 @@ Manager and the exit save then failed with BrokenPipeError. Starting every helpe
 signals blocked fixes that: the mask is inherited through fork and kept across exec, so the
 helpers never see them, while the trainer gets them as before (blocked only while a helper
 starts; one arriving then is delivered when the block ends, or to another thread at once).
+
+One catch: multiprocessing's resource tracker, started on the first spawn, unblocks INT and TERM in
+the calling thread once it has started (``resource_tracker.ensure_running``), which would end the
+block half-way; ``start_resource_tracker`` starts it on its own first.
 """
 from __future__ import annotations
 
@@ -25,3 +29,11 @@ def held_signals():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, with the signals held (see the module doc)."""
+    from multiprocessing import resource_tracker
+
+    with held_signals():
+        resource_tracker.ensure_running()

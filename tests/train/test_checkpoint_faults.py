@@ -50,6 +50,34 @@ def test_processes_started_under_held_signals_never_see_them(sig):
             proc.wait()
 
 
+_HELPERS_MASKS = """
+import os, signal
+from codetron.megatron_ext import checkpointing
+with checkpointing._writers_die_with_parent():
+    pass
+for pid in os.listdir("/proc"):
+    try:
+        stat, status = open(f"/proc/{pid}/stat").read(), open(f"/proc/{pid}/status").read()
+    except OSError:
+        continue
+    if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+        blocked = int(next(l for l in status.splitlines() if l.startswith("SigBlk")).split()[1], 16)
+        ignored = int(next(l for l in status.splitlines() if l.startswith("SigIgn")).split()[1], 16)
+        print(" ".join(s.name for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+                       if not (blocked | ignored) & (1 << (s - 1))) or "none")
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the helpers' signal masks from /proc")
+def test_the_checkpoint_helpers_start_deaf_to_exit_signals():
+    """In a fresh process (no resource tracker yet, which unblocked INT and TERM in the caller and so
+    let the Manager die of scancel's TERM): the Manager and the tracker ignore or block all three."""
+    proc = subprocess.run([PYTHON, "-c", _HELPERS_MASKS], cwd=ROOT, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:-1] == ["none", "none"], proc.stdout  # tracker and Manager: deaf to all
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
 def test_signal_to_the_whole_process_group_after_periodic_saves(synthetic_data, tmp_path, sig):
