@@ -287,11 +287,6 @@ def save(root: str | Path, iteration: int, model_chunks, optimizer, scheduler, c
 
     target = iter_dir(root, iteration)
     _check_free_space(root, iteration)
-    if _rank0():
-        if target.exists():
-            shutil.rmtree(target)  # a partial save of this iteration from a killed run
-        target.mkdir(parents=True)
-    _barrier()
     state = model_sharded_state(model_chunks)
     if optimizer is not None:
         state["optimizer"] = optimizer.sharded_state_dict(state, metadata=_optim_metadata(use_distributed_optimizer))
@@ -299,6 +294,11 @@ def save(root: str | Path, iteration: int, model_chunks, optimizer, scheduler, c
     state["iteration"] = iteration
     state["extra"] = extra or {}
     try:
+        if _rank0():
+            if target.exists():
+                shutil.rmtree(target)  # a partial save of this iteration from a killed run
+            target.mkdir(parents=True)
+        _barrier()
         with held_signals(), _writers_die_with_parent():
             dist_checkpointing.save(state, str(target))
         _barrier()
