@@ -26,7 +26,7 @@ def verify(run: Path, hashes: bool) -> tuple[list[str], bool]:
         lines.append(f"tracker: iteration {it} ({tracker})")
     else:
         lines.append(f"tracker: none ({tracker} is missing: no save of this run finished)")
-    dirs = sorted(p for p in run.glob("iter_*") if p.is_dir())
+    dirs = sorted(p for p in run.glob("iter_*") if p.is_dir() and p.name[5:].isdigit())
     for d in dirs:
         damage = checkpointing.checkpoint_damage(d, hashes)
         files = _files(d)
