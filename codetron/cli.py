@@ -15,6 +15,7 @@ from codetron.errors import CodetronError
 STAGES: dict[str, tuple[str, str]] = {
     "preprocess": ("codetron.preprocess.cli", "tokenize code / CommitPack / instruction data into .bin/.idx"),
     "train": ("codetron.megatron_ext.train", "train or fine-tune a GPTBigCode-style model (TP/PP/DP)"),
+    "checkpoint": ("codetron.megatron_ext.checkpoint_cli", "verify a run's checkpoints (sizes and CRC-32 manifests)"),
     "convert": ("codetron.convert.cli", "megatron-core checkpoint <-> Hugging Face GPTBigCode"),
     "eval": ("codetron.eval.cli", "HumanEval-style pass@k with sandboxed execution"),
     "slurm": ("codetron.slurm.cli", "render/submit sbatch launchers, plan capacity"),

@@ -2,22 +2,27 @@
 
 Layout of ``checkpoint.save``::
 
-    iter_0000010/                      dist_checkpointing files (any TP/PP/DP reads them)
-    iter_0000010/codetron_config.yaml  the resolved TrainConfig of the run that wrote it
-    latest_checkpointed_iteration.txt  written last, atomically: only complete checkpoints count
-    run_state.json                     running | preempted | finished, for launchers
+    iter_0000010/                         dist_checkpointing files (any TP/PP/DP reads them)
+    iter_0000010/codetron_config.yaml     the resolved TrainConfig of the run that wrote it
+    iter_0000010/codetron_manifest.json   every file's size and CRC-32 (``manifest``), after the data
+    latest_checkpointed_iteration.txt     written last, atomically: only complete checkpoints count
+    run_state.json                        running | preempted | finished | failed, for launchers
 
 A kill during a save leaves at most a partial ``iter_*`` directory that no tracker points to; the
-next save of that iteration removes it first, and old ones are pruned only after a newer one is
-complete. A complete checkpoint damaged later (a truncated ``.distcp`` after a full disk or an
-interrupted copy) is found from file sizes alone before any process group starts, and a resume
-falls back to the newest intact one (``resume_point``). The processes megatron-core starts to write
-a checkpoint die with the trainer (``_die_with_parent``), so a kill -9 leaves no writer behind.
+next save removes it, and old ones are pruned only after a newer one is complete. A damaged
+checkpoint (a truncated or corrupt file, a garbage tracker) is found before it is loaded: file sizes
+before any process group starts, then the CRC-32s of the one to be resumed, read by all ranks in
+shares; the resume falls back to the newest intact one (``resume_point``). A full disk is one line
+(``DiskFullError``) and leaves the previous checkpoint as it was. The processes megatron-core starts
+to write a checkpoint die with the trainer (``_die_with_parent``), so a kill -9 leaves no writer
+behind, and start with the exit signals blocked (``helper_signals``), so a signal to the whole step
+reaches the trainer only.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import os
@@ -33,6 +38,8 @@ import torch.distributed as dist
 
 from codetron.errors import CodetronError, ConfigError
 from codetron.fileio import atomic_open
+from codetron.megatron_ext import manifest
+from codetron.megatron_ext.helper_signals import held_signals, start_resource_tracker
 
 TRACKER = "latest_checkpointed_iteration.txt"
 CONFIG_NAME = "codetron_config.yaml"
@@ -44,20 +51,34 @@ def iter_dir(root: str | Path, iteration: int) -> Path:
     return Path(root) / f"iter_{iteration:07d}"
 
 
-def latest_iteration(root: str | Path | None) -> int | None:
-    """The newest complete checkpoint's iteration under ``root``; None if there is none."""
-    if not root:
-        return None
+def read_tracker(root: str | Path) -> tuple[int | None, str | None]:
+    """(iteration the tracker names, None) or (None, why it cannot be used); (None, None) without one."""
     tracker = Path(root) / TRACKER
     if not tracker.is_file():
-        return None
-    text = tracker.read_text().strip()
+        return None, None
+    text = tracker.read_text(errors="replace").strip()
     if not text.isdigit():
-        raise CodetronError(f"{tracker}: expected an iteration number, found {text[:40]!r}")
+        return None, f"{tracker} holds {text[:40]!r}, not an iteration number"
     it = int(text)
     if not iter_dir(root, it).is_dir():
-        raise CodetronError(f"{tracker} points to iteration {it} but {iter_dir(root, it)} is missing")
+        return None, f"{tracker} points to iteration {it} but {iter_dir(root, it)} is missing"
+    return it, None
+
+
+def latest_iteration(root: str | Path | None) -> int | None:
+    """The newest complete checkpoint's iteration under ``root``; None if there is none. A tracker
+    that names no checkpoint is a CodetronError (``resume_point`` falls back past it instead)."""
+    if not root:
+        return None
+    it, problem = read_tracker(root)
+    if problem:
+        raise CodetronError(problem)
     return it
+
+
+def tracked_iteration(root: str | Path | None) -> int | None:
+    """The iteration the tracker names, None if it is missing or damaged."""
+    return read_tracker(root)[0] if root else None
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
@@ -71,12 +92,37 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     return iter_dir(p, it)
 
 
-def checkpoint_damage(ckpt_dir: str | Path) -> str | None:
-    """Why ``ckpt_dir`` cannot be loaded, in one line naming the file; None when every file its
-    metadata lists is present at full length. File sizes only: cheap for any checkpoint size."""
+def checkpoint_damage(ckpt_dir: str | Path, hashes: bool = False) -> str | None:
+    """Why ``ckpt_dir`` cannot be loaded, in one line naming the file; None when it is intact.
+
+    With a manifest: every file it lists at its size and, with ``hashes``, its CRC-32 (under a
+    process group each rank reads a share of the files and all ranks get the same answer). Without
+    one (a checkpoint from before manifests): the files megatron's index lists at full length."""
+    ckpt_dir = Path(ckpt_dir)
+    try:
+        files = manifest.read(ckpt_dir)
+    except ValueError as exc:
+        return str(exc)
+    if files is None:
+        return _legacy_damage(ckpt_dir)
+    for name in (".metadata", "metadata.json", "common.pt"):
+        if name not in files:
+            return f"{ckpt_dir / name} is missing (not in {manifest.MANIFEST})"
+    problem = manifest.size_problem(ckpt_dir, files)
+    if problem or not hashes:
+        return problem
+    names = sorted(files)
+    if not dist.is_initialized():
+        return manifest.hash_problem(ckpt_dir, files, names)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    found: list = [None] * world
+    dist.all_gather_object(found, manifest.hash_problem(ckpt_dir, files, names[rank::world]))
+    return next((f for f in found if f), None)
+
+
+def _legacy_damage(ckpt_dir: Path) -> str | None:
     from torch.distributed.checkpoint import FileSystemReader
 
-    ckpt_dir = Path(ckpt_dir)
     for name in (".metadata", "metadata.json", "common.pt"):
         if not (ckpt_dir / name).is_file():
             return f"{ckpt_dir / name} is missing"
@@ -96,47 +142,57 @@ def checkpoint_damage(ckpt_dir: str | Path) -> str | None:
     return None
 
 
-def resume_point(root: str | Path, report: Callable[[str], None] | None = None) -> Path | None:
-    """The newest intact checkpoint under ``root`` at or before the tracker's; None if ``root`` has no
-    tracker. A damaged one is skipped with one line to ``report``; if none is intact, a one-line
-    CodetronError naming the damaged file."""
-    latest = latest_iteration(root)
-    if latest is None:
+def _iterations(root: str | Path) -> list[int]:
+    return sorted(int(m.group(1)) for p in Path(root).iterdir() if (m := _ITER_RE.match(p.name)) and p.is_dir())
+
+
+def _finished(ckpt_dir: Path) -> bool:
+    """A save got past its data: the manifest (or, before manifests, the config) is written after it."""
+    return (ckpt_dir / manifest.MANIFEST).is_file() or (ckpt_dir / CONFIG_NAME).is_file()
+
+
+def resume_point(root: str | Path, report: Callable[[str], None] | None = None, hashes: bool = False) -> Path | None:
+    """The newest intact checkpoint under ``root``; None if ``root`` has no tracker.
+
+    Candidates: the tracker's checkpoint, then the finished older ones (keep_last keeps them); a
+    tracker that is garbage, empty or names a missing directory is skipped and every finished
+    checkpoint is a candidate. What was skipped is said in one line to ``report``; if nothing is
+    intact, a one-line CodetronError naming the first damaged file."""
+    if not (Path(root) / TRACKER).is_file():
         return None
-    # Older complete checkpoints kept by keep_last carry the config written after their save.
-    older = sorted((int(m.group(1)) for p in Path(root).iterdir()
-                    if (m := _ITER_RE.match(p.name)) and int(m.group(1)) < latest and (p / CONFIG_NAME).is_file()),
-                   reverse=True)
-    first_problem = None
-    for it in [latest, *older]:
-        problem = checkpoint_damage(iter_dir(root, it))
+    latest, tracker_problem = read_tracker(root)
+    older = [i for i in reversed(_iterations(root)) if (latest is None or i < latest) and _finished(iter_dir(root, i))]
+    skipped = [f"checkpoint tracker is damaged: {tracker_problem}"] if tracker_problem else []
+    first_problem = tracker_problem
+    for it in ([latest] if latest is not None else []) + older:
+        problem = checkpoint_damage(iter_dir(root, it), hashes)
         if problem is None:
-            if first_problem and report:
-                report(f"checkpoint {iter_dir(root, latest).name} is damaged: {first_problem}; resuming from "
-                       f"{iter_dir(root, it)}, the newest intact checkpoint")
+            if skipped and report:
+                report(f"{'; '.join(skipped)}; resuming from {iter_dir(root, it)}, the newest intact checkpoint")
             return iter_dir(root, it)
+        skipped.append(f"checkpoint {iter_dir(root, it).name} is damaged: {problem}")
         first_problem = first_problem or problem
     raise CodetronError(f"{first_problem}; no intact checkpoint to fall back to under {root}")
 
 
-def resume_source(ck, report: Callable[[str], None] | None = None) -> tuple[Path | None, bool]:
+def resume_source(ck, report: Callable[[str], None] | None = None, hashes: bool = False) -> tuple[Path | None, bool]:
     """The checkpoint a run with CheckpointConfig ``ck`` starts from, and whether it takes weights only.
 
     The run's own checkpoints in ``save`` come first (a requeued or preempted run continues itself,
     fine-tune or not); then ``load``, a run or ``iter_*`` directory: weights only for a fine-tune, a
     full resume otherwise. (None, False) = from scratch. A ``load`` holding no checkpoint is an error,
-    not a silent fresh start."""
-    if ck.save and latest_iteration(ck.save) is not None:
-        return resume_point(ck.save, report), False
+    not a silent fresh start. ``hashes``: check CRC-32s too (see ``checkpoint_damage``)."""
+    if ck.save and (Path(ck.save) / TRACKER).is_file():
+        return resume_point(ck.save, report, hashes), False
     if not ck.load:
         return None, False
     p = Path(ck.load)
     if _ITER_RE.match(p.name) and (p / "metadata.json").is_file():
-        problem = checkpoint_damage(p)
+        problem = checkpoint_damage(p, hashes)
         if problem:
             raise CodetronError(f"checkpoint.load {p} is damaged: {problem}")
         return p, bool(ck.finetune)
-    found = resume_point(p, report)
+    found = resume_point(p, report, hashes)
     if found is None:
         raise ConfigError(f"checkpoint.load: {p} holds no checkpoint (no {TRACKER}, not an iter_* directory)")
     return found, bool(ck.finetune)
@@ -206,39 +262,147 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def write_run_state(root: str | Path, state: str, iteration: int, train_iters: int) -> None:
+def write_run_state(root: str | Path, state: str, iteration: int, train_iters: int,
+                    checkpoint: int | None = None) -> None:
+    """``run_state.json`` (rank 0): how the run stands, the last step it finished and its newest
+    checkpoint, for launchers and operators."""
     if _rank0() and root:
         with atomic_open(Path(root) / RUN_STATE) as fh:
-            json.dump({"state": state, "iteration": iteration, "train_iters": train_iters,
-                       "time": time.time()}, fh)
+            json.dump({"state": state, "iteration": iteration, "checkpoint": checkpoint,
+                       "train_iters": train_iters, "time": time.time()}, fh)
+
+
+class DiskFullError(CodetronError):
+    """The checkpoint did not fit (or would not fit) on its file system."""
 
 
 def save(root: str | Path, iteration: int, model_chunks, optimizer, scheduler, config_yaml: str,
          use_distributed_optimizer: bool, keep_last: int, extra: dict | None = None) -> Path:
+    """Write ``iter_<iteration>``: data, config, manifest, then the tracker; prune old ones.
+
+    Before writing, the free space is checked against the size of the checkpoint the tracker names;
+    a save that fails on a full disk anyway removes what it wrote. Both raise DiskFullError in one
+    line, and the previous checkpoint stays as it was."""
     from megatron.core import dist_checkpointing
 
     target = iter_dir(root, iteration)
-    if _rank0():
-        if target.exists():
-            shutil.rmtree(target)  # a partial save of this iteration from a killed run
-        target.mkdir(parents=True)
-    _barrier()
+    _check_free_space(root, iteration)
     state = model_sharded_state(model_chunks)
     if optimizer is not None:
         state["optimizer"] = optimizer.sharded_state_dict(state, metadata=_optim_metadata(use_distributed_optimizer))
     state["scheduler"] = scheduler.state_dict() if scheduler is not None else None
     state["iteration"] = iteration
     state["extra"] = extra or {}
-    with _writers_die_with_parent():
-        dist_checkpointing.save(state, str(target))
-    _barrier()
+    try:
+        if _rank0():
+            if target.exists():
+                shutil.rmtree(target)  # a partial save of this iteration from a killed run
+            target.mkdir(parents=True)
+        _barrier()
+        with held_signals(), _writers_die_with_parent():
+            dist_checkpointing.save(state, str(target))
+        _barrier()
+        if _rank0():
+            (target / CONFIG_NAME).write_text(config_yaml)
+        _barrier()
+        _write_manifest(target)
+        if _rank0():
+            with atomic_open(Path(root) / TRACKER) as fh:
+                fh.write(str(iteration))
+    except BaseException as exc:  # torch's CheckpointException derives from BaseException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not _disk_full(target, exc):
+            raise
+        written = _tree_bytes(target)
+        if _rank0():
+            shutil.rmtree(target, ignore_errors=True)
+        raise DiskFullError(
+            f"{target}: no space left on device while saving checkpoint {iteration}; it needs more than the "
+            f"{written} bytes written{_last_size_note(root)}, {shutil.disk_usage(root).free} bytes are free after "
+            f"removing the partial save; {_previous_note(root)}") from None
     if _rank0():
-        (target / CONFIG_NAME).write_text(config_yaml)
-        with atomic_open(Path(root) / TRACKER) as fh:
-            fh.write(str(iteration))
         _prune(root, keep_last, iteration)
     _barrier()
     return target
+
+
+def _write_manifest(target: Path) -> None:
+    """Every rank hashes a share of the files; rank 0 writes the manifest."""
+    names = manifest.listing(target)
+    if not dist.is_initialized():
+        manifest.write(target, manifest.describe(target, names))
+        return
+    rank, world = dist.get_rank(), dist.get_world_size()
+    parts: list = [None] * world
+    dist.all_gather_object(parts, manifest.describe(target, names[rank::world]))
+    if rank == 0:
+        manifest.write(target, {k: v for part in parts for k, v in part.items()})
+    _barrier()
+
+
+def checkpoint_bytes(ckpt_dir: str | Path) -> int | None:
+    """A checkpoint's size from its manifest; None without one."""
+    try:
+        files = manifest.read(ckpt_dir)
+    except ValueError:
+        return None
+    return sum(f["size"] for f in files.values()) if files else None
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def _last_size_note(root: str | Path) -> str:
+    last = tracked_iteration(root)
+    size = checkpoint_bytes(iter_dir(root, last)) if last is not None else None
+    return f" (the last checkpoint took {size})" if size else ""
+
+
+def _previous_note(root: str | Path) -> str:
+    last = tracked_iteration(root)
+    return f"the previous checkpoint {iter_dir(root, last)} is intact" if last is not None else "no earlier checkpoint"
+
+
+def _check_free_space(root: str | Path, iteration: int) -> None:
+    """DiskFullError on every rank when rank 0 sees less free space than the last checkpoint took."""
+    problem = None
+    if _rank0():
+        last = tracked_iteration(root)
+        need = checkpoint_bytes(iter_dir(root, last)) if last is not None and last != iteration else None
+        free = shutil.disk_usage(root).free
+        if need and free < need:
+            problem = (f"{root}: {free} bytes free, checkpoint {iteration} needs about {need} (the size of "
+                       f"{iter_dir(root, last).name}); not saving; {_previous_note(root)}; free space or move "
+                       f"checkpoint.save, then resume")
+    if dist.is_initialized():
+        box = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+    if problem:
+        raise DiskFullError(problem)
+
+
+def _disk_full(target: Path, exc: BaseException) -> bool:
+    """Whether a failed save ran out of space. megatron's writer processes report ENOSPC as e.g.
+    ``Worker failure: [enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598`` (torch's
+    zip writer on a short write): if the error does not say so itself, a probe write tells."""
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    probe = target / f".space-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * (1 << 20))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        return err.errno == errno.ENOSPC
+    finally:
+        probe.unlink(missing_ok=True)
+    return False
 
 
 # ---- no writer outlives the trainer ------------------------------------------------------------
@@ -283,7 +447,9 @@ def _writers_die_with_parent():
         from multiprocessing.managers import SyncManager
 
         manager = SyncManager(ctx=mp.get_context("spawn"))
-        manager.start(initializer=functools.partial(_die_with_parent, os.getpid()))
+        start_resource_tracker()
+        with held_signals():
+            manager.start(initializer=functools.partial(_die_with_parent, os.getpid()))
         filesystem_async._results_queue = manager.Queue()
     _saving_in = os.getpid()
     try:
@@ -293,12 +459,21 @@ def _writers_die_with_parent():
 
 
 def _prune(root: str | Path, keep_last: int, newest: int) -> None:
+    """After ``newest`` is complete: remove every ``iter_*`` past it (partial saves, and checkpoints a
+    fallback skipped: the run has moved on from them), then keep the ``keep_last`` newest intact
+    checkpoints up to it, so a damaged one never takes the place of an intact one."""
+    iters = _iterations(root)
+    for it in iters:
+        if it > newest:
+            shutil.rmtree(iter_dir(root, it), ignore_errors=True)
     if keep_last <= 0:
         return
-    iters = sorted(int(m.group(1)) for p in Path(root).iterdir() if (m := _ITER_RE.match(p.name)))
-    complete = [i for i in iters if i <= newest]
-    for it in complete[:-keep_last]:
-        shutil.rmtree(iter_dir(root, it), ignore_errors=True)
+    kept = 0
+    for it in reversed([i for i in iters if i <= newest]):
+        if kept < keep_last and (it == newest or checkpoint_damage(iter_dir(root, it)) is None):
+            kept += 1
+        else:
+            shutil.rmtree(iter_dir(root, it), ignore_errors=True)
 
 
 def load(ckpt_dir: str | Path, model_chunks, optimizer=None, scheduler=None,
@@ -567,6 +742,7 @@ def ensure_dir(path: str | Path) -> None:
     _barrier()
 
 
-__all__ = ["save", "load", "latest_iteration", "resolve_checkpoint_dir", "iter_dir", "saved_config",
+__all__ = ["save", "load", "latest_iteration", "tracked_iteration", "read_tracker", "checkpoint_bytes",
+           "DiskFullError", "resolve_checkpoint_dir", "iter_dir", "saved_config",
            "checkpoint_damage", "resume_point", "resume_source", "check_same_model",
            "write_run_state", "TRACKER", "CONFIG_NAME", "RUN_STATE", "torch"]

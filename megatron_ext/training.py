@@ -8,6 +8,7 @@ pipeline stages silently never run).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -20,6 +21,7 @@ import torch
 from codetron.errors import CodetronError
 from codetron.megatron_ext import checkpointing, initialization
 from codetron.megatron_ext.config import CheckpointConfig, TrainConfig
+from codetron.megatron_ext.helper_signals import held_signals
 from codetron.megatron_ext.metrics import StepLogger, StepReport, reduce_reports, with_real_tokens
 from codetron.megatron_ext.model import build_model, padded_vocab_size, transformer_config
 from codetron.megatron_ext.objectives import get_objective, resolve_train_epochs
@@ -72,7 +74,8 @@ class MicroBatches:
             # Its own generator: a DataLoader draws its workers' base seed from the one it is given,
             # and drawing from torch's default generator would shift the dropout stream.
             generator=torch.Generator())
-        micro = iter(loader)
+        with held_signals():  # the workers start here; exit signals are the trainer's alone
+            micro = iter(loader)
         for _ in range(start, stop):
             yield [next(micro) for _ in range(self.num_micro)]
 
@@ -234,8 +237,16 @@ def build_trainable(cfg: TrainConfig, vocab_size: int) -> Trainable:
 
 def restore(ck: CheckpointConfig, model: Trainable, use_distributed_optimizer: bool, rank0: bool) -> int:
     """Resume from ``ck.save``/``ck.load`` or load fine-tuning weights; returns the step to start at.
-    Which checkpoint (and the fallback past a damaged one): ``checkpointing.resume_source``."""
-    path, weights_only = checkpointing.resume_source(ck)
+
+    Which checkpoint: ``checkpointing.resume_source``. The start-up check before the process groups
+    compared file sizes (and said which damaged ones it skipped); here the ranks read the chosen
+    checkpoint's files once, in shares, against the manifest's CRC-32s, and fall back further if
+    one is corrupt -- said in one more line only when that changes the choice."""
+    sized, _ = checkpointing.resume_source(ck)
+    notes: list[str] = []
+    path, weights_only = checkpointing.resume_source(ck, notes.append, hashes=True)
+    if path != sized and rank0 and notes:
+        print(f"warning: {notes[-1]}", flush=True)
     if path is None:
         return 0
     if weights_only:
@@ -293,11 +304,24 @@ class Saver:
         self.train_iters = cfg.optim.train_iters
         self.use_distributed_optimizer = cfg.parallel.use_distributed_optimizer
         self.config_yaml = cfg.to_yaml()
+        self.iteration = 0
+        self.checkpoint: int | None = None
+
+    def _state(self, state: str) -> None:
+        if self.ck.save:
+            checkpointing.write_run_state(self.ck.save, state, self.iteration, self.train_iters, self.checkpoint)
 
     def start(self, it: int) -> None:
+        self.iteration = it
         if self.ck.save:
             checkpointing.ensure_dir(self.ck.save)
-            checkpointing.write_run_state(self.ck.save, "running", it, self.train_iters)
+            self.checkpoint = checkpointing.tracked_iteration(self.ck.save)
+        self._state("running")
+
+    def step(self, it: int) -> None:
+        """After each step: the run state names it, so a trainer killed by scancel leaves a true one."""
+        self.iteration = it
+        self._state("running")
 
     def save(self, it: int) -> None:
         if not self.ck.save:
@@ -306,17 +330,24 @@ class Saver:
         m = self.model
         path = checkpointing.save(self.ck.save, it, m.chunks, m.optimizer, m.scheduler, self.config_yaml,
                                   self.use_distributed_optimizer, self.ck.keep_last)
+        self.checkpoint = it
+        self._state("running")
         if self.rank0:
             print(f"saved checkpoint {path} in {time.time() - t0:.1f}s", flush=True)
 
     def final(self, it: int, start_iter: int) -> None:
         """The end-of-run checkpoint, unless this very step is already the latest one."""
-        if it > start_iter or not self.ck.save or checkpointing.latest_iteration(self.ck.save) != it:
+        if it > start_iter or not self.ck.save or checkpointing.tracked_iteration(self.ck.save) != it:
             self.save(it)
 
     def finish(self, it: int, state: str) -> None:
-        if self.ck.save:
-            checkpointing.write_run_state(self.ck.save, state, it, self.train_iters)
+        self.iteration = it
+        self._state(state)
+
+    def failed(self) -> None:
+        """The run ended on an error (a full disk, a NaN, a bug): not "running" any more."""
+        with contextlib.suppress(OSError):  # a full disk must not hide the error being raised
+            self._state("failed")
 
 
 def _run_schedule(cfg: TrainConfig, chunks, micro_batches: list[dict], forward_step, fwd_bwd, forward_only: bool):
@@ -367,7 +398,12 @@ def train(cfg: TrainConfig, launch, tokenizer) -> TrainResult:
                         cfg.logging.tensorboard_dir or (str(Path(ck.save) / "tensorboard") if ck.save else None))
     saver = Saver(cfg, model, rank0)
     saver.start(start_iter)
-    result = run_steps(cfg, model, data, saver, logger, start_iter, ExitRequest(ck.exit_signals, ck.exit_file), rank0)
+    try:
+        result = run_steps(cfg, model, data, saver, logger, start_iter, ExitRequest(ck.exit_signals, ck.exit_file),
+                           rank0)
+    except BaseException:
+        saver.failed()
+        raise
     saver.finish(result.iteration, result.state)
     logger.close()
     return result
@@ -398,6 +434,7 @@ def run_steps(cfg: TrainConfig, model: Trainable, data: RunData, saver: Saver, l
         model.scheduler.step(increment=1)
         losses.append(report.loss)
         norms.append(grad_norm)
+        saver.step(it)
         logger.log_step(it, o.train_iters, report.loss, grad_norm, model.optimizer.param_groups[0]["lr"],
                         tokens_per_step, time.time() - t0, skipped, real_tokens=report.real_tokens,
                         extras={**report.extras(), **_loss_scale_term(model.optimizer, o)})

@@ -195,3 +195,49 @@ def test_killed_rank_requeues_and_scancel_ends_the_job(slurm_cluster, job_env, t
     for master in masters:
         addr, port = master.rsplit(":", 1)
         assert addr == "localhost" and 20000 <= int(port) < low, master
+
+
+@pytest.mark.timeout(600)
+def test_usr1_to_the_tasks_and_to_the_shell_with_periodic_saves(slurm_cluster, job_env, tiny_data, tmp_path, render):
+    """`scancel -s USR1 JOB` (no -b) reaches every process of the step: the checkpoint writers and
+    their results Manager too. With periodic saves on, they used to die of it (BrokenPipeError in the
+    exit save, requeued as a killed rank). Now both ways checkpoint and requeue, and the curve of the
+    twice-interrupted run equals an uninterrupted one."""
+    iters = 100
+    logs = tmp_path / "logs"
+    render(["render", "train", "--preset", "debug-tiny", "--profile", "local-cpu", "--python", PYTHON,
+            "--log-dir", str(logs), "--data", tiny_data, "--tokenizer", "null:256", "-o", str(tmp_path),
+            "--optim.train_iters", str(iters), "--optim.global_batch_size", "8", "--optim.micro_batch_size", "2",
+            "--optim.lr", "1e-3", "--optim.lr_warmup_iters", "1", "--checkpoint.save_interval", "3"])
+    logs.mkdir()
+    runs = {}
+    for tag in ("ref", "sig"):
+        save, loss = tmp_path / f"ck-{tag}", tmp_path / f"loss-{tag}.jsonl"
+        runs[tag] = (slurm_cluster.sbatch(tmp_path / "debug-tiny.sbatch", f"--job-name=tiny-{tag}", cwd=str(tmp_path),
+                                          env={**job_env, "SAVE_DIR": str(save),
+                                               "EXTRA_ARGS": f"--logging.loss_log {loss}"}), save, loss)
+    job, save, loss = runs["sig"]
+    log = lambda: _job_log(logs, job)  # noqa: E731
+
+    # 1: to the tasks, after periodic checkpoints were written
+    _wait_for("two periodic checkpoints", lambda: len(_loss_log(loss)) >= 7
+              and (save / "latest_checkpointed_iteration.txt").exists(), 200, log)
+    slurm_cluster.cmd("scancel", "--signal=USR1", job)
+    _wait_for("the first requeue", lambda: slurm_cluster.job(job).get("Restarts") == "1", 120, log)
+    # 2: to the batch shell (what --signal=B:USR1@N does at the time limit), after the resume saved again
+    _wait_for("the resumed run's checkpoints", lambda: log().count("resumed from") == 1
+              and log().count("saved checkpoint") >= 4, 200, log)
+    slurm_cluster.cmd("scancel", "--batch", "--signal=USR1", job)
+    slurm_cluster.wait(runs["ref"][0], "COMPLETED", timeout=300)
+    slurm_cluster.wait(job, "COMPLETED", timeout=300)
+
+    text = log()
+    assert slurm_cluster.job(job).get("Restarts") == "2", text
+    assert text.count("exit requested: checkpointed step") == 2 and text.count("run state preempted") == 2, text
+    assert "BrokenPipe" not in text and "Traceback" not in text and "a rank was killed" not in text, text
+    assert text.count("requeueing job") == 2 and "run state finished" in text
+    state = json.loads((save / "run_state.json").read_text())
+    assert (state["state"], state["iteration"], state["checkpoint"]) == ("finished", iters, iters)
+    ref, got = _loss_log(runs["ref"][2]), _loss_log(loss)
+    assert [r["step"] for r in got] == [r["step"] for r in ref] == list(range(1, iters + 1))
+    np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in ref], rtol=1e-5, atol=0)

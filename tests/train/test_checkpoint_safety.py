@@ -64,6 +64,9 @@ def test_no_intact_checkpoint_is_one_line_naming_the_file(run6, tmp_path):
         checkpointing.resume_source(CheckpointConfig(save=str(ck)))
     # A truncated .metadata (the index of all the rest) and a missing data file are named as well.
     _truncate(ck / "iter_0000006" / ".metadata", 10)
+    assert checkpointing.checkpoint_damage(ck / "iter_0000006").startswith(f"{ck / 'iter_0000006' / '.metadata'} is truncated (10 of ")
+    # a checkpoint from before manifests is checked against megatron's index itself
+    (ck / "iter_0000006" / "codetron_manifest.json").unlink()
     assert checkpointing.checkpoint_damage(ck / "iter_0000006").startswith(f"{ck / 'iter_0000006' / '.metadata'} is unreadable (")
     (ck / "iter_0000003" / "__0_0.distcp").unlink()
     assert checkpointing.checkpoint_damage(ck / "iter_0000003") == f"{ck / 'iter_0000003' / '__0_0.distcp'} is missing"
