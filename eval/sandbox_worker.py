@@ -704,7 +704,8 @@ def _python_verdict(stream: _Stream, status_code: int, limits: dict, duration: f
     else:
         verdict = {"status": "failed", "error_kind": "runtime",
                    "detail": f"exited with status {os.WEXITSTATUS(status_code)} before finishing"}
-    return {**verdict, "harness_status": verdict["status"], "ran_to_end": "end" in stream.found}
+    # the test code ran to its end when exec returned
+    return {**verdict, "harness_status": verdict["status"], "ran_to_end": verdict["status"] == "passed"}
 
 
 def run_one(request: dict, config: dict) -> dict:
@@ -766,6 +767,9 @@ def main() -> None:
     # *thread* that started us exits (pool threads restart workers); the evaluator's death closes our
     # stdin instead, and we exit after the current program.
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # not dumpable: a program running as our own uid (no root, no uid drop) cannot open our
+    # /proc/PID/fd or ptrace us, so it cannot write into our reply channel to the evaluator
+    _prctl(PR_SET_DUMPABLE, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the evaluator's to handle
     if config.get("mechanism") == "bubblewrap":
         # bwrap made the namespaces; cleaning up by kill(-1) is only safe as their PID 1
