@@ -68,6 +68,7 @@ def evaluate(problems: list[dict], codes: list[list[str]], config: ExecConfig | 
     samples: list[list[dict]] = [[{} for _ in s] for s in codes]
     for (i, j), r in zip(index, results):
         samples[i][j] = {"passed": r.passed, "status": r.status, "harness_status": r.harness_status,
+                         "strict_status": r.strict_status,
                          "error_kind": r.error_kind, "detail": r.detail, "result": r.result,
                          "duration": round(r.duration, 4)}
     per_problem = []
@@ -78,6 +79,6 @@ def evaluate(problems: list[dict], codes: list[list[str]], config: ExecConfig | 
         entry["samples"] = verdicts
         per_problem.append(entry)
     metrics = aggregate([p["n"] for p in per_problem], [p["correct"] for p in per_problem], config.ks)
-    differ = sum(r.status != r.harness_status for r in results)
+    differ = sum(r.strict_status != r.harness_status for r in results)
     return Evaluation(metrics=metrics, per_problem=per_problem, isolation=isolation, strict_vs_harness_differ=differ)
 

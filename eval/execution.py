@@ -75,6 +75,9 @@ class ExecResult:
     """The reference runner's verdict by its own rule ("passed", "failed", "timeout"; see
     ``codetron.eval.languages.HARNESS_RULES``); ``status`` is Codetron's stricter one unless the run
     was harness-compatible. They differ for a program that exits 0 before its tests finished."""
+    strict_status: str = ""
+    """Codetron's own verdict: ``harness_status``, and the tests ran to their end (the default
+    ``status``; kept here also when the run was harness-compatible)."""
     ran_to_end: bool = False
     """The test epilogue printed this run's token: the tests ran to their end."""
 
@@ -386,7 +389,7 @@ class _Worker:
             self.close()
             self.start()
             return ExecResult("failed", False, "sandbox worker died while running the program", "runtime",
-                              harness_status="failed")
+                              harness_status="failed", strict_status="failed")
         if reply.get("restart"):
             # it could not empty its temp mounts: the next program gets a fresh sandbox
             self.close()
@@ -395,6 +398,7 @@ class _Worker:
                           error_kind=reply["error_kind"], output=reply.get("output", ""),
                           output_bytes=reply.get("output_bytes", 0), duration=reply.get("duration", 0.0),
                           harness_status=reply.get("harness_status", reply["status"]),
+                          strict_status=reply.get("strict_status", reply["status"]),
                           ran_to_end=bool(reply.get("ran_to_end")))
 
     def release(self) -> None:

@@ -109,7 +109,7 @@ LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (
     Language("python", "main.py", ("python3", "main.py"), tools=(), packages=(), aliases=("py",)),
     # `node --check` parses without running: a syntax error is a compile error, as for the others
     Language("js", "main.js", ("node", "main.js"), compile=("node", "--check", "main.js"), compile_timeout=10.0,
-             tools=("node",), packages=("nodejs",),
+             tools=("node",), packages=("nodejs",), deps=("js-modules",),
              assertion=r"AssertionError|Assertion failed", failed_text="Assertion failed", aliases=("javascript",)),
     # -ea: MultiPL-E's Java tests are `assert` statements, which the JVM skips without it
     Language("java", "Main.java", ("java", "-ea", "-Xmx512m", "-Xss16m", *_JVM_FLAGS, "-cp", "{classpath}", "{main}"),

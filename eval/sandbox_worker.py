@@ -415,12 +415,13 @@ def _run_job(request: dict, workdir: str, uid: int | None) -> dict:
         if status is None:
             failed = {"status": "timeout", "error_kind": "timeout",
                       "detail": f"compile step timed out after {compile_timeout:g} s"}
-            return reply({**failed, "harness_status": "timeout", "ran_to_end": False}, compiled)
+            return reply({**failed, **TIMED_OUT}, compiled)
         if status != 0:
             text = compiled.text()
             failed = {"status": "failed", "error_kind": "compile",
                       "detail": "compile error: " + (_first_matching(text, r"(?i)error") or f"exit status {status}")}
-            return reply({**failed, "harness_status": "failed", "ran_to_end": False}, compiled)
+            return reply({**failed, "harness_status": "failed", "strict_status": "failed", "ran_to_end": False},
+                         compiled)
     rule = job["rule"]
     run = _Stream(max_output, {"end": request["token"].encode(), "fail": rule.get("fail_text", "").encode(),
                                "check": job.get("failed_text", "").encode()})
@@ -430,16 +431,19 @@ def _run_job(request: dict, workdir: str, uid: int | None) -> dict:
     return reply(_decide(status, run, rule, job.get("assertion") or "", timeout, request), compiled, run)
 
 
+TIMED_OUT = {"harness_status": "timeout", "strict_status": "timeout", "ran_to_end": False}
+"""Both verdicts of a program that hit a time limit."""
+
+
 def _decide(status: int | None, run: _Stream, rule: dict, assertion: str, timeout: float, request: dict) -> dict:
     """The verdict of a run step, by the reference runner's rule (``harness_status``) and by
     Codetron's stricter one (that rule, and the test epilogue printed the run's end token after the
     last check, and the exit status is 0); ``status`` is the one the request asked for."""
     if status is None:
         return {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s",
-                "harness_status": "timeout", "ran_to_end": False}
+                **TIMED_OUT}
     if status == -signal.SIGXCPU:
-        return {"status": "timeout", "error_kind": "timeout", "detail": "CPU limit reached",
-                "harness_status": "timeout", "ran_to_end": False}
+        return {"status": "timeout", "error_kind": "timeout", "detail": "CPU limit reached", **TIMED_OUT}
     text = run.text()
     ended = "end" in run.found
     why = ""  # why the reference's rule fails it
@@ -454,9 +458,9 @@ def _decide(status: int | None, run: _Stream, rule: dict, assertion: str, timeou
         strict_why = f"printed {run.needles['check'].decode()!r}: a check failed"
     elif not why and not (ended and status == 0):
         strict_why = f"exit status {status} before the tests finished (no end-of-tests line)"
-    harness = "failed" if why else "passed"
     how = why if request.get("harness_compatible") else strict_why
-    ran = {"harness_status": harness, "ran_to_end": ended}
+    ran = {"harness_status": "failed" if why else "passed", "strict_status": "failed" if strict_why else "passed",
+           "ran_to_end": ended}
     if not how:
         return {"status": "passed", "error_kind": "none", "detail": "", **ran}
     matched = bool(assertion) and re.search(assertion, text) is not None
@@ -705,7 +709,8 @@ def _python_verdict(stream: _Stream, status_code: int, limits: dict, duration: f
         verdict = {"status": "failed", "error_kind": "runtime",
                    "detail": f"exited with status {os.WEXITSTATUS(status_code)} before finishing"}
     # the test code ran to its end when exec returned
-    return {**verdict, "harness_status": verdict["status"], "ran_to_end": verdict["status"] == "passed"}
+    return {**verdict, "harness_status": verdict["status"], "strict_status": verdict["status"],
+            "ran_to_end": verdict["status"] == "passed"}
 
 
 def run_one(request: dict, config: dict) -> dict:
@@ -736,7 +741,7 @@ def run_one(request: dict, config: dict) -> dict:
         _drain(out_r, stream)
         if timed_out:
             reply = {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s",
-                     "harness_status": "timeout", "ran_to_end": False}
+                     **TIMED_OUT}
         else:
             reply = _python_verdict(stream, status_code, limits, duration)
         reply.update(output=stream.text(), output_bytes=stream.printed())

@@ -258,3 +258,34 @@ def test_cli_refuses_in_one_line_and_runs_with_sandbox_weak(monkeypatch, tmp_pat
     assert main([*argv, "--sandbox", "weak"]) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["humaneval"]["pass@1"] == 1.0 and metrics["config"]["isolation"]["mechanism"].startswith("fork-server")
+
+
+@_needs("js")
+def test_cli_harness_compatible_and_the_count_of_differences(tmp_path):
+    """One early-exit sample among three: Codetron fails it, the reference's rule (and so
+    --harness-compatible) passes it; metrics.json counts it either way."""
+    from pathlib import Path
+
+    from codetron.eval.cli import main
+    from codetron.eval.tasks import get_task
+
+    data = Path(__file__).parent / "data" / "humanevalpack_js.jsonl"
+    problems = get_task("humanevalsynthesize-js").load(data)
+    codes = [[p["prompt"] + p["canonical_solution"]] for p in problems]
+    codes[1] = [problems[1]["prompt"] + "  process.exit(0)\n}\n\n"]
+    generations = tmp_path / "generations.json"
+    generations.write_text(json.dumps(codes))
+    scores = {}
+    for extra in ([], ["--harness-compatible"]):
+        out = tmp_path / f"out{len(extra)}"
+        argv = ["execute", "--task", "humanevalsynthesize-js", "--problems", str(data), "--generations",
+                str(generations), "--k", "1", "--out", str(out), *extra]
+        assert main(argv) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        scores[bool(extra)] = metrics["humanevalsynthesize-js"]
+        assert metrics["config"]["harness_compatible"] is bool(extra)
+        samples = [s for p in json.loads((out / "per_problem.json").read_text()) for s in p["samples"]]
+        assert [(s["status"], s["harness_status"]) for s in samples][1] == \
+            ("passed" if extra else "failed", "passed")
+    assert scores[False] == {"pass@1": pytest.approx(2 / 3), "strict_vs_harness_differ": 1}
+    assert scores[True] == {"pass@1": 1.0, "strict_vs_harness_differ": 1}
