@@ -289,3 +289,23 @@ def test_cli_harness_compatible_and_the_count_of_differences(tmp_path):
             ("passed" if extra else "failed", "passed")
     assert scores[False] == {"pass@1": pytest.approx(2 / 3), "strict_vs_harness_differ": 1}
     assert scores[True] == {"pass@1": 1.0, "strict_vs_harness_differ": 1}
+
+
+def test_end_token_is_found_across_reads_and_beyond_the_kept_output():
+    """The worker searches the whole stream: a token split between two reads, or after more output
+    than it keeps, still counts; the bytes the program printed exclude the end line."""
+    from codetron.eval.sandbox_worker import _Stream
+
+    token = b"codetron-end-" + b"ab" * 16
+    stream = _Stream(max_output=10, needles={"end": token, "fail": b"FAIL"})
+    noise = b"x" * 100_000
+    line = token + b'{"status": "passed"}\n'
+    for chunk in (noise[:60_000], noise[60_000:] + line[:7], line[7:20], line[20:]):
+        stream.take(chunk)
+    assert stream.found == {"end": 100_000} and "fail" not in stream.found
+    assert len(stream.head) == 10 and stream.total == 100_000 + len(line)
+    assert stream.printed() == 100_000
+    assert json.loads(stream.after_end.decode()) == {"status": "passed"}
+    stream.take(b"..FA")
+    stream.take(b"IL..")
+    assert stream.found["fail"] == 100_000 + len(line) + 2
