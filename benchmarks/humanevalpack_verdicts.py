@@ -98,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     from codetron.fileio import atomic_path
 
     langs = [x for x in args.languages.split(",") if x]
-    rows = [run_language(lang, find_data(Path(args.data), lang), args.workers, args.limit) for lang in langs]
+    rows = []
+    for lang in langs:
+        rows.append(run_language(lang, find_data(Path(args.data), lang), args.workers, args.limit))
+        r = rows[-1]
+        print(f"{lang}: canonical passed {r['canonical passed']}/{r['problems']}, buggy failed "
+              f"{r['buggy failed']}/{r['problems']}, {len(r['exceptions'])} exceptions, {r['seconds']:.0f} s",
+              file=sys.stderr, flush=True)
     text = table(rows)
     print(text)
     out = Path(args.out)

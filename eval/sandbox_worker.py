@@ -337,6 +337,7 @@ def _step(argv: list[str], env: dict, workdir: str, timeout: float, uid: int | N
         cpu = int(timeout * 4) + 2
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # runs after the uid change, which clears it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # the zygote ignores it; exec would keep that
 
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
