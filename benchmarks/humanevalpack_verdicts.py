@@ -64,7 +64,8 @@ def run_language(lang: str, path: Path, workers: int, limit: int | None) -> dict
             key = "canonical passed" if which == "canonical" else "buggy failed"
             row[key] += (ours == "passed") == (expect == "passed")
             row[f"{key} (reference rule)"] += (theirs == "passed") == (expect == "passed")
-            if ours != expect or theirs != expect:
+            # a timeout is a failing verdict too: only a verdict on the wrong side is an exception
+            if (ours == "passed") != (expect == "passed") or (theirs == "passed") != (expect == "passed"):
                 row["exceptions"].append({"task_id": problem["task_id"], "solution": which, "codetron": ours,
                                           "reference rule": theirs, "detail": sample["detail"][:160]})
     return row

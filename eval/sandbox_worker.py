@@ -465,8 +465,10 @@ def _decide(status: int | None, run: _Stream, rule: dict, assertion: str, timeou
     strict_why = why
     if not why and "check" in run.found:
         strict_why = f"printed {run.needles['check'].decode()!r}: a check failed"
-    elif not why and not (ended and status == 0):
+    elif not why and not ended:
         strict_why = f"exit status {status} before the tests finished (no end-of-tests line)"
+    elif not why and status != 0:
+        strict_why = f"exit status {status} after the tests"
     how = why if request.get("harness_compatible") else strict_why
     ran = {"harness_status": "failed" if why else "passed", "strict_status": "failed" if strict_why else "passed",
            "ran_to_end": ended}
