@@ -137,7 +137,8 @@ class SandboxConfig:
     mechanism: str = "bubblewrap"
     """"bubblewrap" (refuse in one line, naming the fix, where it cannot run) or "weak" (the
     fork-server: programs see the host's files and processes and reach host unix sockets; only when
-    asked for). Where bubblewrap cannot run, ``CODETRON_SANDBOX=weak`` in the environment asks for it."""
+    asked for; "fork-server" is its former name). Where bubblewrap cannot run, ``CODETRON_SANDBOX=weak``
+    in the environment asks for it."""
     tmpfs_bytes: int = 512 << 20
     """Size of each private tmpfs (/tmp, /dev/shm, /var/tmp) under bubblewrap; Go's build cache
     and a C++ binary with boost fit in a few tens of MB."""
