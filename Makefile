@@ -46,13 +46,20 @@ sandbox-deps:
 LANG_PKGS := nodejs default-jdk-headless libjavatuples-java golang-go golang-github-stretchr-testify-dev \
 	g++ libboost-dev libssl-dev rustc cargo librust-rand-dev librust-rand+default-dev \
 	librust-regex-dev librust-regex+default-dev librust-md5-dev
-lang-deps:
+lang-deps: setup
 	@missing=""; for p in $(LANG_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing$$missing from Debian"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
 			|| echo "toolchain install failed:$$missing"; \
 	fi
+	@# npm (Debian's, unless node came with its own) installs the JS modules the harness's problems require
+	@if ! command -v npm >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing npm from Debian"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null || echo "npm install failed"; \
+	fi
+	@$(BIN)/python -c "from codetron.eval.langdeps import install_js_modules as i; print('JavaScript modules in', i())" \
+		|| echo "JavaScript modules (js-md5) not installed: the npm registry is needed once"
 
 test: setup slurm-deps sandbox-deps lang-deps
 	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=20

@@ -99,8 +99,9 @@ def reference_run(language: str, programs: list[str], workers: int, timeout: flo
         if shared_gocache:
             job["env"]["GOCACHE"] = os.path.join(scratch, "gocache")
         with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, job["source"]), "w") as fh:
-                fh.write(program)
+            for name, text in job["files"].items():  # the program with its end-of-tests epilogue
+                with open(os.path.join(d, name), "w") as fh:
+                    fh.write(text)
             env = {"HOME": d, "TMPDIR": d, "PATH": SANDBOX_PATH, "LANG": "C.UTF-8",
                    **{k: v.replace("{dir}", d) for k, v in job["env"].items()}}
             steps = ([job["compile"]] if job["compile"] else []) + [job["run"]]

@@ -85,6 +85,13 @@ def _exec_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label", default=None,
                    help="name of this run in `eval report` (default: the generations file's folder/name, or the "
                         "model)")
+    g.add_argument("--harness-compatible", action="store_true",
+                   help="score by the reference runner's own pass rule (e.g. HumanEvalPack's C++: exit status 0) "
+                        "instead of Codetron's stricter one, which also needs the tests to run to their end; "
+                        "metrics.json counts the samples where the two differ either way")
+    g.add_argument("--sandbox", default="bubblewrap", choices=["bubblewrap", "weak"],
+                   help="bubblewrap (default; refuses to run where it cannot) or weak: the fork-server, which "
+                        "does not isolate host files, host processes or host unix sockets")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,7 +229,9 @@ def _exec_config(args):
         raise CodetronError("--timeout must be > 0, --workers >= 1 and --memory-mb >= 64")
     limits = SandboxLimits(memory_bytes=args.memory_mb << 20)
     return ExecConfig(timeout=timeout, n_workers=args.workers, ks=_parse_ks(args.k),
-                      sandbox=SandboxConfig(limits=limits, isolate_network=not args.allow_network))
+                      harness_compatible=args.harness_compatible,
+                      sandbox=SandboxConfig(limits=limits, isolate_network=not args.allow_network,
+                                            mechanism=args.sandbox))
 
 
 def _gen_config(args):
@@ -265,12 +274,19 @@ def _execute(args, problems, codes, out: Path, config_extra: dict) -> dict | Non
               "task": task,
               "n_samples": max((len(c) for c in codes), default=0),
               "timeout": exec_cfg.timeout, "n_workers": exec_cfg.n_workers,
+              "harness_compatible": exec_cfg.harness_compatible,
               "sandbox": asdict(exec_cfg.sandbox), "isolation": result.isolation}
     config.setdefault("prompt", "?")
     config.setdefault("model", "?")
     if args.label:
         config["label"] = args.label
-    write_json(out / "metrics.json", {task: result.metrics, "config": config})
+    # the count sits beside pass@k: `eval report` reads only the pass@ keys
+    differ = result.strict_vs_harness_differ
+    write_json(out / "metrics.json", {task: {**result.metrics, "strict_vs_harness_differ": differ}, "config": config})
+    if differ:
+        print(f"{differ} samples: Codetron's verdict and the reference runner's rule differ (a program that exits "
+              f"before its tests end passes the reference; per_problem.json has both, harness_status is the "
+              f"reference's; --harness-compatible scores by it)")
     from codetron.eval.harness_io import write_harness_outputs
 
     write_harness_outputs(out, task_spec, problems, result.metrics, config)

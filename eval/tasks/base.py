@@ -36,6 +36,9 @@ class Task:
     """pass@k values the harness reports."""
     scored: bool = True
     """False for tasks whose output is text to be used by another task (HumanEvalExplainDescribe)."""
+    harness: str = "human-eval"
+    """The reference runner whose pass rule ``--harness-compatible`` reproduces: a suite of
+    ``codetron.eval.languages.HARNESS_RULES`` (human-eval, humanevalpack, multiple)."""
 
     needs: ClassVar[tuple[str, ...]] = ("task_id",)
     """Fields every problem of this task must have (checked on load, errors name file:line)."""

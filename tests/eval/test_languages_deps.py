@@ -220,3 +220,37 @@ def test_cache_under_a_private_tmp_is_a_config_error(monkeypatch):
     monkeypatch.setenv(langdeps.CACHE_ENV, "/tmp/lang-deps")
     with pytest.raises(ConfigError, match="CODETRON_LANG_CACHE=/tmp/lang-deps: must not be under /tmp"):
         langdeps.sandbox_dirs()
+
+
+JS_MD5 = {"task_id": "JavaScript/162", "prompt": "/*\n  Return the md5 hash of 'text', null for ''.\n  */\n"
+          "const stringToMd5 = (text) => {\n",
+          "declaration": "\nconst stringToMd5 = (text) => {\n",
+          # as published: the solution requires npm's js-md5
+          "canonical_solution": "  if (text == '') { return null }\n  var md5 = require('js-md5')\n  return md5(text)\n}\n\n",
+          "buggy_solution": "  if (text == '') { return null }\n  var md5 = require('js-md5')\n  return md5('text')\n}\n\n",
+          "entry_point": "stringToMd5", "import": "", "test_setup": "", "example_test": "", "signature": "",
+          "docstring": "", "instruction": "Write a JavaScript function `const stringToMd5 = (text)`.",
+          "test": "const testStringToMd5 = () => {\n  console.assert(\n    stringToMd5('Hello world') === "
+                  "'3e25960a79dbc69b674cd4ec67a72c62'\n  )\n  console.assert(stringToMd5('') === null)\n}\n\n"
+                  "testStringToMd5()\n"}
+
+
+@pytest.mark.skipif(toolchain_missing("js") is not None, reason=f"{toolchain_missing('js')}")
+def test_js_md5_from_the_machine_cache():
+    """HumanEvalPack's JavaScript/162 requires npm's js-md5: `make lang-deps` puts it in the machine
+    cache and programs find it read-only through NODE_PATH (no network at run time)."""
+    task = get_task("humanevalsynthesize-js")
+    result = evaluate([JS_MD5], [[task.canonical(JS_MD5), JS_MD5["prompt"] + JS_MD5["buggy_solution"]]],
+                      ExecConfig(timeout=10, ks=(1,)), progress=False, task=task)
+    samples = result.per_problem[0]["samples"]
+    assert [(s["status"], s["harness_status"]) for s in samples] == [("passed", "passed"), ("failed", "failed")], samples
+    assert samples[1]["detail"].endswith("Assertion failed")
+
+
+def test_missing_js_modules_is_one_line_naming_make_lang_deps(monkeypatch, tmp_path):
+    if shutil.which("node", path=SANDBOX_PATH) is None:
+        pytest.skip("node not installed (`make lang-deps`)")
+    monkeypatch.setenv(langdeps.CACHE_ENV, str(tmp_path / "cache"))
+    message = toolchain_missing("js")
+    assert message == (f"js: JavaScript modules (js-md5) missing (npm packages js-md5@0.7.3 not in "
+                       f"{tmp_path / 'cache' / 'js-modules'}); install Debian packages npm (`make lang-deps`)")

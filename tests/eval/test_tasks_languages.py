@@ -23,9 +23,18 @@ def needs(language: str) -> None:
         pytest.skip(f"cannot check {language} here: {missing}")
 
 
+# a body that ends the process with status 0 before the tests ran (Go's harness header imports no os)
+EARLY_EXIT = {"python": "    import os\n    os._exit(0)\n", "js": "  process.exit(0)\n}\n\n",
+              "java": "        System.exit(0);\n        return 0;\n    }\n}", "cpp": "    exit(0);\n}\n",
+              "rust": "    std::process::exit(0);\n}\n"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("lang", ["js", "java", "go", "cpp", "rust"])
+@pytest.mark.parametrize("lang", ["python", "js", "java", "go", "cpp", "rust"])
 def test_humanevalpack_verdicts(lang):
+    """Hand-written problems in the published schema (JS tests call console.assert, as published):
+    canonical passes, buggy fails, an early exit fails Codetron's verdict; ``harness_status`` is the
+    reference runner's, which passes an early exit everywhere but in Python."""
     needs(lang)
     task = get_task(f"humanevalsynthesize-{lang}")
     problems = task.load(DATA / f"humanevalpack_{lang}.jsonl")
@@ -33,9 +42,19 @@ def test_humanevalpack_verdicts(lang):
     # Fix: the answer continues the (stripped) prompt with a body; the buggy body must fail
     codes = [[task.canonical(p), p["prompt"] + p["buggy_solution"]] for p in problems]
     codes[0].append(fix.postprocess(problems[0], "instruct", "\n" + problems[0]["canonical_solution"]))
+    if lang in EARLY_EXIT:
+        codes[1].append(problems[1]["prompt"] + EARLY_EXIT[lang])
     result = evaluate(problems, codes, CONFIG, progress=False, task=task)
     verdicts = [[s["passed"] for s in p["samples"]] for p in result.per_problem]
-    assert verdicts == [[True, False, True], [True, False], [True, False]], [p["samples"] for p in result.per_problem]
+    early = [False] if lang in EARLY_EXIT else []
+    assert verdicts == [[True, False, True], [True, False, *early], [True, False]], [p["samples"] for p in result.per_problem]
+    harness = [[s["harness_status"] == "passed" for s in p["samples"]] for p in result.per_problem]
+    early_harness = [lang != "python"] if lang in EARLY_EXIT else []
+    assert harness == [[True, False, True], [True, False, *early_harness], [True, False]], result.per_problem
+    assert result.strict_vs_harness_differ == sum(early_harness)
+    if lang == "js":  # console.assert printed "Assertion failed" and exited 0
+        buggy = result.per_problem[0]["samples"][1]
+        assert buggy["error_kind"] == "assertion" and buggy["detail"].endswith("Assertion failed"), buggy
 
 
 @pytest.mark.slow
