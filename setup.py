@@ -83,6 +83,8 @@ setup(
         "codetron.slurm": ["README.md"],
         "codetron.preprocess": ["README.md"],
         "codetron.convert": ["README.md"],
+        # rand 0.4's API over Debian's rand 0.8, compiled once per machine (eval/langdeps.py)
+        "codetron.eval": ["rust/*.rs"],
     },
     # What every role imports: configs (yaml), tokenizer.json files, progress bars, and megatron-core's
     # undeclared dist_checkpointing dependency (psutil).

@@ -8,7 +8,10 @@ rust-crates    ``rand``, ``regex``, ``md5``: every HumanEvalPack Rust declaratio
                project with these dependencies, CodeGeeX ``benchmark/rust/Cargo.toml``). Built once,
                offline, by Debian's cargo from Debian's crate sources (``/usr/share/cargo/registry``,
                a directory-registry source replacing crates.io) into rlibs; each sample is then one
-               ``rustc --extern rand=... -L dependency=...`` (~1 s instead of a cargo build).
+               ``rustc --extern rand=... -L dependency=...`` (~1 s instead of a cargo build). The
+               harness pins ``rand = "0.4"`` and its tests call 0.4's ``gen_range(low, high)``;
+               Debian has only 0.8, so ``rand`` is ``eval/rust/rand04.rs``: 0.4's ``Rng`` API over
+               0.8's generators (without it Rust/32 and Rust/50 canonical fail to compile).
 javatuples     ``org.javatuples`` (Pair, Triplet, ...), on the class path of ``javac`` and ``java`` as
                MultiPL-E's Java evaluation puts ``javatuples-1.2.jar``. Debian's jar, nothing to build.
 js-modules     ``js-md5`` (0.7.3), which HumanEvalPack's JavaScript/162 requires: the OctoPack evaluation
@@ -52,7 +55,10 @@ CACHE_ENV = "CODETRON_LANG_CACHE"
 CARGO_REGISTRY = Path("/usr/share/cargo/registry")
 """Debian's crate sources (librust-*-dev), a cargo directory registry."""
 RUST_CRATES = ("rand", "regex", "md5")
-"""The crates of the harness's Rust Cargo.toml (rand 0.4 there; Debian 12 ships 0.8, same ``Rng``)."""
+"""The crates of the harness's Rust Cargo.toml (rand 0.4 there: see RAND04_SHIM)."""
+RAND04_SHIM = Path(__file__).parent / "rust" / "rand04.rs"
+"""The ``rand`` samples link against: rand 0.4's ``Rng`` methods and free functions over Debian's
+rand 0.8 (crates.io's rand 0.4 is not reachable offline; 0.8 renamed ``gen_range(low, high)``)."""
 RUST_FEATURE_CRATES = ("aho-corasick", "memchr", "regex-syntax", "rand_core", "rand_chacha", "getrandom")
 """Crates the default features of those need (``regex = "*"`` asks for regex's defaults, whose
 ``perf-literal`` pulls aho-corasick and memchr). Debian ships them in the ``+default`` feature
@@ -234,7 +240,8 @@ def _rust_prepare(lang_env: dict) -> Prepared:
     rustc, cargo = _which("rustc", SANDBOX_PATH), _which("cargo", SANDBOX_PATH)
     # the rlibs must come from the very rustc that compiles the samples (the sandbox's, not rustup's)
     key = hashlib.sha256((_version([rustc, "-vV"]) + _version([cargo, "--version"])
-                          + _tree_key(*[d for dirs in _crate_dirs().values() for d in dirs])).encode()).hexdigest()
+                          + _tree_key(*[d for dirs in _crate_dirs().values() for d in dirs])
+                          + RAND04_SHIM.read_text()).encode()).hexdigest()
 
     def build(out: Path, log: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="codetron-crates-") as work:
@@ -258,10 +265,17 @@ def _rust_prepare(lang_env: dict) -> Prepared:
             for rlib in (proj / "target" / "debug" / "deps").glob("*.rlib"):
                 if not rlib.name.startswith("libcodetron_lang_deps"):
                     shutil.copy2(rlib, lib / rlib.name)
+            rand08 = sorted(lib.glob("librand-*.rlib"))
+            if len(rand08) != 1:
+                raise DependencyError(f"rust: expected one librand-*.rlib from cargo, found {len(rand08)}")
+            (out / "shim").mkdir()
+            _run([rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "rand",
+                  "-C", "metadata=codetron-rand04", "--extern", f"rand08={rand08[0]}", "-L", f"dependency={lib}",
+                  "-o", str(out / "shim" / "librand.rlib"), str(RAND04_SHIM)], env, work, log, timeout=600)
 
     root = _cached_build("rust-crates", key, build)
-    args: list[str] = []
-    for crate in RUST_CRATES:
+    args: list[str] = ["--extern", f"rand={root / 'shim' / 'librand.rlib'}"]
+    for crate in (c for c in RUST_CRATES if c != "rand"):
         rlibs = sorted((root / "lib").glob(f"lib{crate}-*.rlib"))
         if len(rlibs) != 1:
             raise DependencyError(f"rust: expected one lib{crate}-*.rlib in {root / 'lib'}, found {len(rlibs)}")

@@ -131,7 +131,8 @@ def test_fetch_then_read_offline(hub_files, tmp_path, monkeypatch, capsys):
         out = tmp_path / f"ex-{name}"
         assert main(["execute", "--task", name, "--canonical", "--k", "1", "--out", str(out)]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
-        assert metrics[name] == {"pass@1": 1.0} and metrics["config"]["problems"] == 3, name
+        assert metrics[name] == {"pass@1": 1.0, "strict_vs_harness_differ": 0}, name
+        assert metrics["config"]["problems"] == 3, name
         assert metrics["config"]["problem_file"].startswith(str(cache)), metrics["config"]["problem_file"]
     # --problems FILE still wins over the cache
     assert [p["task_id"] for p in get_task("mbpp").load(DATA / "mbpp.jsonl")] == ["11", "12", "13"]
