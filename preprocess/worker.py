@@ -7,6 +7,7 @@ global state, so workers only compute keys/signatures and the main process decid
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -159,7 +160,10 @@ class Processor:
     # --- the chunk ----------------------------------------------------------------------------
     def process(self, chunk: Chunk) -> ChunkResult:
         base = os.path.basename(chunk.source)
-        res = ChunkResult(chunk.source, len(chunk.items), np.zeros(0, self.dtype), np.zeros(0, np.int32))
+        res = ChunkResult(chunk.source, len(chunk.items) + chunk.too_long, np.zeros(0, self.dtype), np.zeros(0, np.int32))
+        if chunk.too_long:
+            res.dropped["doc_too_long"] += chunk.too_long
+        cap = self.job.max_doc_chars
         docs: list[tuple[tuple[str, int], list[str], str]] = []
         commit_sizes: list[tuple[str, str]] = []
         for line, item in chunk.items:
@@ -185,6 +189,8 @@ class Processor:
                     commit_sizes.append((old, new))
                 else:
                     texts, key = self.render(rec, ident)
+                if cap and sum(map(len, texts)) > cap:
+                    raise Drop("doc_too_long")
             except ItemError as exc:
                 res.errors.append((*where, str(exc).removeprefix(f"{where[0]}: ")))
                 continue
@@ -220,9 +226,9 @@ class Processor:
         if not docs:
             return res
 
-        flat = [t for _, texts, _ in docs for t in texts]
-        encoded = self.tok.encode_arrays(flat, self.dtype)  # long documents in pieces: bounded memory
-        del flat
+        encoded, docs = self._encode(docs, res)
+        if not docs:
+            return res
         eod = np.asarray([self.eod], dtype=self.dtype)
         seqs: list[np.ndarray] = []
         kept_docs = []
@@ -247,6 +253,29 @@ class Processor:
         res.tokens = np.concatenate(seqs) if seqs else np.zeros(0, self.dtype)
         return res
 
+
+    def _encode(self, docs: list, res: ChunkResult) -> tuple[list, list]:
+        """Ids of every text of ``docs`` (long ones in pieces: bounded memory). JSON escapes can
+        make lone surrogates, which no encoder accepts: such a document is a bad record, found
+        only when the chunk's encode fails, so clean chunks pay nothing for the check."""
+        try:
+            return self.tok.encode_arrays([t for _, texts, _ in docs for t in texts], self.dtype), docs
+        except (UnicodeEncodeError, TypeError) as exc:  # tiktoken's and tokenizers' refusals
+            failure = exc
+        clean = []
+        for doc in docs:
+            bad = next((m for t in doc[1] if (m := _SURROGATE.search(t))), None)
+            if bad is None:
+                clean.append(doc)
+            else:
+                res.errors.append((*doc[0], f"text holds a lone surrogate U+{ord(bad.group()):04X} (not Unicode text; "
+                                             "no tokenizer encodes it)"))
+        if len(clean) == len(docs):
+            raise failure  # not a surrogate: a real error, with its traceback
+        return (self.tok.encode_arrays([t for _, texts, _ in clean for t in texts], self.dtype) if clean else []), clean
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _PROCESSOR: Processor | None = None
 
