@@ -3,7 +3,8 @@
     python benchmarks/preprocess_long_document.py                 # 5, 20 and 200 MB documents
     python benchmarks/preprocess_long_document.py --sizes-mb 5 20 --baseline-mb 5
 
-Each step runs in its own child process; its peak RSS is that child's ``ru_maxrss``.
+Each step runs in its own child process; its peak RSS is that child's ``VmHWM`` (not ``ru_maxrss``,
+which Linux carries over from the parent at fork, so it would count the parent's copy of the document).
 - baseline: ``tokenizers`` encoding the whole document at once (what the pipeline did before
   long documents were cut), only at ``--baseline-mb`` (a 50 MB whole encode needs >6 GB);
 - ``codetron preprocess code`` (1 worker, default dedup and decontamination, ``--max-doc-chars 0``
@@ -31,16 +32,16 @@ sys.path.insert(0, str(ROOT))
 from codetron.preprocess.readers import MAX_DOC_CHARS  # noqa: E402
 
 _WHOLE = r"""
-import json, resource, sys, numpy as np
+import json, sys, numpy as np
 from codetron.preprocess.tokenizer import load_tokenizer
 text = json.loads(open(sys.argv[1]).readline())["content"]
 ids = load_tokenizer(None).encode(text)
 np.asarray(ids, dtype=np.uint16).tofile(sys.argv[2])
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "tokens": len(ids)}))
+print(json.dumps({"peak": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024, "tokens": len(ids)}))
 """
 
 _PIPELINE = r"""
-import json, resource, sys
+import json, sys
 from codetron.preprocess.config import JobConfig, PipelineConfig
 from codetron.preprocess.pipeline import run
 from codetron.preprocess.tokenizer import default_tokenizer_path
@@ -50,7 +51,7 @@ try:
     tokens, dropped = s["tokens_out"] - 1, s["dropped"]
 except Exception as exc:  # a run that keeps nothing fails, naming the drop reasons
     tokens, dropped = 0, str(exc)
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "tokens": tokens, "dropped": dropped}))
+print(json.dumps({"peak": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024, "tokens": tokens, "dropped": dropped}))
 """
 
 
