@@ -67,7 +67,7 @@ def _add_common(p: argparse.ArgumentParser, default_layout: str) -> None:
     p.add_argument("--chunk-docs", type=int, default=512, help="records per work unit (default 512)")
     p.add_argument("--max-doc-chars", type=int, default=MAX_DOC_CHARS, metavar="N",
                    help=f"drop documents longer than N characters, counted as doc_too_long; longer jsonl lines are skipped "
-                        f"unread (default {MAX_DOC_CHARS:,}: ten times The Stack's 1 MB file limit; 0: no cap)")
+                        f"after reading at most 12 bytes per allowed character (default {MAX_DOC_CHARS:,}: ten times The Stack's 1 MB file limit; 0: no cap)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

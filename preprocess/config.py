@@ -121,7 +121,8 @@ class JobConfig:
     max_doc_chars: int = MAX_DOC_CHARS
     """Documents whose text (all sequences together) is longer than this many characters are
     dropped (``doc_too_long`` in the summary); jsonl lines over 12 bytes per allowed character
-    (the longest JSON escape of one character) are skipped without being read into memory.
+    (the longest JSON escape of one character) are read no further than that and skipped, so memory
+    stays bounded by the cap.
     0: no cap (a document then costs memory in proportion to its size)."""
     seed: int = 1234
     """Seed for every random choice (metadata fields, bump commits); hashed with the record's

@@ -40,7 +40,7 @@ class Chunk:
     nbytes: int = 0
     """Approximate size of the raw items, used to bound memory per chunk."""
     too_long: int = 0
-    """Lines the reader skipped unread for being over ``max_line_bytes`` (counted as dropped)."""
+    """Lines the reader skipped for being over ``max_line_bytes`` (counted as dropped)."""
 
 
 @dataclass
@@ -315,8 +315,8 @@ def iter_chunks(path: str, max_items: int = 512, max_bytes: int = 1 << 20,
 
 
 def _lines(fh, limit: int) -> Iterator[bytes | None]:
-    """The file's lines; ``None`` for one longer than ``limit`` bytes, which is read past in
-    1 MiB blocks, never held whole."""
+    """The file's lines; ``None`` for one longer than ``limit`` bytes: at most ``limit + 1`` of its
+    bytes are held, the rest is read past in 1 MiB blocks."""
     if not limit:
         yield from fh
         return

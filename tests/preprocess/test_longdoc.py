@@ -186,7 +186,7 @@ def test_pipeline_output_identical_for_a_long_document(tmp_path, monkeypatch):
     assert tokens[n0:].tolist() == tok.encode("x = 1\n") + [tok.eod]
 
 
-def test_max_doc_chars_drops_and_counts_and_the_reader_skips_huge_lines_unread(tmp_path):
+def test_max_doc_chars_drops_and_counts_and_the_reader_skips_huge_lines(tmp_path):
     from codetron.preprocess.pipeline import run
     from codetron.preprocess.readers import iter_chunks, line_limit
     from tests.preprocess.conftest import make_cfg, write_jsonl
