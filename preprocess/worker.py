@@ -203,8 +203,14 @@ class Processor:
             docs.append((where, texts, key))
 
         if self.job.mode == "commitpack" and docs and "token_count" not in self.job.commit.filters.disabled:
-            flat = [t for pair in commit_sizes for t in pair]
-            counts = [len(ids) for ids in self.tok.encode_batch(flat)]
+            try:
+                counts = [len(ids) for ids in self.tok.encode_batch([t for pair in commit_sizes for t in pair])]
+            except (UnicodeEncodeError, TypeError) as exc:  # a lone surrogate: those commits are bad records
+                clean = [i for i, pair in enumerate(commit_sizes) if not _surrogate(pair, docs[i], res)]
+                if len(clean) == len(docs):
+                    raise exc
+                docs, commit_sizes = [docs[i] for i in clean], [commit_sizes[i] for i in clean]
+                counts = [len(ids) for ids in self.tok.encode_batch([t for pair in commit_sizes for t in pair])]
             kept = []
             for i, doc in enumerate(docs):
                 if check_token_count(counts[2 * i] + 1 + counts[2 * i + 1], self.job.commit.filters):  # old + EOD + new
@@ -262,20 +268,22 @@ class Processor:
             return self.tok.encode_arrays([t for _, texts, _ in docs for t in texts], self.dtype), docs
         except (UnicodeEncodeError, TypeError) as exc:  # tiktoken's and tokenizers' refusals
             failure = exc
-        clean = []
-        for doc in docs:
-            bad = next((m for t in doc[1] if (m := _SURROGATE.search(t))), None)
-            if bad is None:
-                clean.append(doc)
-            else:
-                res.errors.append((*doc[0], f"text holds a lone surrogate U+{ord(bad.group()):04X} (not Unicode text; "
-                                             "no tokenizer encodes it)"))
+        clean = [doc for doc in docs if not _surrogate(doc[1], doc, res)]
         if len(clean) == len(docs):
             raise failure  # not a surrogate: a real error, with its traceback
         return (self.tok.encode_arrays([t for _, texts, _ in clean for t in texts], self.dtype) if clean else []), clean
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate(texts, doc, res: ChunkResult) -> bool:
+    """Whether ``texts`` hold a lone surrogate; if so ``doc`` is reported as a bad record."""
+    bad = next((m for t in texts if (m := _SURROGATE.search(t))), None)
+    if bad is not None:
+        res.errors.append((*doc[0], f"text holds a lone surrogate U+{ord(bad.group()):04X} (not Unicode text; no tokenizer encodes it)"))
+    return bad is not None
+
 
 _PROCESSOR: Processor | None = None
 

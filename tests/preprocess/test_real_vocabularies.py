@@ -132,6 +132,16 @@ def test_lone_surrogates_are_bad_records_with_either_encoder(tmp_path):
         assert summary["errors"][0] == f"{inp}:2: text holds a lone surrogate U+D800 (not Unicode text; no tokenizer encodes it)"
         outs[encoder] = [(tmp_path / f"{encoder}.{e}").read_bytes() for e in ("bin", "idx")]
     assert outs["tokenizers"] == outs["tiktoken"]
+    # commits are counted in tokens before rendering: the same record-level refusal there
+    commits = [{"old_contents": "a = 1\n", "new_contents": "a = 2 \ud800\n", "subject": "Change the value of a to two now"},
+               {"old_contents": "b = 1\n", "new_contents": "b = 2\n", "subject": "Change the value of b to two now"}]
+    inp = write_jsonl(tmp_path / "commits.jsonl", commits)
+    from codetron.preprocess.commitpack import CommitFilterConfig
+    from codetron.preprocess.config import CommitConfig
+
+    summary = run(make_cfg([inp], tmp_path / "commits", mode="commitpack", commit=CommitConfig(filters=CommitFilterConfig(min_tokens=1))))
+    assert summary["docs_kept"] == 1 and summary["errors"] == [f"{inp}:1: text holds a lone surrogate U+D800 (not Unicode text; "
+                                                                "no tokenizer encodes it)"]
 
 
 def _gpt2_like(tmp_path: Path) -> Path:
