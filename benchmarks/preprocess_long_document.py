@@ -1,13 +1,18 @@
-"""Peak memory of `codetron preprocess` on one huge document (issue 17 item 4: 50 MB under 1 GB).
+"""Time and peak memory of `codetron preprocess` on one huge single-line record (issues 17 and 24).
 
-    python benchmarks/preprocess_long_document.py                 # 5 MB and 50 MB documents
+    python benchmarks/preprocess_long_document.py                 # 5, 20 and 200 MB documents
     python benchmarks/preprocess_long_document.py --sizes-mb 5 20 --baseline-mb 5
 
-Each step runs in its own child process; its peak RSS is that child's ``ru_maxrss``.
+Each step runs in its own child process; its peak RSS is that child's ``VmHWM`` (not ``ru_maxrss``,
+which Linux carries over from the parent at fork, so it would count the parent's copy of the document).
 - baseline: ``tokenizers`` encoding the whole document at once (what the pipeline did before
   long documents were cut), only at ``--baseline-mb`` (a 50 MB whole encode needs >6 GB);
-- ``codetron preprocess code`` (1 worker, default dedup and decontamination) on a jsonl holding the
-  document as its only record; its ids are checked equal to the whole encode where one was run.
+- ``codetron preprocess code`` (1 worker, default dedup and decontamination, ``--max-doc-chars 0``
+  so the cap does not drop it) on a jsonl holding the document as its only line; its ids are
+  checked equal to the whole encode where one was run. Seconds per MB show whether time grows
+  linearly with the document (issue 24: 5 MB 11 s, 20 MB 63 s, 200 MB unfinished after 9 min 40 s).
+- the same run with the default cap: the document is dropped (``doc_too_long``) and, when its line
+  is longer than the reader's limit, never read into memory.
 The document is real code (this interpreter's standard library, concatenated and repeated).
 """
 from __future__ import annotations
@@ -22,24 +27,31 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codetron.preprocess.readers import MAX_DOC_CHARS  # noqa: E402
 
 _WHOLE = r"""
-import json, resource, sys, numpy as np
+import json, sys, numpy as np
 from codetron.preprocess.tokenizer import load_tokenizer
 text = json.loads(open(sys.argv[1]).readline())["content"]
 ids = load_tokenizer(None).encode(text)
 np.asarray(ids, dtype=np.uint16).tofile(sys.argv[2])
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "tokens": len(ids)}))
+print(json.dumps({"peak": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024, "tokens": len(ids)}))
 """
 
 _PIPELINE = r"""
-import json, resource, sys
+import json, sys
 from codetron.preprocess.config import JobConfig, PipelineConfig
 from codetron.preprocess.pipeline import run
 from codetron.preprocess.tokenizer import default_tokenizer_path
-job = JobConfig(mode="code", layout="pretrain", tokenizer=str(default_tokenizer_path()))
-s = run(PipelineConfig(inputs=[sys.argv[1]], output_prefix=sys.argv[2], job=job, workers=1, progress=False))
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "tokens": s["tokens_out"] - 1}))
+job = JobConfig(mode="code", layout="pretrain", tokenizer=str(default_tokenizer_path()), max_doc_chars=int(sys.argv[3]))
+try:
+    s = run(PipelineConfig(inputs=[sys.argv[1]], output_prefix=sys.argv[2], job=job, workers=1, progress=False))
+    tokens, dropped = s["tokens_out"] - 1, s["dropped"]
+except Exception as exc:  # a run that keeps nothing fails, naming the drop reasons
+    tokens, dropped = 0, str(exc)
+print(json.dumps({"peak": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024, "tokens": tokens, "dropped": dropped}))
 """
 
 
@@ -59,7 +71,7 @@ def child(code: str, *args: str) -> tuple[dict, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes-mb", type=float, nargs="+", default=[5, 50])
+    ap.add_argument("--sizes-mb", type=float, nargs="+", default=[5, 20, 200])
     ap.add_argument("--baseline-mb", type=float, default=5, help="size of the whole-document baseline (0: none)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="codetron-longdoc-"))
@@ -79,17 +91,21 @@ def main() -> None:
             whole = (work / "whole.u16").read_bytes()
         if mb in args.sizes_mb:
             out = work / f"out{mb:g}"
-            res, secs = child(_PIPELINE, str(src), str(out))
+            res, secs = child(_PIPELINE, str(src), str(out), "0")
             same = "-"
             if whole is not None:
                 same = "yes" if Path(f"{out}.bin").read_bytes()[:-2] == whole else "NO"  # minus the EOD
             rows.append((f"{mb:g} MB", "codetron preprocess code (1 worker)", secs, res["peak"], res["tokens"], same))
+            res, secs = child(_PIPELINE, str(src), str(out) + "-capped", str(MAX_DOC_CHARS))
+            rows.append((f"{mb:g} MB", "same, default --max-doc-chars", secs, res["peak"], res["tokens"],
+                         "dropped" if "doc_too_long" in str(res["dropped"]) else "kept"))
         src.unlink()
-    print(f"{'document':>9}  {'what':<36} {'seconds':>8} {'peak RSS':>10} {'vs whole':>9} {'tokens':>11}  ids identical")
+    print(f"{'document':>9}  {'what':<36} {'seconds':>8} {'s/MB':>6} {'peak RSS':>10} {'vs whole':>9} {'tokens':>11}  ids identical")
     base = next(iter(baseline_peak.values()), None)
     for size, what, secs, peak, tokens, same in rows:
         ratio = f"{peak / base:.2f}x" if base else "-"
-        print(f"{size:>9}  {what:<36} {secs:8.1f} {peak / 2**20:8.0f} MiB {ratio:>9} {tokens:>11,}  {same}")
+        print(f"{size:>9}  {what:<36} {secs:8.1f} {secs / float(size.split()[0]):6.2f} {peak / 2**20:8.0f} MiB {ratio:>9} {tokens:>11,}  {same}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; the cap is {MAX_DOC_CHARS:,} characters")
 
 
 if __name__ == "__main__":

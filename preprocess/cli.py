@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from codetron.errors import ConfigError
+from codetron.preprocess.readers import MAX_DOC_CHARS
 
 EPILOG = """Output: PREFIX.bin + PREFIX.idx (megatron-core IndexedDataset; uint16 tokens when the vocab
 fits, else int32) and PREFIX.summary.json (docs in/kept, drops per reason, errors with file:line,
@@ -64,6 +65,9 @@ def _add_common(p: argparse.ArgumentParser, default_layout: str) -> None:
     p.add_argument("--field", action="append", default=[], metavar="NAME=KEY", help="read logical field NAME (content, repo, path, stars, lang, instruction, input, output, text) from KEY")
     p.add_argument("--seed", type=int, default=1234, help="seed for random choices (hashed with file and line: reproducible)")
     p.add_argument("--chunk-docs", type=int, default=512, help="records per work unit (default 512)")
+    p.add_argument("--max-doc-chars", type=int, default=MAX_DOC_CHARS, metavar="N",
+                   help=f"drop documents longer than N characters, counted as doc_too_long; longer jsonl lines are skipped "
+                        f"after reading at most 12 bytes per allowed character (default {MAX_DOC_CHARS:,}: ten times The Stack's 1 MB file limit; 0: no cap)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -167,6 +171,7 @@ def _job_from_args(args, mode: str):
         encoder=args.encoder,
         fields=fields,
         seed=args.seed,
+        max_doc_chars=args.max_doc_chars,
         quality=QualityConfig(
             dedup=args.dedup,
             near=NearDedupConfig(threshold=args.near_threshold, num_perm=args.near_num_perm, ngram=args.near_ngram),

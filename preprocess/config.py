@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from codetron.preprocess.commitpack import CommitFilterConfig
 from codetron.preprocess.quality import DecontamConfig, NearDedupConfig
+from codetron.preprocess.readers import MAX_DOC_CHARS
 
 MODES = ("code", "commitpack", "instruct", "text")
 LAYOUTS = ("pretrain", "sft")
@@ -117,6 +118,12 @@ class JobConfig:
     """Sentence splitting (text mode)."""
     quality: QualityConfig = field(default_factory=QualityConfig)
     """Dedup/decontamination settings."""
+    max_doc_chars: int = MAX_DOC_CHARS
+    """Documents whose text (all sequences together) is longer than this many characters are
+    dropped (``doc_too_long`` in the summary); jsonl lines over 12 bytes per allowed character
+    (the longest JSON escape of one character) are read no further than that and skipped, so memory
+    stays bounded by the cap.
+    0: no cap (a document then costs memory in proportion to its size)."""
     seed: int = 1234
     """Seed for every random choice (metadata fields, bump commits); hashed with the record's
     file name and line, so results do not depend on worker count or sharding."""

@@ -7,6 +7,9 @@ probe set; otherwise the caller keeps ``tokenizers`` and prints the reason.
 
 How the emulation stays exact, and what the checks guard:
 * vocabulary: byte-level token strings map back to bytes through GPT-2's byte<->unicode table;
+  every byte UTF-8 text can hold needs its token (``NOT_IN_UTF8`` lists those that may be missing);
+* input: ``str`` only, handed to tiktoken's Rust entry point, which refuses lone surrogates as
+  ``tokenizers`` does (tiktoken's Python ``encode_ordinary`` would replace them with U+FFFD);
 * merge order: tiktoken merges the adjacent pair whose *concatenation* has the lowest rank, so a
   token's rank is its merge's index (through an id table when ids are not in merge order); tokens
   no merge produces get no rank (``tokenizers`` cannot produce them either);
@@ -34,6 +37,11 @@ from codetron.errors import CodetronError
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 """ByteLevel(use_regex=True)'s split pattern, as in ``tokenizers`` (and GPT-2)."""
+
+
+NOT_IN_UTF8 = frozenset([0xC0, 0xC1, *range(0xF5, 0x100)])
+"""Bytes that never occur in UTF-8 text. Encoders take ``str``, whose UTF-8 form never holds
+them, so a vocabulary may lack their byte-level tokens (StarCoder2's lacks all 14)."""
 
 
 class FastEncoderUnavailable(CodetronError):
@@ -94,12 +102,17 @@ def byte_decoder() -> dict[str, int]:
 class FastBPE:
     """tiktoken encoding of one ``tokenizers`` BPE; ``encode``/``encode_batch`` give its ids."""
 
-    def __init__(self, encoding, id_map: np.ndarray | None, added: list[tuple[re.Pattern, dict[str, int]]]):
+    def __init__(self, encoding, id_map: np.ndarray | None, added: list[tuple[re.Pattern, dict[str, int]]],
+                 lacking: re.Pattern | None = None, backend=None):
         self.encoding = encoding
         self._id_map = id_map
         """rank -> tokenizers id, or None when ranks are the ids."""
         self._added = added
         """(pattern, content -> id) per matching pass, in ``tokenizers``' order."""
+        self._lacking = lacking
+        """Characters whose UTF-8 holds a byte the vocabulary has no token for: ``tokenizers``
+        silently drops such bytes, tiktoken cannot, so texts holding one are encoded by ``backend``."""
+        self._backend = backend
         # the Rust entry point, not Encoding.encode_ordinary: that one silently turns lone
         # surrogates into U+FFFD, where tokenizers refuses the text; both must refuse alike
         self._encode_ordinary = encoding._core_bpe.encode_ordinary
@@ -130,8 +143,17 @@ class FastBPE:
                 out.extend(self._encode_ordinary(piece))
         return out, True
 
+    def _needs_backend(self, text: str) -> bool:
+        # isascii() is a flag lookup: code is mostly ASCII and lacking bytes are never ASCII
+        return self._lacking is not None and not text.isascii() and self._lacking.search(text) is not None
+
+    def _backend_ids(self, text: str) -> list[int]:
+        return self._backend.encode(text, add_special_tokens=False).ids
+
     def encode_array(self, text: str, dtype) -> np.ndarray:
         """Ids of ``text`` (no BOS/EOS) as an array of ``dtype``."""
+        if self._needs_backend(text):
+            return np.asarray(self._backend_ids(text), dtype=dtype)
         ranks, has_added = self._ranks(text)
         arr = np.asarray(ranks, dtype=np.int64)
         if has_added:
@@ -144,6 +166,8 @@ class FastBPE:
 
     def encode(self, text: str) -> list[int]:
         """Ids of ``text`` without any BOS/EOS added."""
+        if self._needs_backend(text):
+            return self._backend_ids(text)
         ranks, has_added = self._ranks(text)
         if not has_added and self._id_map is None:
             return ranks
@@ -180,9 +204,7 @@ def build(backend) -> FastBPE:
     for s, i in vocab.items():
         if len(s) == 1 and s in to_byte:
             byte_id[to_byte[s]] = i
-    if len(byte_id) != 256:
-        missing = sorted(set(range(256)) - set(byte_id))
-        raise FastEncoderUnavailable(f"its vocabulary lacks byte-level tokens for {len(missing)} bytes (e.g. {missing[0]:#04x})")
+    lacking = lacking_characters(set(range(256)) - set(byte_id))
 
     def as_bytes(s: str) -> bytes:
         try:
@@ -204,10 +226,10 @@ def build(backend) -> FastBPE:
     ids = np.array([i for _, i in merged], dtype=np.int64)
     if ids.size and not (np.diff(ids) > 0).all():
         # ranks must follow merge order; the table maps them back to this tokenizer's ids
-        ranks = {bytes([b]): b for b in range(256)}
+        ranks = {bytes([b]): b for b in byte_id}
         ranks.update((bs, 256 + k) for k, (bs, _) in enumerate(merged))
         id_map = np.empty(256 + len(merged), dtype=np.int64)
-        id_map[:256] = [byte_id[b] for b in range(256)]
+        id_map[:256] = [byte_id.get(b, -1) for b in range(256)]  # -1: a byte str input never holds
         id_map[256:] = ids
     else:
         ranks = {bytes([b]): i for b, i in byte_id.items()}
@@ -231,7 +253,35 @@ def build(backend) -> FastBPE:
         enc = tiktoken.Encoding("codetron-bpe", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
     except Exception as exc:  # the Rust side rejects patterns fancy-regex cannot compile
         raise FastEncoderUnavailable(f"tiktoken rejects it ({str(exc).splitlines()[0][:120]})") from None
-    return FastBPE(enc, id_map, passes)
+    return FastBPE(enc, id_map, passes, lacking, backend)
+
+
+_UTF8_FIRST = {2: 0x80, 3: 0x800, 4: 0x10000}
+"""The first code point of each UTF-8 sequence length."""
+
+
+def lacking_characters(missing: set[int]) -> re.Pattern | None:
+    """A character class matching every character whose UTF-8 form holds one of the ``missing``
+    bytes (None when there are none); raises :class:`FastEncoderUnavailable` when a missing byte
+    is ASCII or a continuation byte (too many characters hold one for the fallback to be rare).
+
+    Lead bytes give a contiguous range: 0xC2-0xDF start 2-byte sequences, 0xE0-0xEF 3-byte,
+    0xF0-0xF4 4-byte (0xF1 leads U+40000-U+7FFFF, unassigned planes StarCoder2's vocabulary has
+    no token for)."""
+    missing = set(missing) - NOT_IN_UTF8
+    if not missing:
+        return None
+    bad = sorted(b for b in missing if b < 0xC2)
+    if bad:
+        raise FastEncoderUnavailable(f"its vocabulary lacks byte-level tokens for {len(bad)} bytes that much UTF-8 text "
+                                     f"holds (e.g. {bad[0]:#04x})")
+    ranges = []
+    for b in sorted(missing):
+        n, bits = (2, 5) if b < 0xE0 else (3, 4) if b < 0xF0 else (4, 3)
+        lo = (b & ((1 << bits) - 1)) << (6 * (n - 1))
+        hi = min(lo | ((1 << (6 * (n - 1))) - 1), 0x10FFFF)
+        ranges.append(f"\\U{max(lo, _UTF8_FIRST[n]):08x}-\\U{hi:08x}")
+    return re.compile("[" + "".join(ranges) + "]")
 
 
 # --- proof of identity --------------------------------------------------------------------------
@@ -255,6 +305,11 @@ _UNICODE = [
     "مرحبا بالعالم ١٢٣ שלום עולם", "ไทย ๑๒๓ देवनागरी १२३", "fullwidth １２３ ＡＢＣ superscript x² x³ ½ ¾ Ⅻ ⅷ ⑳",
     "math ∀x∈ℝ: x²≥0 ⇒ √x ∞ ≠ ≈ ∑∫", "\x00\x01\x7f\x80\x9f control \ufffd\ufeff bom", "ℌ𝔢𝔩𝔩𝔬 𝟙𝟚𝟛 𐍈 \U0001F600\U000E0001",
 ]
+# one character per UTF-8 lead byte (the first code point each one starts), so a vocabulary
+# lacking a lead byte's token is checked on text that needs it
+_LEAD_BYTE_CHARS = "".join(chr(max(_lo, 0x80)) for _lo in [*((b & 0x1F) << 6 for b in range(0xC2, 0xE0)),
+                                                           *(max((b & 0xF) << 12, 0x800) for b in range(0xE0, 0xF0)),
+                                                           *(max((b & 7) << 18, 0x10000) for b in range(0xF0, 0xF5))])
 _WHITESPACE = [" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\u00a0", "\u2028", "\u0085", "\u3000", "\u200b", "\u180e", "\u2003", "\u202f"]
 _FOLLOW = ["", "x", "X", "1", "٣", "²", ".", "(", "'s", " ", "\n", "é", "中", "<|endoftext|>"]
 
@@ -263,7 +318,7 @@ def probe_texts(specials: Sequence[str] = (), vocab_strings: Sequence[str] = ())
     """The built-in probe set: code in several languages, unicode, whitespace runs of every kind
     before letters, digits and punctuation, digit runs, added-token strings, and the vocabulary
     itself (each token once, and all of them run together)."""
-    texts = list(_CODE) + list(_UNICODE)
+    texts = list(_CODE) + list(_UNICODE) + [_LEAD_BYTE_CHARS, " ".join(_LEAD_BYTE_CHARS), "x".join(_LEAD_BYTE_CHARS)]
     for w in _WHITESPACE:
         for n in (1, 2, 3, 5):
             texts.extend("a" + w * n + f for f in _FOLLOW)

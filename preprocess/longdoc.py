@@ -52,13 +52,23 @@ class PretokenTooLong(CodetronError):
 
 
 def split_points(text: str, pretokenize: PreTokenize, piece_chars: int = PIECE_CHARS,
-                 protected: re.Pattern | None = None, max_pretoken_chars: int = MAX_PRETOKEN_CHARS) -> Iterator[int]:
+                 protected: re.Pattern | None = None, max_pretoken_chars: int = MAX_PRETOKEN_CHARS,
+                 line_cuts: bool = False) -> Iterator[int]:
     """Yield offsets ``0 < c1 < c2 < ... < len(text)`` where ``text`` may be cut without changing
     its token ids; pieces are about ``piece_chars`` long (longer only where a pre-token is).
 
-    ``protected`` matches added-token strings; a cut never falls strictly inside a match."""
+    ``protected`` matches added-token strings; a cut never falls strictly inside a match.
+    ``line_cuts`` (only for pre-tokenizers :func:`line_cuts_safe` accepts) cuts before a newline
+    that follows a non-space character without pre-tokenizing anything: pre-tokenizing a window
+    costs more than encoding it, so code (lines every ~40 characters) is cut at string-search
+    speed and only newline-free stretches are pre-tokenized."""
     start, n = 0, len(text)
     while n - start > piece_chars:
+        cut = _line_cut(text, start + piece_chars, min(n, start + 4 * piece_chars), protected) if line_cuts else None
+        if cut is not None:
+            yield cut
+            start = cut
+            continue
         width = piece_chars
         while True:
             end = min(n, start + width)
@@ -76,6 +86,17 @@ def split_points(text: str, pretokenize: PreTokenize, piece_chars: int = PIECE_C
             width *= 2
         yield cut
         start = cut
+
+
+def _line_cut(text: str, lo: int, hi: int, protected) -> int | None:
+    """The first ``j`` in ``[lo, hi)`` with ``text[j] == "\\n"`` after a non-space character, not
+    inside an added token."""
+    j = text.find("\n", lo, hi)
+    while j != -1:
+        if not _whitespace(text[j - 1]) and (protected is None or _match_around(text, j, protected) is None):
+            return j
+        j = text.find("\n", j + 1, hi)
+    return None
 
 
 def _last_safe_cut(text: str, start: int, end: int, pretokenize: PreTokenize, protected, at_text_end: bool) -> int | None:
@@ -159,6 +180,23 @@ def hf_split_support(backend) -> tuple[PreTokenize, re.Pattern | None] | str:
         return ends
 
     return pretokenize_around_added, protected
+
+
+def line_cuts_safe(backend) -> bool:
+    """Whether every ``"\\n"`` right after a non-space character starts a pre-token of
+    ``backend`` (a ``tokenizers.Tokenizer``), so ``split_points(line_cuts=True)`` may cut there.
+
+    True for GPT-2's byte-level regex, alone or after ``Digits`` (GPT-2, StarCoder, StarCoder2):
+    only its whitespace alternatives (``\\s+(?!\\S)``, ``\\s+``) match a newline and none of them
+    matches the non-space character before it, so a pre-token ends there; the piece before the
+    cut ends in that character, never in whitespace, so no look-ahead sees the cut. Not for
+    other regexes: Llama 3's ``?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` keeps ``";\\n"`` together."""
+    pre = json.loads(backend.to_str()).get("pre_tokenizer") or {}
+    parts = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    kinds = [p.get("type") for p in parts]
+    if kinds not in (["ByteLevel"], ["Digits", "ByteLevel"]):
+        return False
+    return bool(parts[-1].get("use_regex", True)) and not parts[-1].get("add_prefix_space")
 
 
 def _pretokenizer_reason(pre: dict) -> str | None:

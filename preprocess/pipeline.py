@@ -22,7 +22,8 @@ from codetron.preprocess.config import LAYOUTS, MODES, PipelineConfig
 from codetron.preprocess.indexed import IndexedWriter, token_dtype
 from codetron.preprocess.publish import dataset_outputs
 from codetron.preprocess.quality import ExactDeduper, NearDeduper
-from codetron.preprocess.readers import Chunk, ReadError, expand_inputs, expand_sources, iter_chunks, resolve_stdlib, source_chunks
+from codetron.preprocess.readers import (Chunk, ReadError, expand_inputs, expand_sources, iter_chunks, line_limit, resolve_stdlib,
+                                         source_chunks)
 from codetron.preprocess.signals import stop_on_signals
 from codetron.preprocess.worker import ChunkResult, Processor, init_worker, process_chunk
 
@@ -44,6 +45,8 @@ def validate(cfg: PipelineConfig) -> None:
     if job.quality.dedup not in ("none", "exact", "near"):
         raise ConfigError(f"--dedup must be none, exact or near, got {job.quality.dedup!r}")
     i, n = cfg.shard
+    if job.max_doc_chars < 0:
+        raise ConfigError(f"--max-doc-chars must be >= 0 (0: no cap), got {job.max_doc_chars}")
     if not (n >= 1 and 0 <= i < n):
         raise ConfigError(f"--shard must be i/n with 0 <= i < n, got {i}/{n}")
     for name in ("p_repo", "p_path", "p_stars"):
@@ -61,7 +64,8 @@ def _sharded_chunks(files: list, cfg: PipelineConfig) -> Iterator[Chunk | ReadEr
     if cfg.source_suffixes:
         chunks = source_chunks(files, cfg.chunk_docs, cfg.chunk_bytes, cfg.max_file_bytes)
     else:
-        chunks = (c for f in files for c in iter_chunks(f, cfg.chunk_docs, cfg.chunk_bytes))
+        limit = line_limit(cfg.job.max_doc_chars)
+        chunks = (c for f in files for c in iter_chunks(f, cfg.chunk_docs, cfg.chunk_bytes, limit))
     for k, chunk in enumerate(chunks):
         if n == 1 or k % n == i:
             yield chunk

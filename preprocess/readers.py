@@ -23,6 +23,9 @@ from typing import Iterator, Union
 from codetron.errors import CodetronError
 from codetron.records import RecordError, parse_record
 
+MAX_DOC_CHARS = 10_000_000
+"""Default ``--max-doc-chars``: ten times The Stack's 1 MB file limit, so no real source file is
+dropped, while a data blob or a runaway record costs at most ~100 MB of memory per worker."""
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".parquet", ".ndjson")
 
 
@@ -36,6 +39,8 @@ class Chunk:
     """(line or row number, raw jsonl line bytes or decoded dict)."""
     nbytes: int = 0
     """Approximate size of the raw items, used to bound memory per chunk."""
+    too_long: int = 0
+    """Lines the reader skipped for being over ``max_line_bytes`` (counted as dropped)."""
 
 
 @dataclass
@@ -285,9 +290,18 @@ def _first_char(path: str) -> bytes:
         return b""  # the chunk reader reports the archive error with its line
 
 
-def iter_chunks(path: str, max_items: int = 512, max_bytes: int = 1 << 20) -> Iterator[Union[Chunk, ReadError]]:
+def line_limit(max_doc_chars: int) -> int:
+    """Bytes of a jsonl line beyond which its document certainly exceeds ``max_doc_chars``
+    characters (0: no limit): one character is at most 12 bytes of JSON (an escaped surrogate
+    pair), plus 1 MiB for the other fields."""
+    return 12 * max_doc_chars + (1 << 20) if max_doc_chars > 0 else 0
+
+
+def iter_chunks(path: str, max_items: int = 512, max_bytes: int = 1 << 20,
+                max_line_bytes: int = 0) -> Iterator[Union[Chunk, ReadError]]:
     """Yield chunks of at most ``max_items`` items / about ``max_bytes`` bytes, or a ``ReadError``
-    (after which the file yields nothing more)."""
+    (after which the file yields nothing more). jsonl lines longer than ``max_line_bytes`` (0: no
+    limit) are skipped in bounded memory and counted in ``Chunk.too_long``."""
     if path.startswith(HUB_PREFIX):
         yield from _dataset_chunks(path, lambda: _hub_rows(path), max_items, max_bytes)
     elif is_disk_dataset(path):
@@ -297,15 +311,35 @@ def iter_chunks(path: str, max_items: int = 512, max_bytes: int = 1 << 20) -> It
     elif path.endswith((".json", ".json.gz", ".json.zst")) and _first_char(path) == b"[":
         yield from _json_array_chunks(path, max_items, max_bytes)
     else:
-        yield from _jsonl_chunks(path, max_items, max_bytes)
+        yield from _jsonl_chunks(path, max_items, max_bytes, max_line_bytes)
 
 
-def _jsonl_chunks(path, max_items, max_bytes):
+def _lines(fh, limit: int) -> Iterator[bytes | None]:
+    """The file's lines; ``None`` for one longer than ``limit`` bytes: at most ``limit + 1`` of its
+    bytes are held, the rest is read past in 1 MiB blocks."""
+    if not limit:
+        yield from fh
+        return
+    while line := fh.readline(limit + 1):
+        if len(line) <= limit or line == line[:limit] + b"\n":
+            yield line
+            continue
+        while not line.endswith(b"\n"):
+            line = fh.readline(1 << 20)
+            if not line:
+                break
+        yield None
+
+
+def _jsonl_chunks(path, max_items, max_bytes, max_line_bytes=0):
     chunk = Chunk(path)
     lineno = 0
     try:
         with _open_binary(path) as fh:
-            for lineno, line in enumerate(fh, 1):
+            for lineno, line in enumerate(_lines(fh, max_line_bytes), 1):
+                if line is None:
+                    chunk.too_long += 1
+                    continue
                 if not line.strip():
                     continue
                 chunk.items.append((lineno, line))
@@ -321,7 +355,7 @@ def _jsonl_chunks(path, max_items, max_bytes):
             yield chunk
         yield ReadError(path, lineno + 1, f"unreadable from here on ({_archive_reason(exc)})")
         return
-    if chunk.items:
+    if chunk.items or chunk.too_long:
         yield chunk
 
 

@@ -2,7 +2,7 @@
 train a byte-level BPE with the StarCoder special tokens.
 
 ``CodeTokenizer`` is duck-typed to what megatron-core's ``GPTDatasetConfig.tokenizer`` reads
-(``vocab_size``, ``eod``, ``pad`` != ``eod``, ``unique_identifiers``) and to what the rest of Codetron
+(``vocab_size``, ``eod``, ``pad`` != ``eod`` where the tokenizer has one, ``unique_identifiers``) and to what the rest of Codetron
 needs (batch encoding, exact decoding, token lookup).
 """
 from __future__ import annotations
@@ -72,15 +72,10 @@ class CodeTokenizer:
             eod = backend.token_to_id(EOD_TOKEN)
             if eod is None:
                 raise CodetronError(f"{path}: tokenizer has no {EOD_TOKEN!r} token (needed as end of document)")
-            pad = backend.token_to_id(PAD_TOKEN)
-            if pad is None:
-                # Any id != eod works for megatron padding (loss-masked); prefer an explicit pad token.
-                for name in ("<pad>", "[PAD]", "<|pad|>"):
-                    pad = backend.token_to_id(name)
-                    if pad is not None:
-                        break
-            if pad is None or pad == eod:
-                raise CodetronError(f"{path}: tokenizer has no pad token ({PAD_TOKEN!r} or <pad>) distinct from {EOD_TOKEN!r}")
+            # any id != eod works for megatron padding (loss-masked); prefer FIM's own pad token
+            pad = next((i for i in map(backend.token_to_id, PAD_CANDIDATES) if i is not None), None)
+            if pad == eod:
+                pad = None  # a pretraining dataset holds no padding; the layouts that pad ask for one
         else:
             self.vocab_size = backend.get_piece_size()
             eod = backend.eos_id()
@@ -94,7 +89,7 @@ class CodeTokenizer:
                 # tokenized with byte fallback, and it is guaranteed distinct from EOS.
                 pad = backend.unk_id()
             if pad < 0 or pad == eod:
-                raise CodetronError(f"{path}: sentencepiece model has no pad/unk id distinct from EOS")
+                pad = None
             # sentencepiece matches user-defined symbols in text itself, but never control symbols:
             # split those out so e.g. a control <fim_prefix> is still one id, as with HF tokenizers.
             self._sp_specials = [
@@ -102,7 +97,7 @@ class CodeTokenizer:
                 if backend.piece_to_id(t) != backend.unk_id() and backend.is_control(backend.piece_to_id(t))
             ]
         self.eod: int = int(eod)
-        self.pad: int = int(pad)
+        self._pad: int | None = None if pad is None else int(pad)
         self.unique_identifiers: dict = {
             "class": "CodeTokenizer",
             "kind": kind,
@@ -110,6 +105,15 @@ class CodeTokenizer:
             "sha256": sha256_file(path),
             "vocab_size": self.vocab_size,
         }
+
+    @property
+    def pad(self) -> int:
+        """The padding id (!= ``eod``). Raises :class:`ConfigError` when the tokenizer has none:
+        megatron-core's datasets then fall back to their own -1 (they catch it), and the padded
+        layouts say which needs one through :func:`require_pad`."""
+        if self._pad is None:
+            raise ConfigError(_no_pad_message(self.path, "a layout that pads sequences"))
+        return self._pad
 
     # megatron-core tokenizers also expose these names
     @property
@@ -203,23 +207,26 @@ class CodeTokenizer:
             if splitter is None:
                 out[i] = np.asarray(self.encode(text), dtype=dtype)
                 continue
-            pretokenize, protected = splitter
+            pretokenize, protected, line_cuts = splitter
             try:
-                out[i] = longdoc.encode_long(text, self.encode_batch, longdoc.split_points(text, pretokenize, protected=protected), dtype)
+                cuts = longdoc.split_points(text, pretokenize, protected=protected, line_cuts=line_cuts)
+                out[i] = longdoc.encode_long(text, self.encode_batch, cuts, dtype)
             except longdoc.PretokenTooLong:
                 out[i] = None
         return out
 
     def _long_splitter(self):
-        """(pretokenize, protected) for cutting long texts, or None (said once on stderr)."""
+        """(pretokenize, protected, line_cuts) for cutting long texts, or None (said once on stderr)."""
         if not hasattr(self, "_splitter"):
-            from codetron.preprocess.longdoc import hf_split_support
+            from codetron.preprocess.longdoc import hf_split_support, line_cuts_safe
 
             support = hf_split_support(self._backend) if self.kind == "hf" else "sentencepiece models are not split"
             if isinstance(support, str):
                 print(f"codetron: {self.path}: long documents are encoded whole, in memory growing with their size: {support}",
                       file=sys.stderr)
                 support = None
+            else:
+                support = (*support, line_cuts_safe(self._backend))
             self._splitter = support
         return self._splitter
 
@@ -265,6 +272,26 @@ class CodeTokenizer:
             out = directory / "tokenizer.model"
             out.write_bytes(self._backend.serialized_model_proto())
         return out
+
+
+PAD_CANDIDATES: tuple[str, ...] = (PAD_TOKEN, "<pad>", "[PAD]", "<|pad|>")
+"""Tokens taken as the pad id, in this order (the first one the vocabulary holds)."""
+
+
+def _no_pad_message(path, what: str) -> str:
+    return (f"{path}: {what} needs a pad token distinct from {EOD_TOKEN!r}, and the tokenizer has none of "
+            f"{', '.join(PAD_CANDIDATES)}; add one (new id at the end, existing ids unchanged): python -c "
+            f"\"from tokenizers import Tokenizer; t = Tokenizer.from_file('{path}'); t.add_special_tokens(['<pad>']); "
+            f"t.save('{path}')\"")
+
+
+def require_pad(tokenizer, what: str) -> int:
+    """``tokenizer.pad``, or a :class:`ConfigError` naming ``what`` needs it and how to add one.
+    Pretraining data holds no padding, so only the layouts that pad rows (SFT packing, RRTF pairs,
+    FIM) call this, before any process group starts."""
+    if getattr(tokenizer, "_pad", 0) is None:
+        raise ConfigError(_no_pad_message(tokenizer.path, what))
+    return int(tokenizer.pad)
 
 
 _CHECKED: dict[str, str | None] = {}

@@ -7,6 +7,7 @@ global state, so workers only compute keys/signatures and the main process decid
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -159,7 +160,10 @@ class Processor:
     # --- the chunk ----------------------------------------------------------------------------
     def process(self, chunk: Chunk) -> ChunkResult:
         base = os.path.basename(chunk.source)
-        res = ChunkResult(chunk.source, len(chunk.items), np.zeros(0, self.dtype), np.zeros(0, np.int32))
+        res = ChunkResult(chunk.source, len(chunk.items) + chunk.too_long, np.zeros(0, self.dtype), np.zeros(0, np.int32))
+        if chunk.too_long:
+            res.dropped["doc_too_long"] += chunk.too_long
+        cap = self.job.max_doc_chars
         docs: list[tuple[tuple[str, int], list[str], str]] = []
         commit_sizes: list[tuple[str, str]] = []
         for line, item in chunk.items:
@@ -185,6 +189,8 @@ class Processor:
                     commit_sizes.append((old, new))
                 else:
                     texts, key = self.render(rec, ident)
+                if cap and sum(map(len, texts)) > cap:
+                    raise Drop("doc_too_long")
             except ItemError as exc:
                 res.errors.append((*where, str(exc).removeprefix(f"{where[0]}: ")))
                 continue
@@ -197,8 +203,14 @@ class Processor:
             docs.append((where, texts, key))
 
         if self.job.mode == "commitpack" and docs and "token_count" not in self.job.commit.filters.disabled:
-            flat = [t for pair in commit_sizes for t in pair]
-            counts = [len(ids) for ids in self.tok.encode_batch(flat)]
+            try:
+                counts = [len(ids) for ids in self.tok.encode_batch([t for pair in commit_sizes for t in pair])]
+            except (UnicodeEncodeError, TypeError) as exc:  # a lone surrogate: those commits are bad records
+                clean = [i for i, pair in enumerate(commit_sizes) if not _surrogate(pair, docs[i], res)]
+                if len(clean) == len(docs):
+                    raise exc
+                docs, commit_sizes = [docs[i] for i in clean], [commit_sizes[i] for i in clean]
+                counts = [len(ids) for ids in self.tok.encode_batch([t for pair in commit_sizes for t in pair])]
             kept = []
             for i, doc in enumerate(docs):
                 if check_token_count(counts[2 * i] + 1 + counts[2 * i + 1], self.job.commit.filters):  # old + EOD + new
@@ -220,9 +232,9 @@ class Processor:
         if not docs:
             return res
 
-        flat = [t for _, texts, _ in docs for t in texts]
-        encoded = self.tok.encode_arrays(flat, self.dtype)  # long documents in pieces: bounded memory
-        del flat
+        encoded, docs = self._encode(docs, res)
+        if not docs:
+            return res
         eod = np.asarray([self.eod], dtype=self.dtype)
         # BOS opens the document for templates trained that way (codetron.templates.BOS_TEMPLATES)
         bos = self.job.mode == "instruct" and self.job.instruct.template in formats.BOS_TEMPLATES
@@ -243,13 +255,38 @@ class Processor:
             seqs.extend(doc_seqs)
             res.lines.append(line)
             res.seqs_per_doc.append(n)
-            res.keys.append(exact_key(key))
+            res.keys.append(exact_key(key) if self.job.quality.dedup != "none" else b"")  # the digest is 1% of the CPU
             kept_docs.append(doc)
         if self.near is not None:
             res.signatures = [self.near.signature(key) for _, _, key in kept_docs]
         res.seq_lengths = np.fromiter((s.size for s in seqs), dtype=np.int32, count=len(seqs))
         res.tokens = np.concatenate(seqs) if seqs else np.zeros(0, self.dtype)
         return res
+
+
+    def _encode(self, docs: list, res: ChunkResult) -> tuple[list, list]:
+        """Ids of every text of ``docs`` (long ones in pieces: bounded memory). JSON escapes can
+        make lone surrogates, which no encoder accepts: such a document is a bad record, found
+        only when the chunk's encode fails, so clean chunks pay nothing for the check."""
+        try:
+            return self.tok.encode_arrays([t for _, texts, _ in docs for t in texts], self.dtype), docs
+        except (UnicodeEncodeError, TypeError) as exc:  # tiktoken's and tokenizers' refusals
+            failure = exc
+        clean = [doc for doc in docs if not _surrogate(doc[1], doc, res)]
+        if len(clean) == len(docs):
+            raise failure  # not a surrogate: a real error, with its traceback
+        return (self.tok.encode_arrays([t for _, texts, _ in clean for t in texts], self.dtype) if clean else []), clean
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate(texts, doc, res: ChunkResult) -> bool:
+    """Whether ``texts`` hold a lone surrogate; if so ``doc`` is reported as a bad record."""
+    bad = next((m for t in texts if (m := _SURROGATE.search(t))), None)
+    if bad is not None:
+        res.errors.append((*doc[0], f"text holds a lone surrogate U+{ord(bad.group()):04X} (not Unicode text; no tokenizer encodes it)"))
+    return bad is not None
 
 
 _PROCESSOR: Processor | None = None

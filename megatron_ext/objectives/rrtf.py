@@ -244,6 +244,7 @@ class RRTFObjective:
 
     def build_datasets(self, cfg, tokenizer, num_train_samples, num_valid_samples):
         from codetron.errors import ConfigError
+        from codetron.preprocess.tokenizer import require_pad
 
         if cfg.optim.micro_batch_size % 2:
             raise ConfigError(f"optim.micro_batch_size {cfg.optim.micro_batch_size}: data.mode rrtf needs an even "
@@ -253,7 +254,7 @@ class RRTFObjective:
         self.variant, self.margin = cfg.data.rrtf_loss, cfg.data.rrtf_margin
         pairs = self._pairs(cfg, tokenizer)
         train_idx, valid_idx = split_pairs(len(pairs), cfg.data.split)
-        seq, pad = cfg.model.seq_length, tokenizer.pad
+        seq, pad = cfg.model.seq_length, require_pad(tokenizer, "data.mode rrtf (pair rows are padded to model.seq_length)")
         queries, chosen = pairs.query_keys()
         train = PairSequences(pairs, epoch_order(train_idx, num_train_samples, cfg.data.seed), seq, pad,
                               teacher_weights(queries, chosen, pairs.scores[:, 0], train_idx))

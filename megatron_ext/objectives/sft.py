@@ -224,8 +224,10 @@ class SFTObjective:
     @staticmethod
     def _dataset_config(cfg, tokenizer, weighted: bool = True) -> SFTDatasetConfig:
         from codetron.megatron_ext.objectives.lm import blend_from_paths
+        from codetron.preprocess.tokenizer import require_pad
 
         prefixes, weights = blend_from_paths(cfg.data.data_path)
+        require_pad(tokenizer, "data.mode sft (rows are padded to model.seq_length)")
         return SFTDatasetConfig(
             random_seed=cfg.data.seed, sequence_length=cfg.model.seq_length,
             blend=(prefixes, weights if weighted else None),

@@ -77,27 +77,33 @@ def test_pieces_give_the_ids_of_a_whole_encode(backends, name):
     def batch(texts):
         return [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
 
+    line_cuts = longdoc.line_cuts_safe(tok)
+    assert line_cuts == (name != "llama3-style split regex")  # Llama 3 keeps ";\n" in one pre-token
     for seed in range(6):
         text = corpus(seed, 400)
         whole = tok.encode(text, add_special_tokens=False).ids
-        for piece in (7, 40, 333):  # tiny pieces: hundreds of cuts, many inside runs and next to specials
-            cuts = list(split_points(text, pretokenize, piece_chars=piece, protected=protected))
-            assert len(cuts) > len(text) // (4 * piece)
+        for piece, lines in ((7, False), (40, False), (333, False), (7, line_cuts), (40, line_cuts)):
+            # tiny pieces: hundreds of cuts, many inside runs and next to specials
+            cuts = list(split_points(text, pretokenize, piece_chars=piece, protected=protected, line_cuts=lines))
+            assert len(cuts) > len(text) // ((40 if lines else 4) * piece)  # line cuts: only where a newline is
             assert cuts == sorted(set(cuts)) and 0 < cuts[0] and cuts[-1] < len(text)
             ids = encode_long(text, batch, iter(cuts), np.int32)
-            assert ids.tolist() == whole, (name, seed, piece)
+            assert ids.tolist() == whole, (name, seed, piece, lines)
             if protected is not None:  # no cut falls inside a special token written in the text
                 for m in protected.finditer(text):
                     assert not any(m.start() < c < m.end() for c in cuts)
 
 
-def test_cuts_only_where_the_pretokenizer_cuts(backends):
+@pytest.mark.parametrize("line_cuts", [False, True])
+def test_cuts_only_where_the_pretokenizer_cuts(backends, line_cuts):
     tok = backends["bundled (StarCoder-style digits + byte level)"]
     pretokenize, protected = hf_split_support(tok)
     text = corpus(11, 300)
     boundaries = set(pretokenize(text))
-    cuts = list(split_points(text, pretokenize, piece_chars=50, protected=protected))
+    cuts = list(split_points(text, pretokenize, piece_chars=50, protected=protected, line_cuts=line_cuts))
     assert cuts and set(cuts) <= boundaries
+    if line_cuts:  # most cuts are line cuts: right before a newline that follows a non-space
+        assert sum(text[c] == "\n" and not text[c - 1].isspace() for c in cuts) > 0.8 * len(cuts)
 
 
 def test_one_giant_pretoken_is_refused_not_encoded_unbounded():
@@ -178,3 +184,29 @@ def test_pipeline_output_identical_for_a_long_document(tmp_path, monkeypatch):
     n0 = int(info.lengths[0])
     assert tokens[:n0].tolist() == tok.encode(text) + [tok.eod]
     assert tokens[n0:].tolist() == tok.encode("x = 1\n") + [tok.eod]
+
+
+def test_max_doc_chars_drops_and_counts_and_the_reader_skips_huge_lines(tmp_path):
+    from codetron.preprocess.pipeline import run
+    from codetron.preprocess.readers import iter_chunks, line_limit
+    from tests.preprocess.conftest import make_cfg, write_jsonl
+
+    docs = [{"content": "x = 1\n"}, {"content": "y" * 5000}, {"content": "z = 2\n"}]
+    inp = write_jsonl(tmp_path / "in.jsonl", docs)
+    cfg = make_cfg([inp], tmp_path / "o")
+    cfg.job.max_doc_chars = 1000
+    s = run(cfg)
+    assert (s["docs_in"], s["docs_kept"], s["dropped"]) == (3, 2, {"doc_too_long": 1})
+    cfg.job.max_doc_chars, cfg.output_prefix = 0, str(tmp_path / "all")  # 0: no cap
+    assert run(cfg)["docs_kept"] == 3
+
+    # the reader skips a line over its byte limit without holding it (read in 1 MiB blocks),
+    # counts it, and keeps the lines around it; a line of exactly the limit is kept
+    chunks = list(iter_chunks(str(inp), max_line_bytes=len(json.dumps(docs[0])) + 1))
+    assert [ln for c in chunks for ln, _ in c.items] == [1, 3] and sum(c.too_long for c in chunks) == 1
+    assert line_limit(0) == 0 and line_limit(10) == 120 + (1 << 20)
+    big = tmp_path / "big.jsonl"
+    with open(big, "w") as fh:
+        fh.write(json.dumps({"content": "a" * 3_000_000}) + "\n" + json.dumps({"content": "ok = 1\n"}) + "\n")
+    chunks = list(iter_chunks(str(big), max_line_bytes=1 << 20))
+    assert [c.too_long for c in chunks] == [1] and [ln for ln, _ in chunks[0].items] == [2]
