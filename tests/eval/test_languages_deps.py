@@ -105,6 +105,50 @@ def test_humanevalpack_rust_with_rand_regex_md5(tmp_path):
     assert verdicts == [[True, False]] * 3, [p["samples"] for p in result.per_problem]
 
 
+RAND04_PROGRAM = """fn main(){}
+use rand::Rng;
+fn clamp(x: i64) -> i64 { x.max(-5).min(5) }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn t() {
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let x = rng.gen_range(-10, 11);
+            assert!(x >= -10 && x < 11);
+            let c: u8 = rng.gen_range(b'a', b'z' + 1);
+            assert!(c.is_ascii_lowercase());
+            assert!(clamp(x).abs() <= 5);
+        }
+        let r: i32 = rng.gen();
+        let _f: f64 = rand::random();
+        let _ = r.checked_rem(7);
+        let mut v = vec![1, 2, 3, 4];
+        rng.shuffle(&mut v);
+        v.sort();
+        assert!(v == vec![1, 2, 3, 4]);
+        assert!(rng.choose(&v).is_some() && rng.choose::<i32>(&[]).is_none());
+        assert!(rng.gen_weighted_bool(1));
+        assert!(rng.gen_ascii_chars().take(8).all(|c| c.is_ascii_alphanumeric()));
+        assert!(rng.gen_iter::<u8>().take(3).count() == 3);
+    }
+}
+"""
+
+
+@pytest.mark.slow  # the first run on a machine builds the crates (~25 s on 2 cores)
+def test_rand_is_the_harness_rand_04_api():
+    """HumanEvalPack's Rust tests are written for rand 0.4 (``gen_range(low, high)``, Rust/32 and
+    Rust/50): the ``rand`` samples link against offers 0.4's ``Rng`` API, and 0.8-only calls fail to
+    compile, as under the reference's ``rand = "0.4"``."""
+    needs("rust")
+    only_08 = RAND04_PROGRAM.replace("rng.gen_range(-10, 11)", "rng.gen_range(-10..11)")
+    good, bad = check_programs([RAND04_PROGRAM, only_08], timeout=20.0, n_workers=2, language="rust")
+    assert (good.status, good.error_kind) == ("passed", "none"), (good.detail, good.output[-800:])
+    assert (bad.status, bad.error_kind) == ("failed", "compile"), (bad.detail, bad.output[-800:])
+
+
 @pytest.mark.slow
 def test_rust_test_binary_above_the_run_file_limit_passes_with_defaults():
     """A ``rustc --test`` binary linked with regex is ~32 MB, twice the run step's default 16 MB
