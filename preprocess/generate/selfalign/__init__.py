@@ -8,7 +8,8 @@ response with self-validation tests -> execution filter -> one passing response 
               by default)
 ``response``  parsing and sanitising a response (whether its tests test anything: ``generate/testcheck``)
 ``pipeline``  the per-seed model calls, the sandboxed execution filter, selection, the summary
-``cli``       ``codetron selfalign seeds|run``
+``smart``     the published SMART sanitisation of four-tag responses (the official last data step)
+``cli``       ``codetron selfalign seeds|run|smart``
 
 Method: BigCode, "StarCoder2-Instruct: Fully Transparent and Permissive Self-Alignment for Code
 Generation" (2024) and Wei et al., "SelfCodeAlign" (arXiv:2410.24198); the published pipeline is

@@ -2,13 +2,16 @@
 
     codetron selfalign seeds @stdlib my_repos/ -o seeds.jsonl --benchmark mbpp.jsonl
     codetron selfalign run seeds.jsonl -o selfalign.jsonl --base-url http://127.0.0.1:8000/v1
-    codetron preprocess instruct selfalign.jsonl -o data/sc2-instruct --template starcoder2-instruct
+    codetron selfalign smart selfalign.jsonl -o selfalign-smart.jsonl
+    codetron preprocess instruct selfalign-smart.jsonl -o data/sc2-instruct --template starcoder2-instruct
 
 ``seeds`` writes SEEDS.jsonl (``{"id", "seed", "source", "name"}``) and SEEDS.stats.json. ``run`` writes,
 next to ``-o OUT.jsonl``: OUT.records.jsonl (every seed's concepts, instruction, responses and verdicts:
 the resume point) and OUT.stats.json (the funnel per stage, counts per drop reason, requests, output
 filtering). OUT.jsonl is written only when the run is complete; a stopped run (Ctrl-C, spent
-``--max-requests``, server gone) exits 3 and the same command resumes it.
+``--max-requests``, server gone) exits 3 and the same command resumes it. ``smart`` is the published
+last data step (SMART sanitisation) on responses in the four-tag format; it writes OUT.jsonl and
+OUT.stats.json.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import time
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
 from codetron.preprocess.generate.backends import add_request_args
+from codetron.preprocess.generate.selfalign.smart import SmartConfig
 
 EXIT_INCOMPLETE = 3
 """Exit status of a run that stopped early and can be resumed."""
@@ -42,6 +46,16 @@ resume: every seed is appended to OUT.records.jsonl as soon as its model calls r
 tests run; rerun the same command after a crash, a kill, Ctrl-C or --max-requests (seeds generated but
 not yet executed are executed then, without new requests). Settings that shape the records must
 match (--restart starts over).
+"""
+
+SMART_EPILOG = """\
+per four-tag pair, as sanitize_data.py (bigcode-project/starcoder2-self-align 0b19dbcd, README:198): the
+response becomes its sections without the tags; the tests go unless the instruction mentions tests;
+explanation and reasoning each go with probability 0.5; whole-line comments leave the code blocks;
+with probability 0.5 the instruction gets 1-5 of the asserts ("Your code should pass the following
+assertion(s)"). Unfinished answers (todo, fixme, ...) are dropped. One random stream seeded with
+--seed runs over the file in order; --seed 0 on the same file gives the official output byte for byte.
+Pairs without the four tags (Codetron's own few-shot format) pass through unchanged and are counted.
 """
 
 
@@ -113,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-decontaminate", action="store_true", help="keep pairs overlapping the benchmarks")
     o.add_argument("--restart", action="store_true", help="discard OUT.records.jsonl and start over")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    m = sub.add_parser("smart", help="the published SMART sanitisation of four-tag responses",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SMART_EPILOG,
+                       description="Rewrite pairs whose response has [Reasoning] [Implementation] [Explanation] "
+                                   "[Tests] as StarCoder2-Instruct's SMART=1 sanitize_data.py does.")
+    m.add_argument("input", help="jsonl pairs: instruction and output (selfalign run) or response")
+    m.add_argument("-o", "--output", required=True, help="output jsonl (stats written beside it)")
+    m.add_argument("--seed", type=int, default=SmartConfig.seed,
+                   help=f"seed of the one random stream over the file (default {SmartConfig.seed}, as published)")
     return p
 
 
@@ -215,6 +238,22 @@ def run_main(args) -> int:
     return 0
 
 
+def smart_main(args) -> int:
+    from codetron.preprocess.generate.selfalign.smart import smart_rows
+    from codetron.records import read_jsonl, write_jsonl
+
+    rows, report = smart_rows(read_jsonl(args.input, what="pairs"), SmartConfig(seed=args.seed), args.input)
+    write_jsonl(args.output, rows, ensure_ascii=False)
+    stats = report.stats()
+    stats.update(seed=args.seed, written=len(rows))
+    _write_json(_stem(args.output) + ".stats.json", stats)
+    print(f"codetron selfalign: wrote {len(rows)} pairs to {args.output} ({stats['sanitised']} sanitised, "
+          f"{stats['dropped_incomplete']} unfinished dropped, {stats['passed_through']} not in the four-tag "
+          f"format passed through unchanged, {stats['instructions_with_asserts']} instructions got asserts)",
+          file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return seeds_main(args) if args.mode == "seeds" else run_main(args)
+    return {"seeds": seeds_main, "run": run_main, "smart": smart_main}[args.mode](args)
