@@ -35,6 +35,9 @@ def collect(paths: list[str | Path]) -> list[dict]:
                 "temperature": config.get("temperature", "?"),
                 "problems": config.get("problems", "?"),
                 "metrics": {k: float(v) for k, v in metrics.items() if k.startswith("pass@")},
+                # samples where Codetron's verdict and the reference runner's rule disagree (absent in
+                # the harness's own files)
+                "differ": metrics.get("strict_vs_harness_differ"),
                 "source": str(path),
             })
     if not rows:
@@ -83,14 +86,17 @@ def _ks(rows: list[dict]) -> list[str]:
 
 def markdown(rows: list[dict]) -> str:
     ks = _ks(rows)
-    head = ["run", "model", "prompt", "task", "problems", "n", "T"] + ks
+    head = ["run", "model", "prompt", "task", "problems", "n", "T"] + ks + ["strict≠reference"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["label"], str(r["model"]), str(r["prompt"]), str(r["task"]), str(r["problems"]), str(r["n"]),
                  str(r["temperature"])]
         cells += [f"{100 * r['metrics'][k]:.2f}" if k in r["metrics"] else "-" for k in ks]
+        cells.append("-" if r["differ"] is None else str(r["differ"]))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\npass@k in percent (unbiased estimator, Chen et al. 2021).\n"
+    return ("\n".join(lines) + "\n\npass@k in percent (unbiased estimator, Chen et al. 2021). strict≠reference: "
+            "samples whose verdict by Codetron's default (the tests ran to their end) differs from the reference "
+            "runner's own rule (`--harness-compatible`); - where the metrics file does not say.\n")
 
 
 def chart(rows: list[dict], path: str | Path) -> None:

@@ -50,9 +50,9 @@ def test_three_runs_from_generation_files_stay_three(tmp_path, capsys):
     md = (tmp_path / "rep" / "report.md").read_text()
     runs_table = table(md, "# Evaluation report")
     assert runs_table == [
-        "| baseline | ? | ? | humaneval | 4 | 1 | ? | 100.00 |",
-        "| b/generations.json | sc2-3b | continue | humaneval | 4 | 1 | 0.2 | 50.00 |",
-        "| c/generations.json | starcoderbase-1b | ? | humaneval | 4 | 1 | 0.8 | 25.00 |"]
+        "| baseline | ? | ? | humaneval | 4 | 1 | ? | 100.00 | 0 |",
+        "| b/generations.json | sc2-3b | continue | humaneval | 4 | 1 | 0.2 | 50.00 | 0 |",
+        "| c/generations.json | starcoderbase-1b | ? | humaneval | 4 | 1 | 0.8 | 25.00 | 0 |"]
     by_language = table(md, "## By task and language")
     assert by_language == ["| baseline | ? | ? | ? | 1 | humaneval | 100.0 |",
                            "| b/generations.json | sc2-3b | continue | 0.2 | 1 | humaneval | 50.0 |",
@@ -74,3 +74,15 @@ def test_same_named_runs_are_not_merged(tmp_path):
         "| same | m | continue | 0.2 | 1 | humaneval | 50.0 |  |",
         "| same | m | continue | 0.2 | 1 | humaneval | 80.0 |  |",
         "| same | m | continue | 0.2 | 1 | multiple |  | 30.0 |"]
+
+
+def test_report_counts_verdicts_that_differ_from_the_reference_rule(tmp_path):
+    """metrics.json's strict_vs_harness_differ reaches the report; a harness file without it shows -."""
+    ours = tmp_path / "ours.json"
+    ours.write_text(json.dumps({"humanevalsynthesize-cpp": {"pass@1": 0.5, "strict_vs_harness_differ": 3},
+                                "config": {"model": "m", "prompt": "instruct", "n_samples": 1}}))
+    theirs = tmp_path / "evaluation_results.json"
+    theirs.write_text(json.dumps({"humanevalsynthesize-cpp": {"pass@1": 0.6}, "config": {"model": "m"}}))
+    assert main(["report", str(ours), str(theirs), "--out", str(tmp_path / "rep")]) == 0
+    rows = table((tmp_path / "rep" / "report.md").read_text(), "# Evaluation report")
+    assert [r.rsplit("|", 2)[-2].strip() for r in rows] == ["3", "-"], rows
