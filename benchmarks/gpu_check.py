@@ -74,10 +74,11 @@ class StageFailed(Exception):
 
 
 START = time.time()
+"""When this check started: reset by each main() call (a test suite imports the module long before)."""
 
 
 def elapsed() -> float:
-    """Seconds since gpu_check.sh started (its installs count), else since this process started."""
+    """Seconds since gpu_check.sh started (its installs count), else since main() was called."""
     return time.time() - float(os.environ.get("CODETRON_GPU_CHECK_START") or START)
 
 
@@ -414,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"write the CPU fp32 reference curve (default {REFERENCE.relative_to(ROOT)}) and exit")
     ap.add_argument("--charts", metavar="DIR", type=Path, help="only draw the charts of an earlier result folder")
     args = ap.parse_args(argv)
+    global START
+    START = time.time()
     if args.write_reference:
         return write_reference(Path(args.write_reference))
     if args.charts:
