@@ -44,7 +44,7 @@ sandbox-deps:
 # toolchain or libraries reports so in one line per task. The crates and a Go build cache with testify
 # are built on first use into /var/cache/codetron/lang-deps (eval/langdeps.py).
 LANG_PKGS := nodejs default-jdk-headless libjavatuples-java golang-go golang-github-stretchr-testify-dev \
-	g++ libboost-dev libssl-dev rustc cargo librust-rand-dev librust-rand+default-dev \
+	g++ libboost-dev libssl-dev rustc cargo librust-rand-dev \
 	librust-regex-dev librust-regex+default-dev librust-md5-dev
 lang-deps: setup
 	@missing=""; for p in $(LANG_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

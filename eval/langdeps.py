@@ -228,7 +228,7 @@ def _rust_missing(path: str) -> str | None:
     absent = [c for c, dirs in _crate_dirs().items() if not dirs]
     if absent:
         return (f"crates {', '.join(absent)} not in {CARGO_REGISTRY} "
-                "(Debian: librust-rand+default-dev librust-regex+default-dev librust-md5-dev)")
+                "(Debian: librust-rand-dev librust-regex+default-dev librust-md5-dev)")
     if _which("cargo", path) is None:
         return "cargo (builds the crates once) not on PATH"
     return None
@@ -371,7 +371,7 @@ def install_js_modules(npm: str = "npm") -> Path:
 
 DEPENDENCIES: dict[str, Dependency] = {d.name: d for d in (
     Dependency("rust-crates", "crates rand, regex, md5",
-               ("cargo", "librust-rand-dev", "librust-rand+default-dev", "librust-regex-dev",
+               ("cargo", "librust-rand-dev", "librust-regex-dev",
                 "librust-regex+default-dev", "librust-md5-dev"), _rust_missing, _rust_prepare),
     Dependency("javatuples", "javatuples", ("libjavatuples-java",), _java_missing, _java_prepare),
     Dependency("go-testify", "testify", ("golang-github-stretchr-testify-dev",), _go_missing, _go_prepare),

@@ -137,7 +137,7 @@ LANGUAGES: dict[str, Language] = {lang.name: lang for lang in (
              assertion=r"Assertion .* failed", aliases=("c++",)),
     Language("rust", "main.rs", ("./main", "--test-threads=1"),
              compile=("rustc", "--test", "--edition", "2021", "-o", "main", "main.rs", "{deps}"),
-             tools=("rustc",), packages=("rustc", "cargo", "librust-rand-dev", "librust-rand+default-dev",
+             tools=("rustc",), packages=("rustc", "cargo", "librust-rand-dev",
                                               "librust-regex-dev", "librust-regex+default-dev", "librust-md5-dev"),
              compile_timeout=60.0, min_processes=128, assertion=r"panicked at", deps=("rust-crates",)),
     Language("rs", "main.rs", ("./main",),

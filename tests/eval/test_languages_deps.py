@@ -207,9 +207,9 @@ def test_go_testify_samples_are_fast_and_cannot_touch_the_shared_cache():
 @pytest.mark.parametrize("task_name,patch,expect", [
     ("humanevalsynthesize-rust", ("CARGO_REGISTRY", "/nonexistent/registry"),
      "rust: crates rand, regex, md5 missing (crates rand, regex, md5, aho-corasick, memchr, regex-syntax, "
-     "rand_core, rand_chacha, getrandom not in /nonexistent/registry (Debian: librust-rand+default-dev "
+     "rand_core, rand_chacha, getrandom not in /nonexistent/registry (Debian: librust-rand-dev "
      "librust-regex+default-dev librust-md5-dev)); install Debian packages cargo librust-rand-dev "
-     "librust-rand+default-dev librust-regex-dev librust-regex+default-dev librust-md5-dev"),
+     "librust-regex-dev librust-regex+default-dev librust-md5-dev"),
     ("humanevalsynthesize-java", ("JAVATUPLES_JAR", "/nonexistent/javatuples.jar"),
      "java: javatuples missing (/nonexistent/javatuples.jar not found); install Debian packages libjavatuples-java"),
     ("humanevalsynthesize-go", ("TESTIFY_SRC", "/nonexistent/testify"),
