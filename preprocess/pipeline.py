@@ -8,12 +8,11 @@ written in input order, so the output does not depend on the number of workers.
 from __future__ import annotations
 
 import collections
-import multiprocessing as mp
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from codetron.preprocess.readers import (Chunk, ReadError, expand_inputs, expand
                                          source_chunks)
 from codetron.preprocess.signals import stop_on_signals
 from codetron.preprocess.worker import ChunkResult, Processor, init_worker, process_chunk
+from codetron.preprocess.workpool import WorkerPool
 
 
 def validate(cfg: PipelineConfig) -> None:
@@ -83,9 +83,7 @@ class _Runner:
 
             init, self.process_chunk, processor = sentences.init_worker, sentences.process_chunk, sentences.SentenceProcessor
         if self.workers > 1:
-            # spawn: workers import only preprocess (no torch), and no forked locks or threads.
-            ctx = mp.get_context("spawn")
-            self.pool = ctx.Pool(self.workers, initializer=init, initargs=(cfg.job,))
+            self.pool = WorkerPool(self.workers, init, (cfg.job,), self.process_chunk)
         else:
             self.inline = processor(cfg.job)
 
@@ -97,23 +95,22 @@ class _Runner:
         pending: collections.deque = collections.deque()
         limit = 2 * self.workers + 1
         for c in chunks:
-            pending.append(c if isinstance(c, ReadError) else self.pool.apply_async(self.process_chunk, (c,)))
+            pending.append(c if isinstance(c, ReadError) else _Ticket(self.pool.submit(c)))
             while len(pending) >= limit:
-                yield _resolve(pending.popleft())
+                yield self._resolve(pending.popleft())
         while pending:
-            yield _resolve(pending.popleft())
+            yield self._resolve(pending.popleft())
+
+    def _resolve(self, item):
+        return self.pool.result(item.worker) if isinstance(item, _Ticket) else item
 
     def close(self, ok: bool) -> None:
         if self.pool is not None:
-            if ok:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+            self.pool.close(ok)
 
 
-def _resolve(item):
-    return item if isinstance(item, ReadError) else item.get()
+class _Ticket(NamedTuple):
+    worker: int
 
 
 def run(cfg: PipelineConfig) -> dict:

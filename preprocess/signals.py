@@ -49,7 +49,8 @@ def stop_on_signals(what: str) -> Iterator[None]:
 
 
 def ignore_interrupts_in_worker() -> None:
-    """Pool workers leave Ctrl-C to the parent (which terminates them): no KeyboardInterrupt
-    traceback from every worker. SIGTERM keeps its default action, a silent exit."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """Workers leave every stop signal to the parent, which kills them (workpool.py says why a
+    worker must not die on its own while the parent still talks to it): no KeyboardInterrupt
+    traceback from every worker on Ctrl-C, and a signal to the whole Slurm step stops the run once."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
