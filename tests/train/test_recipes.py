@@ -159,6 +159,13 @@ def _saved_config(save: Path) -> dict:
     return yaml.safe_load((save / f"iter_{int(it):07d}" / "codetron_config.yaml").read_text())
 
 
+def test_every_shipped_recipe_is_run_here():
+    """A recipe added to the registry without a row in SCALED would ship untested."""
+    from codetron.megatron_ext.presets import RECIPES
+
+    assert sorted(SCALED) == sorted(RECIPES)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCALED))
 def test_recipe_runs_as_shipped(name, work, data, request):
