@@ -55,7 +55,7 @@ def _problem_args(p: argparse.ArgumentParser) -> None:
 
 
 def _gen_args(p: argparse.ArgumentParser) -> None:
-    from codetron.eval.prompts import FORMATS
+    from codetron.eval.formats import FORMATS
 
     g = p.add_argument_group("generation")
     g.add_argument("--model", required=True, help="Hugging Face model folder (e.g. from `codetron convert`)")
@@ -322,7 +322,7 @@ def main(argv: list[str]) -> int:
         parser.print_help()
         return 0
     if args.command == "formats":
-        from codetron.eval.prompts import FORMATS
+        from codetron.eval.formats import FORMATS
 
         for f in FORMATS.values():
             print(f"{f.name:20s} {f.source}")

@@ -5,8 +5,8 @@ import pytest
 
 from codetron.errors import CodetronError
 from codetron.eval.execution import check_programs
-from codetron.eval.prompts import (FORMATS, STOP_CONTINUE, extract_code, postprocess, program_for, render, split_problem, to_completion,
-                          truncate)
+from codetron.eval.formats import FORMATS, postprocess, render
+from codetron.eval.prompts import STOP_CONTINUE, extract_code, program_for, split_problem, to_completion, truncate
 
 
 def test_every_format_renders_every_problem(humaneval):
