@@ -159,9 +159,10 @@ def _task(args):
 
         name = generations_metadata(args.generations).get("task")
     if name is None:
+        from codetron.eval.formats import get_format
+
         prompt = getattr(args, "prompt", None)
-        name = TASK_HUMANEVAL if prompt in (None, "continue", "pangu-coder2", "starcoder2-instruct") \
-            else "humanevalsynthesize-python"
+        name = TASK_HUMANEVAL if prompt is None else get_format(prompt).default_task
     task = get_task(name)
     if getattr(args, "prompt", None) is not None:
         task.check_format(args.prompt)

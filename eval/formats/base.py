@@ -53,6 +53,8 @@ class PromptFormat:
     """HumanEvalFix/Explain put the code context before the instruction (harness: continue, instruct)."""
     turn_tokens: ClassVar[tuple[str, str, str] | None] = None
     """(user, end of turn, assistant) tokens, for tasks that take them (instruct-humaneval)."""
+    default_task: ClassVar[str] = "humanevalsynthesize-python"
+    """The task ``codetron eval`` runs for ``--prompt NAME`` without ``--task``."""
 
     # ------------------------------------------------------------------ HumanEvalPack
     def join(self, instruction: str, context: str) -> str:

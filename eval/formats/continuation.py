@@ -9,6 +9,7 @@ from codetron.eval.prompts import truncate
 class Continue(PromptFormat):
     name = "continue"
     source = "plain completion; harness humaneval / humanevalpack 'continue'"
+    default_task = "humaneval"
     context_first = True
 
     def wrap(self, inp: str, prompt_base: str) -> str:

@@ -20,6 +20,7 @@ def pangu_prompt(problem: dict) -> str:
 class PanGuCoder2(PromptFormat):
     name = "pangu-coder2"
     source = "PanGu-Coder2 arXiv:2307.14936 §4.1 (described, not published)"
+    default_task = "humaneval"
     stop = tuple(STOP_CONTINUE)
 
     def complete(self, problem: Completion) -> str:

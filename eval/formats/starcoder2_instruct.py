@@ -22,6 +22,7 @@ def fenced_completion(output: str) -> str:
 class StarCoder2Instruct(PromptFormat):
     name = "starcoder2-instruct"
     source = "StarCoder2-15B-Instruct-v0.1 chat template and starcoder2-self-align evaluation/text2code.py"
+    default_task = "humaneval"
     stop = ("###",)
 
     def wrap(self, inp: str, prompt_base: str) -> str:
