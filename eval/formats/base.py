@@ -53,6 +53,8 @@ class PromptFormat:
     """HumanEvalFix/Explain put the code context before the instruction (harness: continue, instruct)."""
     turn_tokens: ClassVar[tuple[str, str, str] | None] = None
     """(user, end of turn, assistant) tokens, for tasks that take them (instruct-humaneval)."""
+    instructed: ClassVar[bool] = False
+    """Addresses the model with an instruction: the HumanEvalPack tasks take every such format."""
     default_task: ClassVar[str] = "humanevalsynthesize-python"
     """The task ``codetron eval`` runs for ``--prompt NAME`` without ``--task``."""
 
@@ -111,6 +113,7 @@ def register(cls: type[PromptFormat]) -> type[PromptFormat]:
 class TemplateFormat(PromptFormat):
     """A format whose HumanEvalPack prompt is one template over ``inp`` and ``prompt_base``."""
 
+    instructed = True
     template: ClassVar[str]
     """``str.format`` template with the fields ``inp`` and ``prompt_base``."""
 

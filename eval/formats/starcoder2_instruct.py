@@ -24,6 +24,7 @@ class StarCoder2Instruct(PromptFormat):
     source = "StarCoder2-15B-Instruct-v0.1 chat template and starcoder2-self-align evaluation/text2code.py"
     default_task = "humaneval"
     stop = ("###",)
+    instructed = True
 
     def wrap(self, inp: str, prompt_base: str) -> str:
         return starcoder2_instruct_prompt(inp) + prompt_base

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from codetron.errors import CodetronError
 from codetron.records import read_json
-from codetron.eval.formats import get_format
+from codetron.eval.formats import FORMATS, get_format
 from codetron.eval.languages import humanevalpack_program
 from codetron.eval.problems import REBUILD_HINT, read_problems, warn_rebuilt
 from codetron.eval.prompts import EOS, PYTHON_STOP, cut_python_block, python_instruction, split_problem, truncate
@@ -201,7 +201,9 @@ def from_humaneval(p: dict) -> dict:
 @register
 def _build() -> list[Task]:
     src = "bigcode-evaluation-harness bigcode_eval/tasks/humanevalpack.py"
-    instruct_formats = ("instruct", "octocoder", "starchat", "wizardcoder", "starcoder2-instruct")
+    # every instruction format (a new one is one module in eval/formats/), `instruct` first: the default;
+    # `continue` only for Synthesize (the harness asserts so)
+    instruct_formats = ("instruct",) + tuple(n for n, f in FORMATS.items() if f.instructed and n != "instruct")
     tasks = []
     for kind in KINDS:
         for lang in LANGUAGES:
