@@ -73,6 +73,7 @@ def test_add_an_eval_task(tmp_path, monkeypatch, capsys):
     text = section("Add an eval task")
     (code,) = blocks(text, "python")
     # the registry as it is now, restored afterwards: the plug-in task must not leak into other tests
+    base.all_tasks()  # the shipped task modules are imported and registered first (into the real lists)
     monkeypatch.setattr(base, "REGISTRY", dict(base.REGISTRY))
     monkeypatch.setattr(base, "BUILDERS", list(base.BUILDERS))
     monkeypatch.setattr(base, "_BUILT", list(base._BUILT))
@@ -111,6 +112,43 @@ def test_add_an_eval_task(tmp_path, monkeypatch, capsys):
         assert [[s["passed"] for s in p["samples"]] for p in scored] == [[True, False]] * 3
         assert json.loads(Path("out/acme/metrics.json").read_text())["acme-python"]["pass@1"] == 0.5
     finally:
+        sys.modules.pop(module, None)
+
+
+def test_add_a_prompt_format(tmp_path, monkeypatch, capsys):
+    from codetron.eval import formats
+    from codetron.eval.tasks import base
+
+    text = section("Add a prompt format")
+    (code,) = blocks(text, "python")
+    module = plug_in(monkeypatch, tmp_path, formats, code, "eval/formats/")
+    # tasks are built again from the formats registered now, and restored afterwards
+    base.all_tasks()
+    monkeypatch.setattr(base, "REGISTRY", {})
+    monkeypatch.setattr(base, "BUILDERS", list(base.BUILDERS))
+    monkeypatch.setattr(base, "_BUILT", [])
+    try:
+        formats.discover()
+        assert sys.modules[module].__file__ == str(tmp_path / "plugins" / "inst.py")
+        assert codetron(["eval", "formats"]) == 0
+        assert re.search(r"^inst +docs/extending.md \(example\)$", capsys.readouterr().out, re.M)
+        data = Path(__file__).resolve().parent / "eval" / "data" / "humanevalpack_python.jsonl"
+        synth = base.get_task("humanevalsynthesize-python")
+        assert "inst" in synth.formats and synth.formats[0] == "instruct"  # the default is unchanged
+        p0 = synth.load(data)[0]
+        assert synth.prompt(p0, "inst") == f"[INST] {p0['instruction'].strip()} [/INST]\n{p0['prompt']}".strip()
+        assert synth.stop("inst") == ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\nassert", "[INST]",
+                                      "<|endoftext|>"]
+        fix = base.get_task("humanevalfixtests-python")
+        f0 = fix.load(data)[0]
+        context = f0["declaration"] + f0["buggy_solution"] + "\n" + f0["test"]
+        # not context_first: the instruction, then the code it is about (as octocoder and starchat)
+        assert fix.prompt(f0, "inst") == f"[INST] Fix bugs in add.\n{context} [/INST]\n{f0['declaration']}".strip()
+        # the answer is cut at the format's stop sequence, then at the end of the function
+        assert fix.postprocess(f0, "inst", "\n    return x + y\n[INST] more") == (
+            f0["declaration"].rstrip() + "\n    return x + y\n")
+    finally:
+        formats.FORMATS.pop("inst", None)
         sys.modules.pop(module, None)
 
 

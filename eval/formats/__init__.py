@@ -21,10 +21,17 @@ from codetron.errors import CodetronError
 from codetron.eval.formats.base import REGISTRY, Completion, PromptFormat, TemplateFormat, register
 from codetron.plugins import import_submodules
 
-import_submodules(__name__)
-
 FORMATS: dict[str, PromptFormat] = REGISTRY
 """Every prompt format by name, in module name order."""
+
+
+def discover() -> dict[str, PromptFormat]:
+    """Import every module of this folder (they register themselves); returns ``FORMATS``."""
+    import_submodules(__name__)
+    return FORMATS
+
+
+discover()
 
 
 def get_format(name: str) -> PromptFormat:
@@ -46,5 +53,5 @@ def postprocess(problem: dict, fmt: str, prefix: str, output: str) -> str:
     return get_format(fmt).postprocess(problem, prefix, output)
 
 
-__all__ = ["FORMATS", "Completion", "PromptFormat", "TemplateFormat", "get_format", "postprocess", "register",
-           "render"]
+__all__ = ["FORMATS", "Completion", "PromptFormat", "TemplateFormat", "discover", "get_format", "postprocess",
+           "register", "render"]
