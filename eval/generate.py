@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from codetron.errors import CodetronError
-from codetron.eval.formats import FORMATS, get_format, postprocess, render
+from codetron.eval.formats import FORMATS, postprocess, render
+from codetron.eval.prompts import STOP_CONTINUE
 
 
 @dataclass(kw_only=True, slots=True)
@@ -31,7 +32,7 @@ class GenerationConfig:
     model: str
     """Hugging Face model folder (config.json, weights, tokenizer files)."""
     prompt: str | None = "continue"
-    """Prompt format, one of eval.formats.FORMATS the task accepts; None: the task's default."""
+    """Prompt format, one of eval.prompts.FORMATS the task accepts; None: the task's default."""
     task: str | None = None
     """Evaluation task (``codetron eval tasks``); None: HumanEval-schema problems, unstripped prompt."""
     n_samples: int = 1
@@ -86,7 +87,7 @@ def generate(problems: list[dict], cfg: GenerationConfig, progress: bool = True)
     _validate(cfg)
     if cfg.task is not None:
         return _generate_task(problems, cfg, progress)
-    stop = tuple(cfg.stop) if cfg.stop is not None else get_format(cfg.prompt).generation_stop()
+    stop = tuple(cfg.stop) if cfg.stop is not None else FORMATS[cfg.prompt].stop or tuple(STOP_CONTINUE)
     rendered = [render(p, cfg.prompt) for p in problems]
     generator = Generator(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     raw = generator.generate_texts([r[0] for r in rendered], [p["task_id"] for p in problems], cfg, stop, progress)
