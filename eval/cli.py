@@ -55,7 +55,7 @@ def _problem_args(p: argparse.ArgumentParser) -> None:
 
 
 def _gen_args(p: argparse.ArgumentParser) -> None:
-    from codetron.eval.prompts import FORMATS
+    from codetron.eval.formats import FORMATS
 
     g = p.add_argument_group("generation")
     g.add_argument("--model", required=True, help="Hugging Face model folder (e.g. from `codetron convert`)")
@@ -159,9 +159,10 @@ def _task(args):
 
         name = generations_metadata(args.generations).get("task")
     if name is None:
+        from codetron.eval.formats import get_format
+
         prompt = getattr(args, "prompt", None)
-        name = TASK_HUMANEVAL if prompt in (None, "continue", "pangu-coder2", "starcoder2-instruct") \
-            else "humanevalsynthesize-python"
+        name = TASK_HUMANEVAL if prompt is None else get_format(prompt).default_task
     task = get_task(name)
     if getattr(args, "prompt", None) is not None:
         task.check_format(args.prompt)
@@ -322,7 +323,7 @@ def main(argv: list[str]) -> int:
         parser.print_help()
         return 0
     if args.command == "formats":
-        from codetron.eval.prompts import FORMATS
+        from codetron.eval.formats import FORMATS
 
         for f in FORMATS.values():
             print(f"{f.name:20s} {f.source}")

@@ -2,7 +2,7 @@
 
 Public API: ``generate(problems, GenerationConfig)`` for a task's problems (``GenerationConfig.task``:
 prompts, stop words and post-processing of that bigcode-evaluation-harness task; without a task,
-HumanEval-schema problems with ``codetron.eval.prompts.render``), and ``Generator(model).generate_texts(prompts, keys, cfg, stop)`` for plain
+HumanEval-schema problems with ``codetron.eval.formats.render``), and ``Generator(model).generate_texts(prompts, keys, cfg, stop)`` for plain
 prompts -- the loop other stages (RRTF sampling) call instead of writing their own.
 
 Why our own decoding loop instead of ``model.generate``: ``generate`` draws from one global RNG, so
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from codetron.errors import CodetronError
-from codetron.eval.prompts import FORMATS, STOP_CONTINUE, postprocess, render
+from codetron.eval.formats import FORMATS, postprocess, render
+from codetron.eval.prompts import STOP_CONTINUE
 
 
 @dataclass(kw_only=True, slots=True)

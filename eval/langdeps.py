@@ -124,8 +124,8 @@ class Dependency:
     """Debian packages that provide it (``make lang-deps`` installs them)."""
     missing: Callable[[str], str | None]
     """(sandbox PATH) -> None when present, else what is absent."""
-    prepare: Callable[[dict], Prepared]
-    """(the language's env) -> what the commands get; builds into the machine cache on first use."""
+    prepare: Callable[[dict, str], Prepared]
+    """(the language's env, sandbox PATH) -> what the commands get; builds into the machine cache on first use."""
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -234,10 +234,8 @@ def _rust_missing(path: str) -> str | None:
     return None
 
 
-def _rust_prepare(lang_env: dict) -> Prepared:
-    from codetron.eval.languages import SANDBOX_PATH
-
-    rustc, cargo = _which("rustc", SANDBOX_PATH), _which("cargo", SANDBOX_PATH)
+def _rust_prepare(lang_env: dict, path: str) -> Prepared:
+    rustc, cargo = _which("rustc", path), _which("cargo", path)
     # the rlibs must come from the very rustc that compiles the samples (the sandbox's, not rustup's)
     key = hashlib.sha256((_version([rustc, "-vV"]) + _version([cargo, "--version"])
                           + _tree_key(*[d for dirs in _crate_dirs().values() for d in dirs])
@@ -256,7 +254,7 @@ def _rust_prepare(lang_env: dict) -> Prepared:
             (proj / ".cargo" / "config.toml").write_text(
                 '[source.crates-io]\nreplace-with = "debian"\n\n'
                 f'[source.debian]\ndirectory = "{CARGO_REGISTRY}"\n\n[net]\noffline = true\n')
-            env = {"PATH": SANDBOX_PATH, "HOME": work, "CARGO_HOME": f"{work}/cargo-home", "RUSTC": rustc,
+            env = {"PATH": path, "HOME": work, "CARGO_HOME": f"{work}/cargo-home", "RUSTC": rustc,
                    "CARGO_TARGET_DIR": f"{work}/target", "LANG": "C.UTF-8"}
             # debug profile, as the harness's `cargo test` builds its dependencies
             _run([cargo, "build", "--offline", "--lib"], env, work, log, timeout=1800)
@@ -290,7 +288,7 @@ def _java_missing(path: str) -> str | None:
     return None if JAVATUPLES_JAR.is_file() else f"{JAVATUPLES_JAR} not found"
 
 
-def _java_prepare(lang_env: dict) -> Prepared:
+def _java_prepare(lang_env: dict, path: str) -> Prepared:
     return Prepared(classpath=(str(JAVATUPLES_JAR),))
 
 
@@ -308,10 +306,8 @@ def _go_missing(path: str) -> str | None:
     return None if (TESTIFY_SRC / "assert").is_dir() else f"testify sources not in {TESTIFY_SRC}"
 
 
-def _go_prepare(lang_env: dict) -> Prepared:
-    from codetron.eval.languages import SANDBOX_PATH
-
-    go = _which("go", SANDBOX_PATH)
+def _go_prepare(lang_env: dict, path: str) -> Prepared:
+    go = _which("go", path)
     env = {k: v for k, v in lang_env.items() if k != "GOCACHE"}
     key = hashlib.sha256((_version([go, "version"]) + repr(sorted(env.items())) + repr(GO_PREBUILT)
                           + _tree_key(TESTIFY_SRC.parent.parent.parent)).encode()).hexdigest()
@@ -323,7 +319,7 @@ def _go_prepare(lang_env: dict) -> Prepared:
                 f'package main\n\nimport (\n    "testing"\n{imports}\n)\n\nfunc TestNothing(t *testing.T) {{}}\n')
             # the same environment as a sample (GOPATH mode, no cgo): the cache keys must match
             _run([go, "test", "-c", "-o", "main.test", "main_test.go"],
-                 {"PATH": SANDBOX_PATH, "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8", **env,
+                 {"PATH": path, "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8", **env,
                   "GOCACHE": str(out / "gocache")}, work, log, timeout=1800)
 
     root = _cached_build("go-testify", key, build)
@@ -343,7 +339,7 @@ def _js_missing(path: str) -> str | None:
     return f"npm packages {', '.join(absent)} not in {js_modules_dir()}" if absent else None
 
 
-def _js_prepare(lang_env: dict) -> Prepared:
+def _js_prepare(lang_env: dict, path: str) -> Prepared:
     return Prepared(env=(("NODE_PATH", str(js_modules_dir() / "node_modules")),))
 
 
@@ -393,20 +389,21 @@ def missing(names: tuple[str, ...], language: str, path: str) -> str | None:
 _prepared: dict[tuple, Prepared] = {}
 
 
-def prepare(names: tuple[str, ...], language: str, lang_env: dict) -> Prepared:
-    """Everything ``names`` contribute, built into the machine cache on first use."""
+def prepare(names: tuple[str, ...], language: str, lang_env: dict, path: str) -> Prepared:
+    """Everything ``names`` contribute, built into the machine cache on first use with the tools on
+    ``path`` (the sandbox's PATH: the libraries must come from the toolchain that runs the programs)."""
     args: list[str] = []
     classpath: list[str] = []
     env: list[tuple[str, str]] = []
     for name in names:
         # called once per program: hashing toolchain versions and sources is done once per process,
         # unless the build was removed meanwhile
-        memo = (name, str(cache_root()), tuple(sorted(lang_env.items())))
+        memo = (name, str(cache_root()), tuple(sorted(lang_env.items())), path)
         got = _prepared.get(memo)
         marker = _markers.get((name, memo[1]))
         if got is None or (marker is not None and not marker.exists()):
             try:
-                got = _prepared[memo] = DEPENDENCIES[name].prepare(lang_env)
+                got = _prepared[memo] = DEPENDENCIES[name].prepare(lang_env, path)
             except DependencyError as exc:
                 raise DependencyError(f"{language}: preparing {DEPENDENCIES[name].what} failed: {exc}") from None
         args += got.args

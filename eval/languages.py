@@ -184,7 +184,7 @@ def prepare_deps(language: Language) -> langdeps.Prepared:
     """The language's libraries (built into the machine cache on first use, ~25 s for the Rust
     crates, ~15 s for Go's cache); a failed build is one ``ToolchainMissing`` line for the task."""
     try:
-        return langdeps.prepare(language.deps, language.name, language.env)
+        return langdeps.prepare(language.deps, language.name, language.env, SANDBOX_PATH)
     except langdeps.DependencyError as exc:
         raise ToolchainMissing(str(exc)) from None
 

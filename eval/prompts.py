@@ -1,106 +1,28 @@
-"""Model prompt formats (``--prompt``) and the text clean-ups every task shares.
+"""The text clean-ups and HumanEval-schema helpers every task and prompt format shares.
 
 A *task* (``codetron.eval.tasks``: ``humaneval``, ``humanevalsynthesize-js``, ``mbpp`` ...) owns its
-problems, its prompt, its stop words, its post-processing and its tests, each as
-bigcode-evaluation-harness defines the task of that name. A *format* is how an instruction-tuned
-model is addressed; the harness's HumanEvalPack tasks wrap an instruction ``inp`` and the code the
-answer starts with (``prompt_base``) as follows, then strip the end of the whole string:
-
-===================  =========================================================================
-continue             ``prompt_base`` alone - plain left-to-right completion
-instruct             ``{inp}\\n\\n{prompt_base}``
-octocoder            ``Question: {inp}\\n\\nAnswer:\\n{prompt_base}`` (OctoPack, arXiv:2308.07124)
-starchat             ``<|system|>\\n<|end|>\\n<|user|>\\n{inp}<|end|>\\n<|assistant|>\\n{prompt_base}``
-wizardcoder          the Alpaca preamble, ``### Instruction:\\n{inp}\\n\\n### Response:\\n{prompt_base}``
-starcoder2-instruct  StarCoder2-Instruct's chat template (``codetron.templates``) with ``prompt_base`` as
-                     the response prefix; not a harness format: its published evaluation
-                     (starcoder2-self-align ``evaluation/text2code.py``) is reproduced by the
-                     HumanEval(+)/MBPP(+) tasks
-pangu-coder2         the docstring in a triple-quoted string, then the declaration, as PanGu-Coder2
-                     describes its prompt (arXiv:2307.14936, §4.1; the exact string is not published)
-===================  =========================================================================
-
-Source for the harness formats: ``bigcode_eval/tasks/humanevalpack.py`` (``HumanEvalPack.get_prompt``).
+problems, its stop words and its tests, each as bigcode-evaluation-harness defines the task of that
+name; a *format* (``codetron.eval.formats``: ``--prompt``) owns how a model is addressed. Both cut
+generations with ``truncate`` and friends, and split HumanEval prompts with ``split_problem``, here.
 """
 from __future__ import annotations
 
 import ast
 import inspect
 import re
-import textwrap
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError
-from codetron.templates import ALPACA_PREAMBLE, starcoder2_instruct_prompt
 
 # bigcode-evaluation-harness humaneval.py stop words (Codex's list plus decorators, ``` and <file_sep>)
 STOP_CONTINUE = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>"]
+# bigcode-evaluation-harness humanevalpack.py Python stop words (from CodeGeeX's benchmark utils)
+PYTHON_STOP = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\nassert"]
+EOS = "<|endoftext|>"
+"""The harness appends the tokenizer's EOS to a task's stop words; StarCoder-family EOS."""
 
-STARCHAT_TEMPLATE = "<|system|>\n<|end|>\n<|user|>\n{inp}<|end|>\n<|assistant|>\n{prompt_base}"
-INSTRUCT_TEMPLATE = "{inp}\n\n{prompt_base}"
-OCTOCODER_TEMPLATE = "Question: {inp}\n\nAnswer:\n{prompt_base}"
-# the harness's humanevalpack "wizardcoder" prompt, after WizardCoder's src/humaneval_gen.py
-WIZARDCODER_TEMPLATE = ALPACA_PREAMBLE + "\n\n### Instruction:\n{inp}\n\n### Response:\n{prompt_base}"
-PANGU_TEMPLATE = '"""\n{docstring}\n"""\n{declaration}'
 INSTRUCTION_TEMPLATE = "Write a Python function `{signature}` to solve the following problem:\n{docstring}"
 """HumanEvalPack's ``instruction`` for Python, rebuilt for HumanEval-schema problems that lack it."""
-
-
-@dataclass(frozen=True, slots=True)
-class PromptFormat:
-    """One prompt format."""
-
-    name: str
-    """The ``--prompt`` value."""
-    source: str
-    """Where the exact text comes from."""
-    stop: tuple[str, ...]
-    """Extra stop sequences this format adds to a task's own (its end-of-turn marker)."""
-    context_first: bool = False
-    """HumanEvalFix/Explain put the code context before the instruction (harness: continue, instruct)."""
-
-
-FORMATS: dict[str, PromptFormat] = {
-    "continue": PromptFormat("continue", "plain completion; harness humaneval / humanevalpack 'continue'", (),
-                             context_first=True),
-    "instruct": PromptFormat("instruct", "harness humanevalpack prompt 'instruct'", (), context_first=True),
-    "octocoder": PromptFormat("octocoder", "OctoPack arXiv:2308.07124; harness humanevalpack 'octocoder'", ()),
-    "starchat": PromptFormat("starchat", "StarChat-beta markup; harness humanevalpack 'starchat'", ("<|end|>",)),
-    "wizardcoder": PromptFormat("wizardcoder", "WizardCoder src/humaneval_gen.py; harness humanevalpack 'wizardcoder' "
-                                "and instruct_wizard_humaneval", ()),
-    "starcoder2-instruct": PromptFormat(
-        "starcoder2-instruct", "StarCoder2-15B-Instruct-v0.1 chat template and starcoder2-self-align "
-        "evaluation/text2code.py", ("###",)),
-    "pangu-coder2": PromptFormat("pangu-coder2", "PanGu-Coder2 arXiv:2307.14936 §4.1 (described, not published)",
-                                 tuple(STOP_CONTINUE)),
-}
-
-
-def check_format(fmt: str) -> PromptFormat:
-    if fmt not in FORMATS:
-        raise CodetronError(f"unknown prompt format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return FORMATS[fmt]
-
-
-def wrap(fmt: str, inp: str, prompt_base: str) -> str:
-    """The harness's HumanEvalPack prompt: instruction ``inp`` in format ``fmt``, then the code the answer
-    starts with; the end is stripped (the harness does, so that the model writes the newline token)."""
-    check_format(fmt)
-    if fmt == "continue":
-        text = prompt_base
-    elif fmt == "instruct":
-        text = INSTRUCT_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
-    elif fmt == "octocoder":
-        text = OCTOCODER_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
-    elif fmt == "starchat":
-        text = STARCHAT_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
-    elif fmt == "wizardcoder":
-        text = WIZARDCODER_TEMPLATE.format(inp=inp, prompt_base=prompt_base)
-    elif fmt == "starcoder2-instruct":
-        text = starcoder2_instruct_prompt(inp) + prompt_base
-    else:
-        raise CodetronError(f"prompt format {fmt!r} is not one the HumanEvalPack tasks take")
-    return text.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,26 +71,6 @@ def python_instruction(problem: dict) -> str:
         return problem["instruction"]
     parts = split_problem(problem)
     return INSTRUCTION_TEMPLATE.format(signature=parts.signature, docstring=parts.docstring)
-
-
-def pangu_prompt(problem: dict) -> str:
-    parts = split_problem(problem)
-    return PANGU_TEMPLATE.format(docstring=textwrap.indent(parts.docstring, "    "), declaration=parts.declaration)
-
-
-def render(problem: dict, fmt: str) -> tuple[str, str]:
-    """``(model input, code prefix)`` for a HumanEval-schema problem (used by RRTF sampling).
-
-    ``continue`` and ``pangu-coder2`` are completions (the sample is ``prefix + output``); the
-    instruction formats render as the harness's ``humanevalsynthesize-python`` does, and their prefix
-    is the prompt the answer continues, end stripped."""
-    check_format(fmt)
-    if fmt == "continue":
-        return problem["prompt"], problem["prompt"]
-    if fmt == "pangu-coder2":
-        text = pangu_prompt(problem)
-        return text, text
-    return wrap(fmt, python_instruction(problem).strip(), problem["prompt"]), problem["prompt"].rstrip()
 
 
 def truncate(text: str, stop: tuple[str, ...] | list[str]) -> str:
@@ -222,18 +124,6 @@ def extract_code(answer: str, entry_point: str | None = None) -> str:
         if lang in ("python", "py", "python3"):
             return body
     return blocks[0][1]
-
-
-def postprocess(problem: dict, fmt: str, prefix: str, output: str) -> str:
-    """A raw output as the sample's code, for ``render``'s formats (harness humanevalsynthesize-python
-    post-processing for the instruction formats)."""
-    check_format(fmt)
-    if fmt in ("continue", "pangu-coder2"):
-        return prefix + truncate(output, FORMATS[fmt].stop or STOP_CONTINUE)
-    from codetron.eval.tasks.humanevalpack import PYTHON_STOP
-
-    stop = PYTHON_STOP + list(FORMATS[fmt].stop) + ["<|endoftext|>"]
-    return prefix + cut_python_block(truncate(output.rstrip(), stop))
 
 
 def to_completion(problem: dict, code: str) -> str:

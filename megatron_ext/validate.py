@@ -9,22 +9,8 @@ from pathlib import Path
 
 from codetron.errors import ConfigError
 from codetron.megatron_ext.config import TRANSFORMER_IMPLS, TrainConfig
+from codetron.megatron_ext.datapath import data_prefixes
 from codetron.megatron_ext.presets import MODEL_PRESETS, RECIPES
-
-
-def data_prefixes(data_path: list[str]) -> list[str]:
-    """The .bin/.idx prefixes of a blend ``[w1, p1, w2, p2]`` or ``[p1, p2]``."""
-    def is_weight(s: str) -> bool:
-        try:
-            float(s)
-            return True
-        except ValueError:
-            return False
-    if len(data_path) >= 2 and is_weight(data_path[0]):
-        if len(data_path) % 2:
-            raise ConfigError(f"data.data_path: a weighted blend needs weight/prefix pairs, got {len(data_path)} items")
-        return list(data_path[1::2])
-    return list(data_path)
 
 
 def validate(cfg: TrainConfig, world_size: int, check_data: bool = True) -> None:

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         import glob
         import re
 
-        from codetron.preprocess.indexed import merge
+        from codetron.preprocess.merge import merge
 
         # An unquoted `out/code.*-of-16` matches no file (they end in .bin/.idx), so the shell hands the
         # pattern over: it names the prefixes whose .idx exists, in natural order (shard 2 before 10).

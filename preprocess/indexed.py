@@ -1,5 +1,6 @@
 """Writing megatron-core ``IndexedDataset`` files (``PREFIX.bin`` + ``PREFIX.idx``) with bounded
-memory, and merging many of them by streaming.
+memory, and reading their index (``preprocess/merge.py`` concatenates datasets, ``publish.py``
+publishes them).
 
 The on-disk format is megatron-core's (``megatron/core/datasets/indexed_dataset.py``, v0.16):
 ``.bin`` holds the token ids back to back; ``.idx`` is the header ``MMIDIDX\\0\\0``, version
@@ -12,12 +13,9 @@ does not import torch/megatron (the CLI stays fast, workers stay small).
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import struct
 from array import array
-from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +54,15 @@ def idx_path(prefix: str | os.PathLike) -> str:
 
 def summary_path(prefix: str | os.PathLike) -> str:
     return f"{prefix}.summary.json"
+
+
+MARKER_SUFFIX = ".incomplete"
+
+
+def marker_path(prefix: str | os.PathLike) -> str:
+    """The file that exists only while (or because) a publish of ``prefix`` did not finish
+    (``codetron.preprocess.publish``); a reader refuses the dataset while it is there."""
+    return f"{prefix}{MARKER_SUFFIX}"
 
 
 class IndexedWriter:
@@ -97,9 +104,9 @@ class IndexedWriter:
         lengths = np.frombuffer(self.sequence_lengths, dtype=np.int32) if self.sequence_lengths else np.zeros(0, np.int32)
         doc_idx = np.frombuffer(self.document_indices, dtype=np.int64)
         with open(idx_file, "wb") as fh:
-            _write_index_header(fh, self.dtype, len(lengths), len(doc_idx))
+            write_index_header(fh, self.dtype, len(lengths), len(doc_idx))
             fh.write(lengths.tobytes())
-            fh.write(_pointers(lengths, self.dtype).tobytes())
+            fh.write(pointers(lengths, self.dtype).tobytes())
             fh.write(doc_idx.tobytes())
 
     def close(self) -> None:
@@ -107,7 +114,7 @@ class IndexedWriter:
             self._fh.close()
 
 
-def _write_index_header(fh, dtype, n_seq: int, n_doc_idx: int) -> None:
+def write_index_header(fh, dtype, n_seq: int, n_doc_idx: int) -> None:
     fh.write(INDEX_HEADER)
     fh.write(struct.pack("<Q", INDEX_VERSION))
     fh.write(struct.pack("<B", DTYPE_CODES[dtype]))
@@ -115,7 +122,7 @@ def _write_index_header(fh, dtype, n_seq: int, n_doc_idx: int) -> None:
     fh.write(struct.pack("<Q", n_doc_idx))
 
 
-def _pointers(lengths: np.ndarray, dtype, start: int = 0) -> np.ndarray:
+def pointers(lengths: np.ndarray, dtype, start: int = 0) -> np.ndarray:
     """Byte offset of each sequence in the .bin."""
     itemsize = np.dtype(dtype).itemsize
     ptr = np.empty(len(lengths), dtype=np.int64)
@@ -129,8 +136,6 @@ class IndexInfo:
     """The index of one dataset, memory-mapped (nothing is loaded)."""
 
     def __init__(self, prefix: str | os.PathLike):
-        from codetron.preprocess.publish import marker_path
-
         self.prefix = str(prefix)
         path = idx_path(prefix)
         if os.path.exists(marker_path(prefix)):
@@ -161,81 +166,3 @@ class IndexInfo:
         bin_size = os.path.getsize(bin_path(prefix))
         if bin_size != self.tokens * np.dtype(self.dtype).itemsize:
             raise CodetronError(f"{bin_path(prefix)}: size {bin_size} does not match its index ({self.tokens} tokens)")
-
-
-def merge(prefixes: list[str], out_prefix: str, block_seqs: int = 1 << 20) -> dict:
-    """Concatenate datasets into ``out_prefix`` streaming both files: the ``.bin`` files are copied
-    block by block and the index arrays are read from memory maps ``block_seqs`` at a time, so memory
-    does not grow with the inputs. Summaries (if present) are summed into the output summary."""
-    if not prefixes:
-        raise CodetronError("merge: no input datasets given")
-    infos = [IndexInfo(p) for p in prefixes]
-    dtypes = {i.dtype for i in infos}
-    if len(dtypes) != 1:
-        raise CodetronError("merge: inputs have different token dtypes: " + ", ".join(f"{i.prefix}={np.dtype(i.dtype).name}" for i in infos))
-    dtype = infos[0].dtype
-    n_seq = sum(i.n_seq for i in infos)
-    n_doc_idx = 1 + sum(i.n_doc_idx - 1 for i in infos)
-    summaries = [_read_summary(p) for p in prefixes]
-    from codetron.preprocess.publish import check_dataset, dataset_outputs
-
-    for p in prefixes:
-        check_dataset(p)
-    with dataset_outputs(out_prefix) as outs:
-        tmp_idx, tmp_bin = outs.idx, outs.bin
-        with open(tmp_bin, "wb") as out:
-            for info in infos:
-                with open(bin_path(info.prefix), "rb") as fh:
-                    shutil.copyfileobj(fh, out, 16 << 20)
-        with open(tmp_idx, "wb") as fh:
-            _write_index_header(fh, dtype, n_seq, n_doc_idx)
-            for info in infos:  # lengths
-                for s in range(0, info.n_seq, block_seqs):
-                    fh.write(np.asarray(info.lengths[s : s + block_seqs]).tobytes())
-            start = 0
-            itemsize = np.dtype(dtype).itemsize
-            for info in infos:  # pointers, continuing across inputs
-                for s in range(0, info.n_seq, block_seqs):
-                    block = np.asarray(info.lengths[s : s + block_seqs])
-                    fh.write(_pointers(block, dtype, start).tobytes())
-                    start += int(block.sum(dtype=np.int64)) * itemsize
-            fh.write(np.zeros(1, np.int64).tobytes())
-            seq_base = 0
-            for info in infos:  # document indices, shifted by the sequences before
-                for s in range(1, info.n_doc_idx, block_seqs):
-                    fh.write((np.asarray(info.document_indices[s : s + block_seqs]) + seq_base).tobytes())
-                seq_base += info.n_seq
-        summary = outs.seal(_merge_summaries(prefixes, summaries, infos, out_prefix))
-    return summary
-
-
-def _read_summary(prefix: str) -> dict | None:
-    try:
-        return json.loads(Path(summary_path(prefix)).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _merge_summaries(prefixes, summaries, infos, out_prefix) -> dict:
-    total: dict = {
-        "output": str(out_prefix),
-        "merged_from": list(map(str, prefixes)),
-        "dtype": np.dtype(infos[0].dtype).name,
-        "documents": sum(i.n_doc_idx - 1 for i in infos),
-        "sequences": sum(i.n_seq for i in infos),
-        "tokens_out": sum(i.tokens for i in infos),
-    }
-    known = [s for s in summaries if s]
-    if known:
-        for key in ("docs_in", "docs_kept", "errors_total", "seconds"):
-            total[key] = sum(s.get(key, 0) for s in known)
-        dropped: dict[str, int] = {}
-        for s in known:
-            for k, v in s.get("dropped", {}).items():
-                dropped[k] = dropped.get(k, 0) + v
-        total["dropped"] = dropped
-        for key in ("mode", "layout", "tokenizer"):
-            vals = {json.dumps(s.get(key), sort_keys=True) for s in known}
-            if len(vals) == 1:
-                total[key] = known[0].get(key)
-    return total

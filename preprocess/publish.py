@@ -28,13 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from codetron.errors import CodetronError
-
-MARKER_SUFFIX = ".incomplete"
-
-
-def marker_path(prefix: str | os.PathLike) -> str:
-    """The file that exists only while (or because) a publish of ``prefix`` did not finish."""
-    return f"{prefix}{MARKER_SUFFIX}"
+from codetron.preprocess.indexed import IndexInfo, bin_path, idx_path, marker_path, summary_path
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -82,8 +76,6 @@ def dataset_outputs(prefix: str | os.PathLike) -> Iterator[Outputs]:
     """Yield temp paths for ``PREFIX.bin/.idx/.summary.json``; publish them together if the block
     completes (after :meth:`Outputs.seal`), delete them otherwise. The old dataset, if any, stays
     untouched until the block has succeeded."""
-    from codetron.preprocess.indexed import bin_path, idx_path, summary_path
-
     prefix = str(prefix)
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
     finals = (bin_path(prefix), idx_path(prefix), summary_path(prefix))
@@ -122,8 +114,6 @@ def _fsync(path: str | os.PathLike) -> None:
 
 
 def _publish(prefix: str, moves: list[tuple[Path, str]]) -> None:
-    from codetron.preprocess.indexed import summary_path
-
     for tmp, _ in moves:
         _fsync(tmp)  # the data must be on disk before the names point at it
     marker = marker_path(prefix)
@@ -144,8 +134,6 @@ def check_dataset(prefix: str | os.PathLike) -> None:
     ``.bin`` size equals what the ``.idx`` says, and -- when ``PREFIX.summary.json`` carries a
     fingerprint (written by Codetron) -- the sizes and the index digest it recorded. Datasets from
     other tools (no summary) get the first three checks."""
-    from codetron.preprocess.indexed import IndexInfo, idx_path, summary_path
-
     prefix = str(prefix)
     IndexInfo(prefix)  # marker, presence, header and .bin size against the index
     try:
@@ -157,8 +145,6 @@ def check_dataset(prefix: str | os.PathLike) -> None:
         raise CodetronError(f"{summary_path(prefix)}: unreadable summary ({exc}); rerun the preprocess command that wrote it") from None
     if not isinstance(files, dict):
         return  # written before summaries carried a fingerprint
-    from codetron.preprocess.indexed import bin_path
-
     actual = {"bin_bytes": os.path.getsize(bin_path(prefix)), "idx_bytes": os.path.getsize(idx_path(prefix))}
     for key, size in actual.items():
         if files.get(key) != size:

@@ -7,6 +7,7 @@ element at a time from a bounded buffer, parquet one record batch at a time, a `
 *raw* items (the undecoded bytes of a jsonl line, or an already-decoded dict) in chunks, so that the
 CPU-heavy parsing happens in worker processes; ``parse_item`` turns one raw item into a dict.
 Every item carries its 1-based line (jsonl/JSON) or row (parquet) number for error messages.
+Other file types are read by the registered data sources (``codetron.preprocess.sources``).
 """
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import Iterator, Union
 
 from codetron.errors import CodetronError
+from codetron.preprocess import sources
+from codetron.preprocess.sources import Source
 from codetron.records import RecordError, parse_record
 
 MAX_DOC_CHARS = 10_000_000
 """Default ``--max-doc-chars``: ten times The Stack's 1 MB file limit, so no real source file is
 dropped, while a data blob or a runaway record costs at most ~100 MB of memory per worker."""
-SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".parquet", ".ndjson")
+SUFFIXES = sources.BUILTIN_SUFFIXES
+"""The file types read here; ``sources.suffixes()`` adds the registered sources'."""
 
 
 @dataclass
@@ -79,7 +83,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
         elif p.is_dir():
             found = _walk_inputs(p)
             if not found:
-                raise CodetronError(f"{item}: directory holds no {', '.join(SUFFIXES)} files and no `datasets` save_to_disk directory")
+                raise CodetronError(f"{item}: directory holds no {', '.join(sources.suffixes())} files and no `datasets` save_to_disk directory")
             files.extend(found)
         elif p.is_file():
             files.append(str(p))
@@ -92,12 +96,12 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             raise CodetronError(f"{item}: no such file or directory")
     for f in files:
         if not (_supported(f) or f.startswith(HUB_PREFIX) or is_disk_dataset(f)):
-            raise CodetronError(f"{f}: unsupported input type (expected one of {', '.join(SUFFIXES)})")
+            raise CodetronError(f"{f}: unsupported input type (expected one of {', '.join(sources.suffixes())})")
     return files
 
 
 def _supported(name: str) -> bool:
-    return name.endswith(SUFFIXES)
+    return name.endswith(sources.suffixes())
 
 
 def _walk_inputs(root: Path) -> list[str]:
@@ -262,6 +266,15 @@ def _disk_dataset_rows(path: str):
                     yield batch.slice(start, _DATASET_BATCH_ROWS).to_pydict()
 
 
+def _source_batches(source: Source, path: str):
+    """A registered source's records as one-row column batches (what ``_dataset_chunks`` takes)."""
+    for row, rec in enumerate(source.rows(path), 1):
+        if not isinstance(rec, dict):
+            raise CodetronError(f"{path}: data source {source.name!r} gave a {type(rec).__name__} at row {row}, "
+                                "not a record (dict)")
+        yield {key: [value] for key, value in rec.items()}
+
+
 def _hub_rows(name: str):
     return open_hub_dataset(HubName.parse(name)).iter(batch_size=_DATASET_BATCH_ROWS)
 
@@ -306,6 +319,8 @@ def iter_chunks(path: str, max_items: int = 512, max_bytes: int = 1 << 20,
         yield from _dataset_chunks(path, lambda: _hub_rows(path), max_items, max_bytes)
     elif is_disk_dataset(path):
         yield from _dataset_chunks(path, lambda: _disk_dataset_rows(path), max_items, max_bytes)
+    elif (source := sources.source_for(path)) is not None:
+        yield from _dataset_chunks(path, lambda: _source_batches(source, path), max_items, max_bytes)
     elif path.endswith(".parquet"):
         yield from _parquet_chunks(path, max_items)
     elif path.endswith((".json", ".json.gz", ".json.zst")) and _first_char(path) == b"[":

@@ -375,10 +375,11 @@ def iter_training_texts(
 ) -> Iterator[str]:
     """Yield texts to train on: files ending in ``suffixes`` under ``paths`` (directories walked
     recursively, ``exclude`` globs skipped), or ``content``/``text`` fields of jsonl/parquet inputs."""
-    from codetron.preprocess.readers import SUFFIXES, expand_inputs, expand_sources, iter_records, resolve_stdlib
+    from codetron.preprocess.readers import expand_inputs, expand_sources, iter_records, resolve_stdlib
+    from codetron.preprocess.sources import suffixes as data_suffixes
 
     paths, exclude = resolve_stdlib([str(p) for p in paths], list(exclude))
-    data_files = [p for p in paths if p.endswith(SUFFIXES) and not p.endswith(tuple(suffixes))]
+    data_files = [p for p in paths if p.endswith(data_suffixes()) and not p.endswith(tuple(suffixes))]
     trees = [p for p in paths if p not in data_files]
     if trees:
         for _, f in expand_sources(trees, tuple(suffixes), tuple(exclude)):

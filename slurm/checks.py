@@ -11,7 +11,8 @@ from pathlib import Path
 
 from codetron.errors import ConfigError
 from codetron.megatron_ext.config import TrainConfig
-from codetron.megatron_ext.validate import data_prefixes, validate
+from codetron.megatron_ext.datapath import data_prefixes
+from codetron.megatron_ext.validate import validate
 from codetron.slurm.plan import GiB, MemoryEstimate, estimate_memory, get_gpu
 from codetron.slurm.profile import ClusterProfile
 

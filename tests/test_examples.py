@@ -211,6 +211,9 @@ SYNOPSIS = "synopsis with placeholders, not a command"
 RRTF = ("samples and ranks with a trained student model and a teacher's answers; tests/rrtf/test_pipeline.py runs "
         "sample -> rank -> preprocess -> train on a tiny model")
 
+EXTENDING = ("runs after the walk-through's module is added (acme.py, csvfiles.py), with its own input files; "
+             "tests/test_extending.py writes the module from the doc into a plug-in folder and runs these commands")
+
 HANDLING: dict[str, Scaled | NotHere] = {
     # --- README.md
     "make demo": Scaled(
@@ -316,6 +319,13 @@ HANDLING: dict[str, Scaled | NotHere] = {
     "\"temperature\": 0}'": NotHere("talks to the server above"),
     "codetron curves runs/bf16/loss.jsonl=bf16 runs/fp32/loss.jsonl=fp32 -o bf16_vs_fp32.png": NotHere(
         "loss logs of a GPU bf16 run and its fp32 reference (benchmarks/gpu_check.sh)"),
+    # --- docs/extending.md: each needs the plug-in module its walk-through writes
+    "codetron eval execute --task acme-python --problems acme.jsonl --canonical --out out/acme-canonical":
+        NotHere(EXTENDING),
+    "codetron eval execute --task acme-python --problems acme.jsonl --generations generations.json --out out/acme":
+        NotHere(EXTENDING),
+    "codetron preprocess code snippets.csv -o out/snippets --workers 0": NotHere(EXTENDING),
+    "codetron preprocess inspect out/snippets -n 1": NotHere(EXTENDING),
 }
 
 # Which earlier documents' outputs a document's examples read.

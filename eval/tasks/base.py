@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable, ClassVar
 
 from codetron.errors import CodetronError
+from codetron.eval.formats import Completion, get_format
+from codetron.plugins import import_submodules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,22 +123,54 @@ class Task:
         return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class CompletionTask(Task):
+    """A task whose problems are code to complete (HumanEval, MBPP): it says what a problem is
+    (``completion``) and which stop words the harness uses (``task_stop``); the ``--prompt``
+    format builds the prompt, adds its stop sequences and cleans the output up."""
+
+    def completion(self, doc: dict) -> Completion:
+        raise NotImplementedError
+
+    def task_stop(self, doc: dict | None = None) -> list[str]:
+        """The harness's stop words of this task (EOS included)."""
+        raise NotImplementedError
+
+    def prompt(self, doc: dict, fmt: str) -> str:
+        return get_format(fmt).complete(self.completion(doc))
+
+    def stop(self, fmt: str, doc: dict | None = None) -> list[str]:
+        return get_format(fmt).complete_stop(self.task_stop(doc))
+
+    def postprocess_text(self, doc: dict, fmt: str, text: str) -> str:
+        output = text[len(self.prompt(doc, fmt)):]
+        return get_format(fmt).finish(self.completion(doc), output, self.task_stop(doc))
+
+
 REGISTRY: dict[str, Task] = {}
-_BUILDERS: list[Callable[[], list[Task]]] = []
+"""Every task by name, filled by ``all_tasks``."""
+BUILDERS: list[Callable[[], list[Task]]] = []
+"""The registered task builders, in module import order."""
+_BUILT: list[Callable[[], list[Task]]] = []
 
 
 def register(builder: Callable[[], list[Task]]) -> Callable[[], list[Task]]:
-    _BUILDERS.append(builder)
+    """Decorator for a function returning a module's tasks (one task module may define many)."""
+    BUILDERS.append(builder)
     return builder
 
 
 def all_tasks() -> dict[str, Task]:
-    if not REGISTRY:
-        from codetron.eval.tasks import humaneval, humanevalpack, mbpp, multiple  # noqa: F401  (they register)
-
-        for build in _BUILDERS:
-            for task in build():
-                REGISTRY[task.name] = task
+    """Every task of every module in ``codetron/eval/tasks/`` (each registers itself on import)."""
+    import_submodules(__package__)
+    for build in BUILDERS:
+        if build in _BUILT:
+            continue
+        for task in build():
+            if task.name in REGISTRY:
+                raise CodetronError(f"task {task.name!r} is defined twice (again in {build.__module__})")
+            REGISTRY[task.name] = task
+        _BUILT.append(build)
     return REGISTRY
 
 

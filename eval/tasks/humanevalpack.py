@@ -22,15 +22,16 @@ from typing import ClassVar
 
 from codetron.errors import CodetronError
 from codetron.records import read_json
-from codetron.eval.prompts import FORMATS, cut_python_block, python_instruction, split_problem, truncate, wrap
+from codetron.eval.formats import FORMATS, get_format
+from codetron.eval.languages import humanevalpack_program
+from codetron.eval.problems import REBUILD_HINT, read_problems, warn_rebuilt
+from codetron.eval.prompts import EOS, PYTHON_STOP, cut_python_block, python_instruction, split_problem, truncate
 from codetron.eval.tasks.base import Task, register
-from codetron.eval.tasks.humaneval import REBUILD_HINT, warn_rebuilt
 
 LANGUAGES = ("python", "js", "java", "go", "cpp", "rust")
 LANGUAGE_NAME = {"python": "Python", "js": "JavaScript", "java": "Java", "go": "Go", "cpp": "C++", "rust": "Rust"}
 HUB_CONFIG = {"python": "python", "js": "js", "java": "java", "go": "go", "cpp": "cpp", "rust": "rust"}
 
-PYTHON_STOP = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\nassert"]
 STOP_WORDS = {"python": PYTHON_STOP, "cpp": [], "js": [], "java": [], "go": ["\n//", "\nfunc main(", "struct", "\nfunc"],
               "rust": []}
 """Per-language stop words (the harness takes them from CodeGeeX's benchmark utils)."""
@@ -38,7 +39,6 @@ STOP_WORDS = {"python": PYTHON_STOP, "cpp": [], "js": [], "java": [], "go": ["\n
 TIMEOUT = {"python": 10.0, "cpp": 60.0, "js": 10.0, "java": 10.0, "go": 20.0, "rust": 300.0}
 """The harness's per-language timeouts (Rust's covers a first cargo build)."""
 
-EOS = "<|endoftext|>"
 KINDS = ("synthesize", "fixtests", "fixdocs", "explaindescribe", "explainsynthesize")
 
 
@@ -71,8 +71,6 @@ class HumanEvalPack(Task):
     def default_problems(self, rebuild: bool = False) -> list[dict] | None:
         if not rebuild or self.language != "python" or self.kind.startswith("fix"):
             return None  # HumanEval has no buggy solutions: Fix needs the HumanEvalPack file
-        from codetron.eval.problems import read_problems
-
         warn_rebuilt(self.name, "HumanEvalPack fields (instruction, declaration, docstring, test)")
         return [from_humaneval(p) for p in read_problems()]
 
@@ -104,18 +102,15 @@ class HumanEvalPack(Task):
         return f"Write functional code in {LANGUAGE_NAME[self.language]} according to the description.", doc["description"]
 
     def prompt(self, doc: dict, fmt: str) -> str:
+        form = get_format(fmt)
         instruction, context = self.instruction_and_context(doc)
-        if context is None:
-            inp = instruction
-        elif FORMATS[fmt].context_first:
-            inp = context + "\n" + instruction
-        else:
-            inp = instruction + "\n" + context
+        inp = instruction if context is None else form.join(instruction, context)
         base = "" if self.kind == "explaindescribe" else self.prompt_base(doc)
-        return wrap(fmt, inp, base)
+        # the harness strips the end of the whole prompt, so that the model writes the newline token
+        return form.wrap(inp, base).strip()
 
     def stop(self, fmt: str, doc: dict | None = None) -> list[str]:
-        return STOP_WORDS[self.language] + list(FORMATS[fmt].stop) + [EOS]
+        return STOP_WORDS[self.language] + list(get_format(fmt).stop) + [EOS]
 
     # ------------------------------------------------------------------ post-processing
     def cut_block(self, code: str, fmt: str) -> str:
@@ -157,8 +152,6 @@ class HumanEvalPack(Task):
         if not self.scored:
             raise CodetronError(f"{self.name} writes descriptions, not code: run humanevalexplainsynthesize-"
                                 f"{self.language} with --descriptions on its generations.json")
-        from codetron.eval.languages import humanevalpack_program
-
         return humanevalpack_program(self.language, code, doc)
 
     def canonical(self, doc: dict) -> str | None:
@@ -208,7 +201,9 @@ def from_humaneval(p: dict) -> dict:
 @register
 def _build() -> list[Task]:
     src = "bigcode-evaluation-harness bigcode_eval/tasks/humanevalpack.py"
-    instruct_formats = ("instruct", "octocoder", "starchat", "wizardcoder", "starcoder2-instruct")
+    # every instruction format (a new one is one module in eval/formats/), `instruct` first: the default;
+    # `continue` only for Synthesize (the harness asserts so)
+    instruct_formats = ("instruct",) + tuple(n for n, f in FORMATS.items() if f.instructed and n != "instruct")
     tasks = []
     for kind in KINDS:
         for lang in LANGUAGES:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from codetron.errors import CodetronError
-from codetron.eval.prompts import truncate
-from codetron.eval.tasks.base import Task, register
-from codetron.eval.tasks.humaneval import EOS, SC2_STOP, sc2_completion
-from codetron.templates import starcoder2_instruct_prompt
+from codetron.eval.formats import Completion
+from codetron.eval.prompts import EOS
+from codetron.eval.tasks.base import CompletionTask, register
 
 MBPP_STOP = ["\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```"]
 TEST_SPLIT = range(11, 511)
@@ -36,7 +35,7 @@ def sc2_mbpp(prompt: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MBPP(Task):
+class MBPP(CompletionTask):
     plus: bool = False
     """MBPP+: the description is in ``prompt`` and the tests in ``test`` (EvalPlus)."""
 
@@ -66,21 +65,13 @@ class MBPP(Task):
         description = doc["prompt"] if self.plus else doc["text"]
         return f'"""\n{description}\n{doc["test_list"][0]}\n"""\n'
 
-    def prompt(self, doc: dict, fmt: str) -> str:
-        if fmt == "starcoder2-instruct":
-            instruction, prefix = sc2_mbpp(self.harness_prompt(doc))
-            return starcoder2_instruct_prompt(instruction) + prefix
-        return self.harness_prompt(doc)
+    def completion(self, doc: dict) -> Completion:
+        code = self.harness_prompt(doc)
+        instruction, prefix = sc2_mbpp(code)
+        return Completion(doc=doc, code=code, head=code, instruction=instruction, response_prefix=prefix)
 
-    def stop(self, fmt: str, doc: dict | None = None) -> list[str]:
-        return list(SC2_STOP) if fmt == "starcoder2-instruct" else MBPP_STOP + [EOS]
-
-    def postprocess_text(self, doc: dict, fmt: str, text: str) -> str:
-        prompt = self.prompt(doc, fmt)
-        output = text[len(prompt):]
-        if fmt == "starcoder2-instruct":
-            return self.harness_prompt(doc) + sc2_completion(output)
-        return prompt + truncate(output, self.stop(fmt, doc))
+    def task_stop(self, doc: dict | None = None) -> list[str]:
+        return MBPP_STOP + [EOS]
 
     def program(self, doc: dict, code: str) -> str:
         reference = "\n" + doc["test"] if self.plus else "\n".join(doc["test_list"])
@@ -91,7 +82,7 @@ class MBPP(Task):
 
 
 @register
-def _build() -> list[Task]:
+def _build() -> list[MBPP]:
     src = "bigcode-evaluation-harness bigcode_eval/tasks/"
     return [
         MBPP(name="mbpp", source=src + "mbpp.py", dataset="google-research-datasets/mbpp:full",

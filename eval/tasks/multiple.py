@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from codetron.errors import CodetronError
-from codetron.eval.prompts import truncate
+from codetron.eval.prompts import EOS, truncate
 from codetron.eval.tasks.base import Task, register
-from codetron.eval.tasks.humaneval import EOS
 
 LANGUAGES = {"js": "js", "java": "java", "go": "go", "cpp": "cpp", "rs": "rs"}
 """MultiPL-E language suffix -> sandbox language (``rs``: asserts in ``fn main``, built without --test)."""

@@ -6,7 +6,7 @@ from functools import partial
 import torch
 
 from codetron.megatron_ext.objectives import register
-from codetron.megatron_ext.validate import data_prefixes
+from codetron.megatron_ext.datapath import data_prefixes
 
 
 def masked_token_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor):

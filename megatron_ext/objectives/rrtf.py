@@ -225,7 +225,7 @@ class RRTFObjective:
     def _pairs(cfg, tokenizer):
         from codetron.errors import ConfigError
         from codetron.megatron_ext.rrtf.pairs import PairDataset
-        from codetron.megatron_ext.validate import data_prefixes
+        from codetron.megatron_ext.datapath import data_prefixes
 
         prefixes = data_prefixes(cfg.data.data_path)
         if len(prefixes) != 1:

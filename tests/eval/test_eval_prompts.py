@@ -5,8 +5,8 @@ import pytest
 
 from codetron.errors import CodetronError
 from codetron.eval.execution import check_programs
-from codetron.eval.prompts import (FORMATS, STOP_CONTINUE, extract_code, postprocess, program_for, render, split_problem, to_completion,
-                          truncate)
+from codetron.eval.formats import FORMATS, postprocess, render
+from codetron.eval.prompts import STOP_CONTINUE, extract_code, program_for, split_problem, to_completion, truncate
 
 
 def test_every_format_renders_every_problem(humaneval):
@@ -90,3 +90,36 @@ def test_unknown_format_and_bad_prompt():
         split_problem({"task_id": "T/1", "prompt": "def f():\n    '''doc'''\n", "entry_point": "g"})
     with pytest.raises(CodetronError, match="not valid Python"):
         split_problem({"task_id": "T/2", "prompt": "def f(:\n", "entry_point": "f"})
+
+
+def test_formats_are_registered_modules_and_tasks_never_test_their_names():
+    """One module per format in eval/formats/, found by discovery; every format's default task takes
+    it; no task module compares a format name (the format object carries what differs)."""
+    import ast
+    from pathlib import Path
+
+    from codetron.eval import formats
+    from codetron.eval.formats.base import PromptFormat, register
+    from codetron.eval.tasks import all_tasks
+
+    assert sorted(FORMATS) == ["continue", "instruct", "octocoder", "pangu-coder2", "starchat", "starcoder2-instruct",
+                               "wizardcoder"]
+    folder = Path(formats.__file__).parent
+    for name, fmt in FORMATS.items():
+        module = type(fmt).__module__
+        assert module.startswith("codetron.eval.formats.") and (folder / f"{module.rsplit('.', 1)[1]}.py").is_file()
+        assert all_tasks()[fmt.default_task].check_format(name) == name
+    with pytest.raises(CodetronError, match="prompt format 'octocoder' registered twice"):
+        register(type("Again", (PromptFormat,), {"name": "octocoder", "source": "-"}))
+
+    offending = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "eval" / "tasks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                names = {n.id for n in [node.left, *node.comparators] if isinstance(n, ast.Name)}
+                if "fmt" in names and any(isinstance(c, (ast.Constant, ast.Tuple, ast.List)) for c in
+                                          [node.left, *node.comparators]):
+                    offending.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name) and node.slice.id == "fmt":
+                offending.append(f"{path.name}:{node.lineno}")  # a table keyed by format name
+    assert not offending, offending

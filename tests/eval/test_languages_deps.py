@@ -186,7 +186,7 @@ def test_humanevalpack_java_with_javatuples_and_multiple_asserts(tmp_path):
 def test_go_testify_samples_are_fast_and_cannot_touch_the_shared_cache():
     needs("go")
     go = get_language("go")
-    langdeps.prepare(go.deps, "go", go.env)  # the once-per-machine build, outside the timed runs
+    langdeps.prepare(go.deps, "go", go.env, SANDBOX_PATH)  # the once-per-machine build, outside the timed runs
     setup = 'package main\n\nimport (\n    "os"\n    "testing"\n    "github.com/stretchr/testify/assert"\n)\n'
     test = ("func TestAdd(t *testing.T) {\n    assert := assert.New(t)\n    assert.Equal(5, Add(2, 3))\n"
             "    if err := os.WriteFile(os.Getenv(\"GOCACHE\") + \"/poison\", []byte(\"x\"), 0o666); err == nil {\n"
@@ -200,7 +200,7 @@ def test_go_testify_samples_are_fast_and_cannot_touch_the_shared_cache():
     # a cold cache compiles testify and the standard packages: 16-20 s per sample on this machine
     assert max(r.duration for r in results) < 8.0, [round(r.duration, 1) for r in results]
     print(f"\n4 testify samples in {wall:.1f} s, per sample {[round(r.duration, 1) for r in results]} s")
-    cache = dict(langdeps.prepare(go.deps, "go", go.env).env)["GOCACHE"]
+    cache = dict(langdeps.prepare(go.deps, "go", go.env, SANDBOX_PATH).env)["GOCACHE"]
     assert not os.path.exists(os.path.join(cache, "poison"))
 
 

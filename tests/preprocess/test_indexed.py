@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from codetron.errors import CodetronError
-from codetron.preprocess.indexed import DTYPE_CODES, INDEX_HEADER, IndexedWriter, IndexInfo, merge, token_dtype
+from codetron.preprocess.indexed import DTYPE_CODES, INDEX_HEADER, IndexedWriter, IndexInfo, token_dtype
+from codetron.preprocess.merge import merge
 
 
 def _docs(rng, n, max_seq=3, vocab=60000):

@@ -147,7 +147,7 @@ def test_runner_consumes_input_lazily():
 
 
 def test_shards_merge_to_the_full_dataset(tmp_path, tok):
-    from codetron.preprocess.indexed import merge
+    from codetron.preprocess.merge import merge
 
     recs = _code_records(100)
     src = write_jsonl(tmp_path / "code.jsonl", recs)

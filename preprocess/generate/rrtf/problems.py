@@ -50,7 +50,8 @@ def _check_schema(rec: dict, where: str) -> None:
 
 def pangu_prompt(problem: dict) -> str:
     """The model input in the PanGu-Coder2 format (shared with eval's ``pangu-coder2`` prompt)."""
-    from codetron.eval.prompts import PANGU_TEMPLATE, render
+    from codetron.eval.formats import render
+    from codetron.eval.formats.pangu_coder2 import PANGU_TEMPLATE
 
     if is_humaneval(problem):
         return render(problem, "pangu-coder2")[0]
@@ -58,9 +59,9 @@ def pangu_prompt(problem: dict) -> str:
 
 
 def stop_sequences(problem: dict) -> tuple[str, ...]:
-    from codetron.eval.prompts import FORMATS
+    from codetron.eval.formats import get_format
 
-    return FORMATS["pangu-coder2"].stop if is_humaneval(problem) else INSTRUCTION_STOP
+    return get_format("pangu-coder2").stop if is_humaneval(problem) else INSTRUCTION_STOP
 
 
 def normalize_response(problem: dict, text: str) -> str:

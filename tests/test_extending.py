@@ -1,0 +1,213 @@
+"""docs/extending.md, followed literally: each walk-through's module is taken from the doc's code
+block, written into a plug-in folder on its registry package's path (as if it were the file the doc
+names), found by discovery, and the doc's shell commands are run through ``codetron.cli.main``."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from codetron.cli import main as codetron
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+
+
+def section(title: str) -> str:
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else len(text)]
+
+
+def blocks(text: str, lang: str) -> list[str]:
+    """Fenced blocks of ``lang``; a fence closes only at a line of its own (the code holds ``` in strings)."""
+    return re.findall(rf"^```{lang}\n(.*?)^```$", text, re.M | re.S)
+
+
+def plug_in(monkeypatch, tmp_path: Path, package, code: str, folder: str) -> str:
+    """Write the doc's module (its first line names the file) into a folder on ``package``'s path."""
+    rel = code.splitlines()[0].removeprefix("# ")
+    assert rel.startswith(folder) and rel.endswith(".py"), f"the block should start with '# {folder}NAME.py': {rel}"
+    plugins = tmp_path / "plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / Path(rel).name).write_text(code, encoding="utf-8")
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(plugins)])
+    name = f"{package.__name__}.{Path(rel).stem}"
+    assert name not in sys.modules
+    return name
+
+
+def commands(text: str) -> list[list[str]]:
+    return [shlex.split(line) for block in blocks(text, "bash") for line in block.splitlines() if line.strip()]
+
+
+def run(argv: list[str]) -> None:
+    assert argv[0] == "codetron"
+    assert codetron(argv[1:]) == 0, argv
+
+
+PROBLEMS = [
+    ("add", "x: int, y: int", "Add two numbers.", "    return x + y\n", "assert candidate(2, 3) == 5"),
+    ("square", "x: int", "The square of x.", "    return x * x\n", "assert candidate(3) == 9"),
+    ("bigger", "x: int, y: int", "The larger of x and y.", "    return x if x > y else y\n",
+     "assert candidate(2, 7) == 7 and candidate(7, 2) == 7"),
+]
+
+
+def acme_problems() -> list[dict]:
+    return [{"task_id": f"Acme/{i}", "entry_point": name,
+             "prompt": f'def {name}({args}) -> int:\n    """{doc}"""\n', "canonical_solution": body,
+             "test": f"def check(candidate):\n    {test}\n"} for i, (name, args, doc, body, test) in enumerate(PROBLEMS)]
+
+
+def test_add_an_eval_task(tmp_path, monkeypatch, capsys):
+    from codetron.eval import tasks as tasks_package
+    from codetron.eval.prompts import EOS, STOP_CONTINUE
+    from codetron.eval.tasks import base
+    from codetron.templates import starcoder2_instruct_prompt
+
+    text = section("Add an eval task")
+    (code,) = blocks(text, "python")
+    # the registry as it is now, restored afterwards: the plug-in task must not leak into other tests
+    base.all_tasks()  # the shipped task modules are imported and registered first (into the real lists)
+    monkeypatch.setattr(base, "REGISTRY", dict(base.REGISTRY))
+    monkeypatch.setattr(base, "BUILDERS", list(base.BUILDERS))
+    monkeypatch.setattr(base, "_BUILT", list(base._BUILT))
+    module = plug_in(monkeypatch, tmp_path, tasks_package, code, "eval/tasks/")
+    monkeypatch.chdir(tmp_path)
+    problems = acme_problems()
+    Path("acme.jsonl").write_text("".join(json.dumps(p) + "\n" for p in problems))
+    try:
+        task = base.get_task("acme-python")  # discovery found the new module: nothing else was edited
+        assert sys.modules[module].__file__ == str(tmp_path / "plugins" / "acme.py")
+        p0 = task.load("acme.jsonl")[0]
+        assert task.prompt(p0, "continue") == p0["prompt"]
+        assert task.stop("continue") == STOP_CONTINUE + [EOS]
+        assert task.postprocess(p0, "continue", "    return x + y\n\ndef other():") == p0["prompt"] + "    return x + y\n"
+        instruction = f"Complete the following Python function:\n```python\n{p0['prompt']}```"
+        assert task.prompt(p0, "starcoder2-instruct") == (starcoder2_instruct_prompt(instruction)
+                                                          + f"\n```python\n{p0['prompt']}")
+        assert task.stop("starcoder2-instruct") == ["\n```"]
+        assert task.postprocess(p0, "starcoder2-instruct", "\n    return x + y\n```\nDone.") == (
+            p0["prompt"] + "\n    return x + y\n")
+
+        # the doc's commands; generations.json (one right, one wrong sample per problem) is what
+        # `codetron eval run/generate` would have written
+        right = [task.postprocess(p, "continue", p["canonical_solution"] + "\nprint('done')") for p in problems]
+        wrong = [r.replace("x + y", "x - y").replace("x * x", "x + x").replace("x > y", "x < y") for r in right]
+        Path("generations.json").write_text(json.dumps([[r, w] for r, w in zip(right, wrong)]))
+        cmds = commands(text)
+        assert [c[:3] for c in cmds] == [["codetron", "eval", "tasks"]] + [["codetron", "eval", "execute"]] * 2
+        run(cmds[0])
+        assert re.search(r"^acme-python +python +--prompt continue\|starcoder2-instruct .*docs/extending.md",
+                         capsys.readouterr().out, re.M)
+        run(cmds[1])
+        assert json.loads(Path("out/acme-canonical/metrics.json").read_text())["acme-python"]["pass@1"] == 1.0
+        run(cmds[2])
+        scored = json.loads(Path("out/acme/per_problem.json").read_text())
+        assert [[s["passed"] for s in p["samples"]] for p in scored] == [[True, False]] * 3
+        assert json.loads(Path("out/acme/metrics.json").read_text())["acme-python"]["pass@1"] == 0.5
+    finally:
+        sys.modules.pop(module, None)
+
+
+def test_add_a_prompt_format(tmp_path, monkeypatch, capsys):
+    from codetron.eval import formats
+    from codetron.eval.tasks import base
+
+    text = section("Add a prompt format")
+    (code,) = blocks(text, "python")
+    module = plug_in(monkeypatch, tmp_path, formats, code, "eval/formats/")
+    # tasks are built again from the formats registered now, and restored afterwards
+    base.all_tasks()
+    monkeypatch.setattr(base, "REGISTRY", {})
+    monkeypatch.setattr(base, "BUILDERS", list(base.BUILDERS))
+    monkeypatch.setattr(base, "_BUILT", [])
+    try:
+        formats.discover()
+        assert sys.modules[module].__file__ == str(tmp_path / "plugins" / "inst.py")
+        assert codetron(["eval", "formats"]) == 0
+        assert re.search(r"^inst +docs/extending.md \(example\)$", capsys.readouterr().out, re.M)
+        data = Path(__file__).resolve().parent / "eval" / "data" / "humanevalpack_python.jsonl"
+        synth = base.get_task("humanevalsynthesize-python")
+        assert "inst" in synth.formats and synth.formats[0] == "instruct"  # the default is unchanged
+        p0 = synth.load(data)[0]
+        assert synth.prompt(p0, "inst") == f"[INST] {p0['instruction'].strip()} [/INST]\n{p0['prompt']}".strip()
+        assert synth.stop("inst") == ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\nassert", "[INST]",
+                                      "<|endoftext|>"]
+        fix = base.get_task("humanevalfixtests-python")
+        f0 = fix.load(data)[0]
+        context = f0["declaration"] + f0["buggy_solution"] + "\n" + f0["test"]
+        # not context_first: the instruction, then the code it is about (as octocoder and starchat)
+        assert fix.prompt(f0, "inst") == f"[INST] Fix bugs in add.\n{context} [/INST]\n{f0['declaration']}".strip()
+        # the answer is cut at the format's stop sequence, then at the end of the function
+        assert fix.postprocess(f0, "inst", "\n    return x + y\n[INST] more") == (
+            f0["declaration"].rstrip() + "\n    return x + y\n")
+    finally:
+        formats.FORMATS.pop("inst", None)
+        sys.modules.pop(module, None)
+
+
+def test_add_a_data_source(tmp_path, monkeypatch, capsys):
+    import csv
+
+    from codetron.preprocess import sources
+    from codetron.preprocess.sources import base
+
+    text = section("Add a data source")
+    (code,) = blocks(text, "python")
+    monkeypatch.setattr(base, "SOURCES", dict(base.SOURCES))
+    monkeypatch.setattr(sources, "SOURCES", base.SOURCES)
+    module = plug_in(monkeypatch, tmp_path, sources, code, "preprocess/sources/")
+    monkeypatch.chdir(tmp_path)
+    rows = [{"content": "def add(x, y):\n    return x + y\n", "repo": "acme/util", "path": "util/add.py"},
+            {"content": "", "repo": "acme/util", "path": "util/__init__.py"},
+            {"content": 'print("hello, world")\n', "repo": "acme/demo", "path": "demo.py"}]
+    with open("snippets.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["content", "repo", "path"])
+        writer.writeheader()
+        writer.writerows(rows)
+    try:
+        sources.discover()
+        assert sources.source_for("snippets.csv").name == "csv"
+        cmds = commands(text)
+        assert [c[:3] for c in cmds] == [["codetron", "preprocess", "code"], ["codetron", "preprocess", "inspect"]]
+        run(cmds[0])
+        summary = json.loads(Path("out/snippets.summary.json").read_text())
+        assert (summary["docs_in"], summary["docs_kept"], summary["errors_total"]) == (3, 2, 1)
+        assert summary["errors"] == ["snippets.csv:2: empty document"]
+        run(cmds[1])
+        assert "def add(x, y):" in capsys.readouterr().out
+
+        # the same records as jsonl give the same tokens (metadata coins off: they hash the file name)
+        with open("snippets.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        off = ["--p-repo", "0", "--p-path", "0", "--p-stars", "0", "--workers", "0", "--quiet"]
+        run(["codetron", "preprocess", "code", "snippets.csv", "-o", "out/csv", *off])
+        run(["codetron", "preprocess", "code", "snippets.jsonl", "-o", "out/jsonl", *off])
+        for ext in (".bin", ".idx"):
+            assert Path("out/csv" + ext).read_bytes() == Path("out/jsonl" + ext).read_bytes()
+        assert Path("out/csv.bin").stat().st_size > 0
+    finally:
+        sys.modules.pop(module, None)
+
+
+def test_a_source_cannot_take_a_builtin_suffix_or_give_non_records(tmp_path, monkeypatch):
+    from codetron.errors import CodetronError
+    from codetron.preprocess import readers
+    from codetron.preprocess.sources import base
+
+    monkeypatch.setattr(base, "SOURCES", dict(base.SOURCES))
+    with pytest.raises(CodetronError, match=r"^data source 'mine': \.jsonl files are already read by codetron\.preprocess\.readers$"):
+        base.register("mine", suffixes=(".jsonl",))(lambda path: iter(()))
+    base.register("lines", suffixes=(".lines",))(lambda path: iter([{"text": "a"}, ["not", "a", "dict"]]))
+    monkeypatch.setattr(readers.sources, "SOURCES", base.SOURCES)
+    f = tmp_path / "x.lines"
+    f.write_text("")
+    got = list(readers.iter_chunks(str(f)))
+    assert [i for c in got[:-1] for i in c.items] == [(1, {"text": "a"})]
+    assert (got[-1].line, got[-1].reason) == (2, "data source 'lines' gave a list at row 2, not a record (dict)")
