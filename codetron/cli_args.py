@@ -20,10 +20,11 @@ import inspect
 import textwrap
 import types
 import typing
-from typing import Any
+from typing import Any, Callable
 
 DERIVED = "codetron_field"
-"""Attribute set on every argparse action built by :func:`add_field`: ``(dataclass, field name)``."""
+"""Attribute set on every argparse action built by :func:`add_field`: ``(dataclass, field path,
+conversion or None)``, so a test can recompute the default from the field."""
 
 
 @functools.cache
@@ -91,19 +92,23 @@ def _base_type(tp: Any) -> Any:
 
 
 def add_field(parser, cls: type, path: str, *flags: str, negate: bool = False, note: str | None = None,
-              **kwargs) -> argparse.Action:
+              convert: Callable[[Any], Any] | None = None, **kwargs) -> argparse.Action:
     """Add the option that sets ``cls``'s field ``path``: default, type and help from the field.
 
     ``flags`` default to ``--field-name``. ``negate=True`` makes a ``--no-...`` switch of a field
     that defaults to True (``args.<field>`` becomes False when given). ``note`` adds CLI-only words to the help (how
     to repeat the option, what None means on the command line). Other keywords go to argparse
     (``choices``, ``metavar``, ``nargs``, ``action``, ``dest``, ``type`` for a parser of its own).
+    ``convert`` maps the field's default to the option's unit (``--memory-mb`` of ``memory_bytes``);
+    the caller converts the parsed value back.
     """
     if "default" in kwargs:
         raise TypeError(f"--{path}: the default comes from {cls.__name__}.{path}, not from the parser")
     owner, name, default, tp = resolve(cls, path)
     if default is dataclasses.MISSING:
         default = None  # a required field: the parser leaves it to `required=` or to the caller
+    elif convert is not None:
+        default = convert(default)
     flags = flags or ("--" + name.replace("_", "-"),)
     doc = field_docs(owner).get(name, "")
     help_text = doc.replace("``", "") + (f" {note}" if note else "")  # reST quotes read badly in a terminal
@@ -129,7 +134,7 @@ def add_field(parser, cls: type, path: str, *flags: str, negate: bool = False, n
         help_text += " (default: %(default)s)"
     action = parser.add_argument(*flags, default=default, help=help_text.replace("%", "%%").replace(
         "%%(default)s", "%(default)s"), **kwargs)
-    setattr(action, DERIVED, (owner, name))
+    setattr(action, DERIVED, (cls, path, convert))
     return action
 
 
