@@ -127,7 +127,7 @@ def add_field(parser, cls: type, path: str, *flags: str, negate: bool = False, n
     elif "type" not in kwargs and kwargs.get("action") not in ("store_true", "store_false", "store_const"):
         if base in (int, float, str):
             kwargs["type"] = base
-    if isinstance(default, (tuple, frozenset, set)) and kwargs.get("action") == "append":
+    if isinstance(default, (tuple, frozenset, set)) and kwargs.get("action") in ("append", Repeat):
         default = list(default)
     shown = default not in (None, False, (), []) and not negate and kwargs.get("action") != "store_true"
     if shown:
@@ -136,6 +136,16 @@ def add_field(parser, cls: type, path: str, *flags: str, negate: bool = False, n
         "%%(default)s", "%(default)s"), **kwargs)
     setattr(action, DERIVED, (cls, path, convert))
     return action
+
+
+class Repeat(argparse.Action):
+    """A repeatable option whose first use replaces the default list (argparse's ``append`` would add
+    to it: ``--suffix .js`` must mean .js only, not .py and .js)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        # argparse starts the namespace with the default object itself: the first use replaces it
+        setattr(namespace, self.dest, [values] if current is self.default or current is None else [*current, values])
 
 
 def walk(parser: argparse.ArgumentParser, prog: str | None = None):
