@@ -91,8 +91,16 @@ def _base_type(tp: Any) -> Any:
     return tp
 
 
+def _show(value: Any) -> str:
+    """A default as it is typed on the command line: ``1,10,100`` for a tuple."""
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return ",".join(str(v) for v in (sorted(value) if isinstance(value, (set, frozenset)) else value))
+    return str(value)
+
+
 def add_field(parser, cls: type, path: str, *flags: str, negate: bool = False, note: str | None = None,
-              convert: Callable[[Any], Any] | None = None, **kwargs) -> argparse.Action:
+              convert: Callable[[Any], Any] | None = None, show: Callable[[Any], str] = _show,
+              **kwargs) -> argparse.Action:
     """Add the option that sets ``cls``'s field ``path``: default, type and help from the field.
 
     ``flags`` default to ``--field-name``. ``negate=True`` makes a ``--no-...`` switch of a field
@@ -100,7 +108,7 @@ def add_field(parser, cls: type, path: str, *flags: str, negate: bool = False, n
     to repeat the option, what None means on the command line). Other keywords go to argparse
     (``choices``, ``metavar``, ``nargs``, ``action``, ``dest``, ``type`` for a parser of its own).
     ``convert`` maps the field's default to the option's unit (``--memory-mb`` of ``memory_bytes``);
-    the caller converts the parsed value back.
+    the caller converts the parsed value back. ``show`` writes the default in the help as it is typed.
     """
     if "default" in kwargs:
         raise TypeError(f"--{path}: the default comes from {cls.__name__}.{path}, not from the parser")
@@ -129,11 +137,13 @@ def add_field(parser, cls: type, path: str, *flags: str, negate: bool = False, n
             kwargs["type"] = base
     if isinstance(default, (tuple, frozenset, set)) and kwargs.get("action") in ("append", Repeat):
         default = list(default)
-    shown = default not in (None, False, (), []) and not negate and kwargs.get("action") != "store_true"
+    empty = default is None or default is False or (isinstance(default, (str, tuple, list, set, frozenset))
+                                                      and not default)
+    shown = not empty and not negate and kwargs.get("action") not in (
+        "store_true", argparse.BooleanOptionalAction)  # the latter prints its own default
     if shown:
-        help_text += " (default: %(default)s)"
-    action = parser.add_argument(*flags, default=default, help=help_text.replace("%", "%%").replace(
-        "%%(default)s", "%(default)s"), **kwargs)
+        help_text += f" (default: {show(default)})"
+    action = parser.add_argument(*flags, default=default, help=help_text.replace("%", "%%"), **kwargs)
     setattr(action, DERIVED, (cls, path, convert))
     return action
 

@@ -39,8 +39,8 @@ class GenerationConfig:
     n_samples: int = 1
     """Samples per problem (n in pass@k)."""
     temperature: float = 0.0
-    """0 means greedy decoding; > 0 samples (0.2 for pass@1, 0.8 for pass@100 in the Codex paper). The
-    rules of this and the other sampling fields are ``codetron.sampling.SamplingParams``'s."""
+    """0 decodes greedily; up to 2 samples (0.2 for pass@1, 0.8 for pass@100 in the Codex paper). This
+    and the other sampling fields follow ``codetron.sampling.SamplingParams``' rules."""
     top_p: float = 0.95
     """Nucleus sampling: keep the smallest token set with this much probability (sampling only)."""
     max_new_tokens: int = 512

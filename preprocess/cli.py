@@ -69,7 +69,8 @@ def _add_common(p: argparse.ArgumentParser, mode: str) -> None:
     add_field(p, JobConfig, "layout", choices=["pretrain", "sft"], note=f"Here: {DEFAULT_LAYOUT[mode]}.")
     add_field(p, PipelineConfig, "workers")
     add_field(p, JobConfig, "encoder", choices=["auto", "tiktoken", "tokenizers"])
-    add_field(p, PipelineConfig, "shard", type=_shard, metavar="I/N", note="Merge the outputs with `merge`.")
+    add_field(p, PipelineConfig, "shard", type=_shard, metavar="I/N", show=lambda s: f"{s[0]}/{s[1]}",
+              note="Merge the outputs with `merge`.")
     add_field(p, PipelineConfig, "on_error", choices=["skip", "fail"])
     add_field(p, JobConfig, "quality.dedup", choices=["none", "exact", "near"])
     add_field(p, JobConfig, "quality.near.threshold", "--near-threshold")
