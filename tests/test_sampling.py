@@ -113,6 +113,7 @@ def test_serve_maps_openai_names_to_sampling_params():
     ({"max_tokens": 0}, "'max_tokens' must be an integer >= 1, got 0", "max_tokens"),
     ({"max_tokens": 101}, "'max_tokens' must be at most 100 on this server (--max-tokens-limit), got 101",
      "max_tokens"),
+    ({"max_completion_tokens": 0}, "'max_completion_tokens' must be an integer >= 1, got 0", "max_completion_tokens"),
     ({"n": 5}, "'n' must be at most 4 on this server (--max-n), got 5", "n"),
     ({"top_p": "1"}, "'top_p' must be a number, got '1'", "top_p"),
     ({"seed": 1.5}, "'seed' must be an integer, got 1.5", "seed"),

@@ -72,10 +72,6 @@ HTTP_NAMES = {"max_new_tokens": "max_tokens"}
 """SamplingParams fields whose OpenAI request name differs (the API keeps the OpenAI names)."""
 
 
-def _http_name(field: str) -> str:
-    return HTTP_NAMES.get(field, field)
-
-
 def parse_sampling(body: dict, cfg: ServeConfig, extra_stop: list[str] = ()) -> SamplingParams:
     """The OpenAI sampling fields as SamplingParams (``max_tokens`` / ``max_completion_tokens`` become
     ``max_new_tokens``), checked by its one validator and this server's limits; a RequestError names
@@ -89,7 +85,9 @@ def parse_sampling(body: dict, cfg: ServeConfig, extra_stop: list[str] = ()) -> 
         raise RequestError(f"'stop' must be a non-empty string or a list of up to {MAX_STOP} of them", "stop")
     # max_completion_tokens is the newer name (OpenAI deprecated max_tokens for chat)
     max_tokens = _given(body, "max_tokens", cfg.default_max_tokens)
+    names = dict(HTTP_NAMES)
     if body.get("max_completion_tokens") is not None:
+        names["max_new_tokens"] = "max_completion_tokens"  # errors name the field the client sent
         newer = body["max_completion_tokens"]
         if body.get("max_tokens") is not None and body["max_tokens"] != newer:
             raise RequestError(f"'max_completion_tokens' ({newer}) and 'max_tokens' ({max_tokens}) disagree; "
@@ -100,12 +98,13 @@ def parse_sampling(body: dict, cfg: ServeConfig, extra_stop: list[str] = ()) -> 
                             top_p=_given(body, "top_p", defaults.top_p), n=_given(body, "n", defaults.n),
                             stop=tuple(stop), seed=body.get("seed"))
     try:
-        params.validate(name=lambda field: repr(_http_name(field)))
+        params.validate(name=lambda field: repr(names.get(field, field)))
     except SamplingError as exc:
-        raise RequestError(str(exc), _http_name(exc.field)) from None
+        raise RequestError(str(exc), names.get(exc.field, exc.field)) from None
     if params.max_new_tokens > cfg.max_tokens_limit:
-        raise RequestError(f"'max_tokens' must be at most {cfg.max_tokens_limit} on this server (--max-tokens-limit), "
-                           f"got {params.max_new_tokens}", "max_tokens")
+        tokens = names["max_new_tokens"]
+        raise RequestError(f"'{tokens}' must be at most {cfg.max_tokens_limit} on this server (--max-tokens-limit), "
+                           f"got {params.max_new_tokens}", tokens)
     if params.n > cfg.max_n:
         raise RequestError(f"'n' must be at most {cfg.max_n} on this server (--max-n), got {params.n}", "n")
     # the chat template's own stops come after validation: they are not the client's to count
