@@ -47,7 +47,11 @@ def _literal(default) -> bool:
 
 
 def _same(a, b) -> bool:
-    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    """Equal as the command line holds it: a repeatable option keeps a tuple or set default as a list."""
+    def norm(v):
+        if isinstance(v, (set, frozenset)):
+            return sorted(v)
+        return list(v) if isinstance(v, (list, tuple)) else v
     return norm(a) == norm(b)
 
 
