@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", help=".py files, directories (@stdlib = this Python's standard library), "
                                              "or jsonl/parquet records with a content/code field")
     s.add_argument("-o", "--output", required=True, help="seeds jsonl (stats written beside it)")
-    add_field(s, SeedConfig, "benchmarks", "--benchmark", action="append", metavar="FILE", note="Repeatable.")
+    add_field(s, SeedConfig, "benchmarks", "--benchmark", dest="benchmarks", action="append", metavar="FILE",
+              note="Repeatable.")
     add_field(s, SeedConfig, "decontaminate", "--no-decontaminate", negate=True)
     add_field(s, SeedConfig, "typecheck", choices=("auto", "pyright", "off"))
     for name in ("max_lines", "min_lines", "near_threshold"):
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = r.add_argument_group("output")
     add_field(o, OutputConfig, "dedup", choices=("none", "exact", "near"))
     add_field(o, OutputConfig, "near_threshold")
-    add_field(o, OutputConfig, "benchmarks", "--benchmark", action="append", metavar="FILE", note="Repeatable.")
+    add_field(o, OutputConfig, "benchmarks", "--benchmark", dest="benchmarks", action="append", metavar="FILE",
+              note="Repeatable.")
     add_field(o, OutputConfig, "decontaminate", "--no-decontaminate", negate=True)
     o.add_argument("--restart", action="store_true", help="discard OUT.records.jsonl and start over")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
