@@ -31,6 +31,8 @@ conversion or None)``, so a test can recompute the default from the field."""
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: docstring}`` of a dataclass and its bases (the string under each field, whitespace
     folded); a subclass's docstring wins over its base's."""
+    if hasattr(cls, "__field_docs__"):  # a static_dataclass
+        return dict(cls.__field_docs__)
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
@@ -45,6 +47,53 @@ def field_docs(cls: type) -> dict[str, str]:
                     and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str):
                 docs[a.target.id] = " ".join(b.value.value.split())
     return docs
+
+
+def _class_node(module: str, name: str) -> tuple[ast.ClassDef, str]:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        raise ImportError(f"no source for {module}")
+    with open(spec.origin, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), spec.origin)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node, spec.origin
+    raise AttributeError(f"{module} has no class {name}")
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "None": None, "tuple": tuple, "list": list,
+          "frozenset": frozenset}
+
+
+@functools.cache
+def static_dataclass(module: str, name: str) -> type:
+    """A stand-in for dataclass ``module.name`` read from its source without importing the module, for
+    a command line whose --help must not pay for that module's imports (``convert``'s import torch).
+    Only literal defaults and builtin annotations are read; anything else raises. The stand-in
+    remembers what it stands for (``__static_of__``) so a test can compare it with the real class."""
+    node, origin = _class_node(module, name)
+    specs, docs = [], {}
+    body = node.body
+    for i, stmt in enumerate(body):
+        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
+            continue
+        fname = stmt.target.id
+        try:
+            tp = eval(compile(ast.Expression(stmt.annotation), origin, "eval"), {"__builtins__": {}}, _TYPES)
+            default = dataclasses.MISSING if stmt.value is None else ast.literal_eval(stmt.value)
+        except (ValueError, NameError, TypeError, SyntaxError):
+            raise TypeError(f"{module}.{name}.{fname}: not a literal default with a builtin type; import the "
+                            "class itself") from None
+        specs.append((fname, tp, dataclasses.field(default=default)))
+        nxt = body[i + 1] if i + 1 < len(body) else None
+        if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+            docs[fname] = " ".join(nxt.value.value.split())
+    cls = dataclasses.make_dataclass(name, specs, kw_only=True)
+    cls.__field_docs__ = docs
+    cls.__static_of__ = (module, name)
+    return cls
 
 
 def _field(cls: type, name: str) -> dataclasses.Field:

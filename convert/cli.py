@@ -23,7 +23,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from codetron.cli_args import add_field
+from codetron.cli_args import add_field, static_dataclass
 
 
 @dataclass(kw_only=True, slots=True)
@@ -44,9 +44,10 @@ class CheckOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # ToHFOptions and FromHFOptions live beside the converters (which import torch): --help pays for it
-    from codetron.convert.from_hf import FromHFOptions
-    from codetron.convert.to_hf import ToHFOptions
+    # the options' dataclasses live beside the converters, which import torch (seconds): --help reads
+    # their defaults and docstrings from the source instead (tests/test_cli_defaults.py compares them)
+    ToHFOptions = static_dataclass("codetron.convert.to_hf", "ToHFOptions")
+    FromHFOptions = static_dataclass("codetron.convert.from_hf", "FromHFOptions")
 
     p = argparse.ArgumentParser(prog="codetron convert", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],

@@ -66,6 +66,9 @@ def violations(parser: argparse.ArgumentParser) -> list[str]:
                 out.append(f"{prog} {flag}: literal default {action.default!r}; build it with add_field")
             continue
         cls, path, convert = tag
+        if hasattr(cls, "__static_of__"):  # read from source for a fast --help: check the real class
+            module, qualname = cls.__static_of__
+            cls = getattr(importlib.import_module(module), qualname)
         owner, name, default, _ = resolve(cls, path)
         expected = None if default is dataclasses.MISSING else (convert(default) if convert else default)
         if not _same(action.default, expected):
@@ -132,6 +135,23 @@ def test_add_field_takes_default_type_and_help_from_the_field():
     assert violations(p) == []
     with pytest.raises(TypeError, match="the default comes from _Demo.temperature"):
         add_field(p, _Demo, "temperature", "--t2", default=0.5)
+
+
+def test_static_dataclass_reads_the_source_as_the_class_is():
+    """convert's --help reads ToHFOptions/FromHFOptions from source (no torch import): same fields,
+    defaults, types and docstrings as the imported classes."""
+    import typing
+
+    from codetron.cli_args import static_dataclass
+
+    for module, name in (("codetron.convert.to_hf", "ToHFOptions"), ("codetron.convert.from_hf", "FromHFOptions")):
+        static, real = static_dataclass(module, name), getattr(importlib.import_module(module), name)
+        assert [(f.name, f.default) for f in dataclasses.fields(static)] == \
+            [(f.name, f.default) for f in dataclasses.fields(real)]
+        assert typing.get_type_hints(static) == typing.get_type_hints(real)
+        assert field_docs(static) == field_docs(real)
+    with pytest.raises(TypeError, match="not a literal default"):
+        static_dataclass("codetron.eval.evaluate", "ExecConfig")  # default_factory: import it instead
 
 
 def test_nested_field_default_is_the_stage_factory_value():
