@@ -94,7 +94,7 @@ class SamplingParams:
         return dataclasses.replace(self, **changes)
 
 
-def sampling(**defaults) -> dataclasses.Field:
+def sampling_field(**defaults) -> dataclasses.Field:
     """A stage config's ``sampling`` field whose default holds the stage's own values, e.g.
-    ``sampling: SamplingParams = sampling(temperature=0.7)`` (the published ones, cited there)."""
+    ``sampling: SamplingParams = sampling_field(temperature=0.7)`` (the published ones, cited there)."""
     return field(default_factory=lambda: SamplingParams(**defaults))

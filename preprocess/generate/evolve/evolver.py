@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.sampling import SamplingParams, sampling
+from codetron.sampling import SamplingParams, sampling_field
 from codetron.preprocess.generate.backends import Backend, chat_choices
 from codetron.preprocess.generate.evolve.eliminator import RULES, check_instruction, check_response, parse_judgement
 from codetron.preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS, equality_prompt, evolution_prompt
@@ -39,7 +39,7 @@ class EvolConfig:
     """Methods drawn from, uniformly (WizardCoder's five by default)."""
     seed: int = 0
     """Base seed for method draws and request seeds."""
-    sampling: SamplingParams = sampling(temperature=1.0, top_p=0.95, max_new_tokens=1024)
+    sampling: SamplingParams = sampling_field(temperature=1.0, top_p=0.95, max_new_tokens=1024)
     """Sampling of evolution and response calls (the judge is greedy); its seed is derived per request
     from ``seed``. WizardCoder samples at temperature 1 with up to 1024 tokens per answer."""
     judge: bool = True

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.sampling import SamplingParams, sampling
+from codetron.sampling import SamplingParams, sampling_field
 from codetron.preprocess.generate.backends import Backend, chat_choices
 from codetron.preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE,
                                                   RESPONSE_TEMPLATE, TASK_CATEGORIES)
@@ -52,7 +52,7 @@ class SelfInstructConfig:
     """Answers sampled per task (``n`` of one request); the first passing one is kept."""
     seed: int = 0
     """Base seed for draws and request seeds."""
-    sampling: SamplingParams = sampling(temperature=0.7, top_p=0.95, max_new_tokens=1024)
+    sampling: SamplingParams = sampling_field(temperature=0.7, top_p=0.95, max_new_tokens=1024)
     """Sampling of every call; its seed is derived per request from ``seed`` and its ``n`` is
     ``responses`` for the answers (1 for the other calls)."""
     exec_timeout: float = 5.0

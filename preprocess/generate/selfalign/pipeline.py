@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.sampling import SamplingParams, sampling
+from codetron.sampling import SamplingParams, sampling_field
 from codetron.preprocess.generate.backends import BackendError, Completion, OpenAIBackend
 from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_in_chunks
 from codetron.preprocess.generate.seeds import Seed
@@ -64,7 +64,7 @@ class SelfAlignConfig:
     """Language of the tasks (the execution filter runs Python)."""
     seed: int = 3407
     """Base seed of every draw and request seed (published default 3407)."""
-    sampling: SamplingParams = sampling(temperature=0.7, top_p=1.0, max_new_tokens=1536)
+    sampling: SamplingParams = sampling_field(temperature=0.7, top_p=1.0, max_new_tokens=1536)
     """Sampling of every request (published: temperature 0.7, top_p left at 1, 1536 tokens per answer);
     seeds are derived per request from ``seed``, and ``n`` is ``responses`` for I->R."""
     exec_timeout: float = 10.0
