@@ -20,7 +20,6 @@ from pathlib import Path
 
 from codetron.cli_args import Repeat, add_field
 from codetron.errors import ConfigError
-from codetron.preprocess.readers import MAX_DOC_CHARS
 
 EPILOG = """Output: PREFIX.bin + PREFIX.idx (megatron-core IndexedDataset; uint16 tokens when the vocab
 fits, else int32) and PREFIX.summary.json (docs in/kept, drops per reason, errors with file:line,
