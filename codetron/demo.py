@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from codetron.data import SAMPLES_DIR
@@ -76,13 +77,27 @@ def stages(out: Path, args) -> list[tuple[str, list[str]]]:
     ]
 
 
+@dataclass(kw_only=True, slots=True)
+class DemoConfig:
+    """Size of the ``codetron demo`` run (CPU minutes)."""
+
+    out: str = "demo_out"
+    """Output folder (emptied first unless --keep)."""
+    pretrain_iters: int = 40
+    """FIM pretraining steps of the tiny model."""
+    sft_iters: int = 20
+    """Instruction-tuning steps."""
+    problems: int = 10
+    """HumanEval problems evaluated (the first N)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    from codetron.cli_args import add_field
+
     ap = argparse.ArgumentParser(prog="codetron demo", description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="demo_out", help="output folder (default demo_out/)")
-    ap.add_argument("--pretrain-iters", type=int, default=40, help="FIM pretraining steps (default 40)")
-    ap.add_argument("--sft-iters", type=int, default=20, help="instruction-tuning steps (default 20)")
-    ap.add_argument("--problems", type=int, default=10, help="HumanEval problems to evaluate (default 10)")
+    for name in ("out", "pretrain_iters", "sft_iters", "problems"):
+        add_field(ap, DemoConfig, name)
     ap.add_argument("--keep", action="store_true", help="keep an existing --out folder (resume where possible)")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()

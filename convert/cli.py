@@ -21,11 +21,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
+
+from codetron.cli_args import add_field, static_dataclass
 
 from codetron.megatron_ext import families
 
 
-def _parser() -> argparse.ArgumentParser:
+@dataclass(kw_only=True, slots=True)
+class CheckOptions:
+    """Options of ``codetron convert check``."""
+
+    atol: float = 1e-4
+    """Largest allowed |logit difference|; bf16/fp16 HF weights are compared with megatron's rounded to
+    the same dtype, so this stays an fp32 arithmetic tolerance."""
+    batch: int = 2
+    """Random sequences compared."""
+    seq_len: int | None = None
+    """Tokens per sequence; None: the model's seq_length."""
+    new_tokens: int = 16
+    """Greedy tokens whose choice must agree."""
+    seed: int = 0
+    """Seed of the random tokens."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # the options' dataclasses live beside the converters, which import torch (seconds): --help reads
+    # their defaults and docstrings from the source instead (tests/test_cli_defaults.py compares them)
+    ToHFOptions = static_dataclass("codetron.convert.to_hf", "ToHFOptions")
+    FromHFOptions = static_dataclass("codetron.convert.from_hf", "FromHFOptions")
     archs = " / ".join(f.hf_architecture for f in families.all_families())
     titles = " or ".join(f.title for f in families.all_families())
     p = argparse.ArgumentParser(prog="codetron convert", description=__doc__.split("\n\n")[0],
@@ -45,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="replace a previous to-hf output at OUT: only the files its codetron_export.json lists; "
                         "refused if OUT holds anything else or an edited export file")
     a.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="weight dtype (default: as stored)")
-    a.add_argument("--max-shard-size", default="2GB", help="largest safetensors file, e.g. 500MB, 5GB (default 2GB)")
+    add_field(a, ToHFOptions, "max_shard_size")
     a.add_argument("--tokenizer", help="tokenizer.json to ship (default: the run's data.tokenizer)")
     a.add_argument("--no-tokenizer", action="store_true", help="write the model without tokenizer files")
     a.add_argument("--check", action="store_true", help="afterwards, run `check` on the result")
@@ -62,12 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true",
                    help="replace a previous from-hf output at OUT: only the files its codetron_export.json lists; "
                         "refused if OUT holds anything else (e.g. a training run saved into it)")
-    b.add_argument("--tp", type=int, default=1, help="target tensor_model_parallel_size (validated, recorded)")
-    b.add_argument("--pp", type=int, default=1, help="target pipeline_model_parallel_size (validated, recorded)")
-    b.add_argument("--vpp", type=int, default=None, help="target virtual_pipeline_model_parallel_size")
+    for name in ("tp", "pp", "vpp"):
+        add_field(b, FromHFOptions, name)
     b.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="weight dtype (default: as stored)")
-    b.add_argument("--make-vocab-size-divisible-by", type=int, default=128,
-                   help="pad embedding rows to a multiple of this (model.make_vocab_size_divisible_by, default 128)")
+    add_field(b, FromHFOptions, "make_vocab_size_divisible_by")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("check", help="compare megatron-core and HF logits on random tokens",
@@ -76,13 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "whether greedy decoding agrees. Exit 1 if not within --atol.")
     c.add_argument("ckpt", help="run directory or iter_XXXXXXX directory")
     c.add_argument("hf_dir", help="Hugging Face folder")
-    c.add_argument("--atol", type=float, default=1e-4,
-                   help="max allowed |logit difference| (default 1e-4); bf16/fp16 HF weights are compared with "
-                        "megatron's rounded to the same dtype, so this stays an fp32 arithmetic tolerance")
-    c.add_argument("--batch", type=int, default=2, help="random sequences (default 2)")
-    c.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: model seq_length)")
-    c.add_argument("--new-tokens", type=int, default=16, help="greedy tokens to compare (default 16)")
-    c.add_argument("--seed", type=int, default=0, help="random-token seed")
+    for name in ("atol", "batch", "seq_len", "new_tokens", "seed"):
+        add_field(c, CheckOptions, name)
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -104,8 +121,11 @@ def _print_check(result, as_json: bool) -> int:
     return 0 if result.ok else 1
 
 
+_parser = build_parser  # the former name
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.cmd == "to-hf":
         from codetron.convert.to_hf import ToHFOptions, to_hf
 

@@ -26,6 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from codetron.cli_args import add_field
 from codetron.errors import CodetronError
 
 TASK_HUMANEVAL = "humaneval"
@@ -56,42 +57,48 @@ def _problem_args(p: argparse.ArgumentParser) -> None:
 
 def _gen_args(p: argparse.ArgumentParser) -> None:
     from codetron.eval.formats import FORMATS
+    from codetron.eval.generate import GenerationConfig
 
     g = p.add_argument_group("generation")
-    g.add_argument("--model", required=True, help="Hugging Face model folder (e.g. from `codetron convert`)")
-    g.add_argument("--prompt", default=None, choices=list(FORMATS),
-                   help="prompt format (see `codetron eval formats`); default: the task's first")
-    g.add_argument("--n-samples", type=int, default=1, help="samples per problem (n)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--max-new-tokens", type=int, default=512)
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--seed", type=int, default=0, help="base seed; each (problem, sample) derives its own")
-    g.add_argument("--stop", action="append", default=None,
-                   help="stop sequence (repeatable); default: the prompt format's list")
-    g.add_argument("--device", default="auto")
-    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    g.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    add_field(g, GenerationConfig, "model", required=True)
+    add_field(g, GenerationConfig, "prompt", choices=list(FORMATS))
+    for name in ("n_samples", "temperature", "top_p", "max_new_tokens", "batch_size", "seed"):
+        add_field(g, GenerationConfig, name)
+    add_field(g, GenerationConfig, "stop", action="append", note="Repeatable.")
+    add_field(g, GenerationConfig, "device")
+    add_field(g, GenerationConfig, "dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    add_field(g, GenerationConfig, "backend", choices=["transformers", "vllm"])
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers like 1,10,100") from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every k must be >= 1")
+    return ks
 
 
 def _exec_args(p: argparse.ArgumentParser) -> None:
+    from codetron.eval.evaluate import ExecConfig
+
     g = p.add_argument_group("execution")
     g.add_argument("--timeout", type=float, default=None,
                    help="wall-clock seconds per program; default: the task's (harness) timeout")
-    g.add_argument("--workers", type=int, default=2, help="parallel sandbox workers")
-    g.add_argument("--k", default="1,10,100", help="pass@k values (k > n is left out)")
-    g.add_argument("--memory-mb", type=int, default=4096, help="address-space limit per program")
-    g.add_argument("--allow-network", action="store_true", help="do not isolate the network")
+    add_field(g, ExecConfig, "n_workers", "--workers")
+    add_field(g, ExecConfig, "ks", "--k", type=_ks, metavar="K1,K2,...", note="Comma-separated.")
+    add_field(g, ExecConfig, "sandbox.limits.memory_bytes", "--memory-mb", convert=_mib, note="In MiB here.")
+    add_field(g, ExecConfig, "sandbox.isolate_network", "--allow-network", negate=True)
     g.add_argument("--label", default=None,
                    help="name of this run in `eval report` (default: the generations file's folder/name, or the "
                         "model)")
-    g.add_argument("--harness-compatible", action="store_true",
-                   help="score by the reference runner's own pass rule (e.g. HumanEvalPack's C++: exit status 0) "
-                        "instead of Codetron's stricter one, which also needs the tests to run to their end; "
-                        "metrics.json counts the samples where the two differ either way")
-    g.add_argument("--sandbox", default="bubblewrap", choices=["bubblewrap", "weak"],
-                   help="bubblewrap (default; refuses to run where it cannot) or weak: the fork-server, which "
-                        "does not isolate host files, host processes or host unix sockets")
+    add_field(g, ExecConfig, "harness_compatible")
+    add_field(g, ExecConfig, "sandbox.mechanism", "--sandbox", choices=["bubblewrap", "weak"])
+
+
+def _mib(nbytes: int) -> int:
+    return nbytes >> 20
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,16 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("formats", help="list the prompt formats and their sources")
     sub.add_parser("tasks", help="list the evaluation tasks, their language, formats and sources")
     return parser
-
-
-def _parse_ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise CodetronError(f"--k {text!r}: expected comma-separated integers like 1,10,100") from None
-    if not ks or min(ks) < 1:
-        raise CodetronError(f"--k {text!r}: every k must be >= 1")
-    return ks
 
 
 def _task(args):
@@ -229,22 +226,25 @@ def _exec_config(args):
     if timeout <= 0 or args.workers < 1 or args.memory_mb < 64:
         raise CodetronError("--timeout must be > 0, --workers >= 1 and --memory-mb >= 64")
     limits = SandboxLimits(memory_bytes=args.memory_mb << 20)
-    return ExecConfig(timeout=timeout, n_workers=args.workers, ks=_parse_ks(args.k),
+    return ExecConfig(timeout=timeout, n_workers=args.workers, ks=args.k,
                       harness_compatible=args.harness_compatible,
-                      sandbox=SandboxConfig(limits=limits, isolate_network=not args.allow_network,
+                      sandbox=SandboxConfig(limits=limits, isolate_network=args.isolate_network,
                                             mechanism=args.sandbox))
 
 
 def _gen_config(args):
-    from codetron.eval.generate import GenerationConfig
+    """The GenerationConfig of the flags, its sampling values checked (before any problem is read)."""
+    from codetron.eval.generate import GenerationConfig, sampling_params
 
     task = _task(args)
-    return GenerationConfig(model=args.model, task=task.name, prompt=task.check_format(args.prompt),
+    cfg = GenerationConfig(model=args.model, task=task.name, prompt=task.check_format(args.prompt),
                             n_samples=args.n_samples,
                             temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, seed=args.seed,
                             stop=tuple(args.stop) if args.stop else None, device=args.device,
                             dtype=args.dtype, backend=args.backend)
+    sampling_params(cfg)
+    return cfg
 
 
 def _write_generations(out: Path, problems, codes, raw, gen_config: dict) -> None:
@@ -346,13 +346,13 @@ def main(argv: list[str]) -> int:
 
     out = Path(args.out)
     _check_out(out)  # before hours of generation or execution whose results it would lose
+    gen_cfg = _gen_config(args) if args.command in ("run", "generate") else None  # bad flags fail first
     problems = _problems(args)
     if args.command in ("run", "generate"):
         from dataclasses import asdict
 
         from codetron.eval.generate import generate
 
-        gen_cfg = _gen_config(args)
         if args.command == "run":
             _exec_config(args)  # fail on bad execution flags before spending time on generation
         codes, raw = generate(problems, gen_cfg)

@@ -23,6 +23,7 @@ from typing import Sequence
 from codetron.errors import CodetronError
 from codetron.eval.formats import FORMATS, postprocess, render
 from codetron.eval.prompts import STOP_CONTINUE
+from codetron.sampling import SamplingParams, cli_flag
 
 
 @dataclass(kw_only=True, slots=True)
@@ -31,14 +32,16 @@ class GenerationConfig:
 
     model: str
     """Hugging Face model folder (config.json, weights, tokenizer files)."""
-    prompt: str | None = "continue"
-    """Prompt format, one of eval.prompts.FORMATS the task accepts; None: the task's default."""
+    prompt: str | None = None
+    """Prompt format, one of eval.prompts.FORMATS the task accepts (``codetron eval formats``); None: the
+    task's first, or "continue" (complete the HumanEval prompt) without a task."""
     task: str | None = None
     """Evaluation task (``codetron eval tasks``); None: HumanEval-schema problems, unstripped prompt."""
     n_samples: int = 1
     """Samples per problem (n in pass@k)."""
     temperature: float = 0.0
-    """0 means greedy decoding; > 0 samples (0.2 for pass@1, 0.8 for pass@100 in the Codex paper)."""
+    """0 decodes greedily; up to 2 samples (0.2 for pass@1, 0.8 for pass@100 in the Codex paper). This
+    and the other sampling fields follow ``codetron.sampling.SamplingParams``' rules."""
     top_p: float = 0.95
     """Nucleus sampling: keep the smallest token set with this much probability (sampling only)."""
     max_new_tokens: int = 512
@@ -63,21 +66,28 @@ def sample_seed(seed: int, task_id: str, index: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+DEFAULT_FORMAT = "continue"
+"""The prompt format of task-less (HumanEval-schema) generation when ``GenerationConfig.prompt`` is None."""
+
+
+def sampling_params(cfg: GenerationConfig) -> SamplingParams:
+    """The sampling fields of ``cfg`` as the one SamplingParams, validated (its rules, one-line errors
+    naming this stage's flags: ``n`` is ``--n-samples`` here)."""
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                            n=cfg.n_samples, seed=cfg.seed, stop=tuple(cfg.stop or ()))
+    return params.validate(name=lambda field: "--n-samples" if field == "n" else cli_flag(field))
+
+
 def _validate(cfg: GenerationConfig) -> None:
     if cfg.task is not None:
         from codetron.eval.tasks import get_task
 
         get_task(cfg.task).check_format(cfg.prompt)
-    elif cfg.prompt not in FORMATS:
+    elif (cfg.prompt or DEFAULT_FORMAT) not in FORMATS:
         raise CodetronError(f"--prompt {cfg.prompt!r}: choose from {', '.join(FORMATS)}")
-    if cfg.n_samples < 1:
-        raise CodetronError(f"--n-samples must be >= 1, got {cfg.n_samples}")
-    if cfg.temperature < 0:
-        raise CodetronError(f"--temperature must be >= 0, got {cfg.temperature}")
-    if not 0 < cfg.top_p <= 1:
-        raise CodetronError(f"--top-p must be in (0, 1], got {cfg.top_p}")
-    if cfg.max_new_tokens < 1 or cfg.batch_size < 1:
-        raise CodetronError("--max-new-tokens and --batch-size must be >= 1")
+    sampling_params(cfg)
+    if cfg.batch_size < 1:
+        raise CodetronError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     if cfg.backend not in ("transformers", "vllm"):
         raise CodetronError(f"--backend {cfg.backend!r}: choose transformers or vllm")
 
@@ -87,11 +97,12 @@ def generate(problems: list[dict], cfg: GenerationConfig, progress: bool = True)
     _validate(cfg)
     if cfg.task is not None:
         return _generate_task(problems, cfg, progress)
-    stop = tuple(cfg.stop) if cfg.stop is not None else FORMATS[cfg.prompt].stop or tuple(STOP_CONTINUE)
-    rendered = [render(p, cfg.prompt) for p in problems]
+    fmt = cfg.prompt or DEFAULT_FORMAT
+    stop = tuple(cfg.stop) if cfg.stop is not None else FORMATS[fmt].stop or tuple(STOP_CONTINUE)
+    rendered = [render(p, fmt) for p in problems]
     generator = Generator(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     raw = generator.generate_texts([r[0] for r in rendered], [p["task_id"] for p in problems], cfg, stop, progress)
-    codes = [[postprocess(p, cfg.prompt, prefix, out) for out in outs]
+    codes = [[postprocess(p, fmt, prefix, out) for out in outs]
              for p, (_, prefix), outs in zip(problems, rendered, raw)]
     return codes, raw
 
@@ -294,14 +305,14 @@ def _load_vllm(model: str, dtype: str, seed: int):
 
 
 def _generate_vllm(llm, prompts: list[str], keys: list[str], cfg: GenerationConfig, stop) -> list[list[str]]:
-    from vllm import SamplingParams
+    from vllm import SamplingParams as VllmSamplingParams
 
     requests, params, index = [], [], []
     for i, (key, text) in enumerate(zip(keys, prompts)):
         for j in range(cfg.n_samples):
             requests.append(text)
             # per-request seeds keep samples independent of vLLM's batching and tensor parallelism
-            params.append(SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p if cfg.temperature else 1.0,
+            params.append(VllmSamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p if cfg.temperature else 1.0,
                                          max_tokens=cfg.max_new_tokens, stop=list(stop),
                                          seed=sample_seed(cfg.seed, key, j)))
             index.append((i, j))

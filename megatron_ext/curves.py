@@ -140,15 +140,27 @@ def plot(runs: list[Run], out: Path, window: int = 1, title: str | None = None) 
     return out
 
 
+@dataclass(kw_only=True, slots=True)
+class ChartOptions:
+    """How ``codetron curves`` draws the chart."""
+
+    smooth: int = 1
+    """Trailing mean over this many steps in the chart (1: the raw values); the table is never smoothed."""
+    title: str | None = None
+    """Chart title."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    from codetron.cli_args import add_field
+
     doc_head, doc_rest = __doc__.split("\n\n", 1)
     ap = argparse.ArgumentParser(prog="codetron curves", description=doc_head,
                                  epilog=doc_rest, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("logs", nargs="+", metavar="LOSS_LOG[=LABEL]",
                     help="loss-log jsonl files written by --logging.loss_log, optionally labelled")
     ap.add_argument("-o", "--out", required=True, help="PNG file to write (the table goes to stdout)")
-    ap.add_argument("--smooth", type=int, default=1, help="trailing mean over N steps in the chart (default 1: raw)")
-    ap.add_argument("--title", default=None, help="chart title")
+    add_field(ap, ChartOptions, "smooth", metavar="N")
+    add_field(ap, ChartOptions, "title")
     args = ap.parse_args(argv)
     if args.smooth < 1:
         raise CodetronError(f"--smooth must be >= 1, got {args.smooth}")

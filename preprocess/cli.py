@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from codetron.cli_args import Repeat, add_field
 from codetron.errors import ConfigError
-from codetron.preprocess.readers import MAX_DOC_CHARS
 
 EPILOG = """Output: PREFIX.bin + PREFIX.idx (megatron-core IndexedDataset; uint16 tokens when the vocab
 fits, else int32) and PREFIX.summary.json (docs in/kept, drops per reason, errors with file:line,
@@ -42,36 +43,52 @@ def _prob(text: str) -> float:
     return p
 
 
-def _add_common(p: argparse.ArgumentParser, default_layout: str) -> None:
+@dataclass(kw_only=True, slots=True)
+class InspectConfig:
+    """What ``codetron preprocess inspect`` shows."""
+
+    docs: int = 2
+    """Documents to decode, from the first."""
+    max_chars: int = 600
+    """Characters shown per sequence; the rest is counted, not printed."""
+
+
+def _languages(text: str) -> frozenset[str]:
+    return frozenset(x.strip().lower() for x in text.split(",") if x.strip())
+
+
+def _add_common(p: argparse.ArgumentParser, mode: str) -> None:
+    from codetron.preprocess.config import DEFAULT_LAYOUT, JobConfig, PipelineConfig
+
     p.add_argument("inputs", nargs="+", help="files, directories or globs: .jsonl[.gz|.zst], .json (array or lines), .parquet; "
                                              "`datasets` save_to_disk directories; hub datasets, streamed: "
                                              "hf://OWNER/NAME[@REVISION][/DATA_DIR][:CONFIG][:SPLIT] (split default train)")
     p.add_argument("-o", "--output-prefix", required=True, help="writes PREFIX.bin, PREFIX.idx, PREFIX.summary.json")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json, a directory with one, or a sentencepiece .model (default: bundled data/tokenizer)")
-    p.add_argument("--layout", choices=["pretrain", "sft"], default=default_layout, help=f"pretrain: [text+EOD] per document; sft: [prompt, response+EOD] (default {default_layout})")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (0/1 = in-process; default 2)")
-    p.add_argument("--encoder", choices=["auto", "tiktoken", "tokenizers"], default="auto",
-                   help="auto (default): tiktoken (~3x faster) when a start-up self-check on built-in probes gives ids identical "
-                        "to the tokenizer's own library, else that library with one line saying why; tiktoken: require it; "
-                        "tokenizers: never use tiktoken")
-    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="process shard I of N (Slurm arrays); merge the outputs with `merge`")
-    p.add_argument("--on-error", choices=["skip", "fail"], default="skip", help="bad records: skip and report (default) or stop with no output")
-    p.add_argument("--dedup", choices=["none", "exact", "near"], default="exact", help="drop identical (exact) or also near-identical (MinHash-LSH) documents (default exact)")
-    p.add_argument("--near-threshold", type=float, default=0.7, help="near dedup: Jaccard threshold (default 0.7, as BigCode)")
-    p.add_argument("--near-num-perm", type=int, default=256, help="near dedup: MinHash permutations (default 256)")
-    p.add_argument("--near-ngram", type=int, default=5, help="near dedup: word shingle size (default 5)")
-    p.add_argument("--no-decontaminate", action="store_true", help="keep documents overlapping HumanEval prompts/solutions (default: drop them)")
-    p.add_argument("--decontam-ngram", type=int, default=13, help="words a document must share in a row with HumanEval to be dropped (default 13)")
+    add_field(p, JobConfig, "layout", choices=["pretrain", "sft"], note=f"Here: {DEFAULT_LAYOUT[mode]}.")
+    add_field(p, PipelineConfig, "workers")
+    add_field(p, JobConfig, "encoder", choices=["auto", "tiktoken", "tokenizers"])
+    add_field(p, PipelineConfig, "shard", type=_shard, metavar="I/N", show=lambda s: f"{s[0]}/{s[1]}",
+              note="Merge the outputs with `merge`.")
+    add_field(p, PipelineConfig, "on_error", choices=["skip", "fail"])
+    add_field(p, JobConfig, "quality.dedup", choices=["none", "exact", "near"])
+    add_field(p, JobConfig, "quality.near.threshold", "--near-threshold")
+    add_field(p, JobConfig, "quality.near.num_perm", "--near-num-perm")
+    add_field(p, JobConfig, "quality.near.ngram", "--near-ngram")
+    add_field(p, JobConfig, "quality.decontaminate", "--no-decontaminate", negate=True)
+    add_field(p, JobConfig, "quality.decontam.ngram", "--decontam-ngram")
     p.add_argument("--field", action="append", default=[], metavar="NAME=KEY", help="read logical field NAME (content, repo, path, stars, lang, instruction, input, output, text) from KEY")
-    p.add_argument("--seed", type=int, default=1234, help="seed for random choices (hashed with file and line: reproducible)")
-    p.add_argument("--chunk-docs", type=int, default=512, help="records per work unit (default 512)")
-    p.add_argument("--max-doc-chars", type=int, default=MAX_DOC_CHARS, metavar="N",
-                   help=f"drop documents longer than N characters, counted as doc_too_long; longer jsonl lines are skipped "
-                        f"after reading at most 12 bytes per allowed character (default {MAX_DOC_CHARS:,}: ten times The Stack's 1 MB file limit; 0: no cap)")
+    add_field(p, JobConfig, "seed")
+    add_field(p, PipelineConfig, "chunk_docs")
+    add_field(p, JobConfig, "max_doc_chars", metavar="N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from codetron.preprocess.config import JobConfig, PipelineConfig
+    from codetron.preprocess.gitcommits import GitCommitsConfig
+    from codetron.preprocess.tokenizer import TokenizerTrainConfig
+
     parser = argparse.ArgumentParser(
         prog="codetron preprocess",
         description="Tokenize code, CommitPack and instruction data into megatron-core .bin/.idx, streaming, on all cores.",
@@ -86,50 +103,49 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("inputs", nargs="+", help="source files/directories (files ending in --suffix), @stdlib (this Python's standard library), or jsonl/parquet with content/text")
     t.add_argument("--exclude", action="append", default=[], help="fnmatch glob of relative paths to skip (e.g. 'test/*')")
     t.add_argument("-o", "--output-dir", required=True, help="directory to write tokenizer.json into")
-    t.add_argument("--vocab-size", type=int, default=8192, help="total vocabulary incl. specials (default 8192; StarCoder: 49152)")
-    t.add_argument("--suffix", action="append", default=None, help="source file suffixes to read (default .py)")
-    t.add_argument("--min-frequency", type=int, default=2)
-    t.add_argument("--max-file-bytes", type=int, default=200_000, help="skip larger files (default 200000)")
+    add_field(t, TokenizerTrainConfig, "vocab_size")
+    add_field(t, TokenizerTrainConfig, "suffixes", "--suffix", action=Repeat, note="Repeatable.")
+    add_field(t, TokenizerTrainConfig, "min_frequency")
+    add_field(t, TokenizerTrainConfig, "max_file_bytes")
 
     c = sub.add_parser("code", help="pretraining code with StarCoder metadata", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Code documents as <reponame>REPO<filename>PATH<gh_stars>BUCKET\\nCODE<|endoftext|>, each metadata field kept with its probability.")
-    _add_common(c, "pretrain")
-    c.add_argument("--p-repo", type=_prob, default=0.2, help="probability of <reponame> (default 0.2, StarCoder)")
-    c.add_argument("--p-path", type=_prob, default=0.2, help="probability of <filename> (default 0.2, StarCoder)")
-    c.add_argument("--p-stars", type=_prob, default=0.2, help="probability of <gh_stars> (default 0.2, StarCoder)")
-    c.add_argument("--languages", default="", help="comma-separated languages to keep (lang field), e.g. python,java")
-    c.add_argument("--source-suffix", action="append", default=[], help="inputs are source trees (or @stdlib, this Python's standard library): each file with this suffix is a document (e.g. .py)")
-    c.add_argument("--exclude", action="append", default=[], help="source trees: fnmatch glob of relative paths to skip (e.g. 'test/*')")
-    c.add_argument("--max-file-bytes", type=int, default=1 << 20, help="source trees: drop larger files (default 1 MiB)")
+    _add_common(c, "code")
+    for name in ("p_repo", "p_path", "p_stars"):
+        add_field(c, JobConfig, f"code.{name}", type=_prob)
+    add_field(c, JobConfig, "code.languages", "--languages", type=_languages, metavar="LANG,LANG",
+              note="Comma-separated, e.g. python,java.")
+    add_field(c, PipelineConfig, "source_suffixes", "--source-suffix", action="append",
+              note="Repeatable; @stdlib as an input is this Python's standard library.")
+    add_field(c, PipelineConfig, "exclude", action="append", note="Repeatable.")
+    add_field(c, PipelineConfig, "max_file_bytes")
 
     from codetron.preprocess.commitpack import RULES
 
     m = sub.add_parser("commitpack", help="CommitPack with CommitPackFT filters", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="CommitPack records (old_contents, new_contents, subject, message, ...) filtered by CommitPackFT's rules: " + ", ".join(RULES))
-    _add_common(m, "pretrain")
-    m.add_argument("--commit-format", choices=["starcoder", "octocoder", "plain"], default="starcoder",
-                   help="starcoder: <commit_before>OLD<commit_msg>SUBJECT<commit_after>NEW; octocoder: Question: OLD\\nSUBJECT\\n\\nAnswer: NEW; plain: the new file as code")
-    m.add_argument("--commit-filename", action="store_true", help="starcoder format: prefix <filename>NEW_FILE")
-    m.add_argument("--disable-rule", action="append", default=[], choices=RULES, metavar="RULE", help=f"switch a rule off (repeatable): {', '.join(RULES)}")
-    m.add_argument("--verbs", choices=["extended", "octopack"], default="extended",
-                   help="not_imperative: octopack = exactly OctoPack's published verb list; extended (default) adds "
-                        "common verbs it lacks (Close, Open, Warn, Pass, Fill, Do, Avoid, Ensure, ...)")
-    m.add_argument("--min-tokens", type=int, default=50, help="token_count: min tokens of old+EOD+new (default 50)")
-    m.add_argument("--max-tokens", type=int, default=768, help="token_count: max tokens of old+EOD+new (default 768)")
-    m.add_argument("--max-old-chars", type=int, default=50_000, help="old_file_too_long: limit (default 50000)")
-    m.add_argument("--bump-drop-prob", type=_prob, default=0.9, help="bump_version: drop probability (default 0.9)")
+    _add_common(m, "commitpack")
+    add_field(m, JobConfig, "commit.format", "--commit-format", choices=["starcoder", "octocoder", "plain"])
+    add_field(m, JobConfig, "commit.filename", "--commit-filename")
+    add_field(m, JobConfig, "commit.filters.disabled", "--disable-rule", action="append", choices=RULES, metavar="RULE",
+              note=f"Repeatable: {', '.join(RULES)}.")
+    add_field(m, JobConfig, "commit.filters.verbs", "--verbs", choices=["extended", "octopack"])
+    for name in ("min_tokens", "max_tokens", "max_old_chars"):
+        add_field(m, JobConfig, f"commit.filters.{name}")
+    add_field(m, JobConfig, "commit.filters.bump_drop_prob", type=_prob)
 
     i = sub.add_parser("instruct", help="Evol-Instruct / CodeAlpaca instruction data", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Instruction records (instruction, optional input, output) rendered with a template; sft layout keeps the prompt/response boundary.")
-    _add_common(i, "sft")
-    i.add_argument("--template", choices=["wizardcoder", "octocoder", "plain", "starcoder2-instruct"], default="wizardcoder", help="prompt template (default wizardcoder, exact Alpaca text; starcoder2-instruct: its chat template's system line, ### Instruction, ### Response)")
+    _add_common(i, "instruct")
+    add_field(i, JobConfig, "instruct.template", "--template",
+              choices=["wizardcoder", "octocoder", "plain", "starcoder2-instruct"])
 
     x = sub.add_parser("text", help="plain text documents (field text)", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_common(x, "pretrain")
-    x.add_argument("--split-sentences", action="store_true", help="each sentence (nltk Punkt) its own sequence within the document, EOD after the last (Megatron-LM's --split-sentences)")
-    x.add_argument("--keep-newlines", action="store_true", help="with --split-sentences: keep the whitespace/newlines between sentences at the end of the one before")
-    x.add_argument("--lang", default="english", help="Punkt model looked up as tokenizers/punkt_tab/LANG on nltk's data path (NLTK_DATA); default english")
-    x.add_argument("--punkt-model", default=None, metavar="DIR", help="a punkt_tab language directory to use, or `default` (untrained Punkt); without either, the one found on the data path, else default parameters (said in one line)")
+    _add_common(x, "text")
+    add_field(x, JobConfig, "sentences.split", "--split-sentences")
+    add_field(x, JobConfig, "sentences.keep_newlines", "--keep-newlines", note="Needs --split-sentences.")
+    add_field(x, JobConfig, "sentences.lang", "--lang", note="nltk's data path is NLTK_DATA.")
+    add_field(x, JobConfig, "sentences.punkt_model", "--punkt-model", metavar="DIR")
 
     g = sub.add_parser("merge", help="concatenate datasets (e.g. --shard outputs) without loading them",
                        description="Concatenate PREFIX.bin/.idx datasets in the given order; summaries are summed.")
@@ -140,15 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="One CommitPack record per changed text file per non-merge commit; feed the output to `commitpack`.")
     gc.add_argument("repo", help="path inside a git work tree")
     gc.add_argument("-o", "--output", required=True, help="jsonl file to write")
-    gc.add_argument("--rev", default="HEAD", help="revision or range (default HEAD)")
-    gc.add_argument("--max-commits", type=int, default=None)
-    gc.add_argument("--max-file-bytes", type=int, default=1_000_000)
+    for name in ("rev", "max_commits", "max_file_bytes"):
+        add_field(gc, GitCommitsConfig, name)
 
     s = sub.add_parser("inspect", help="decode the first documents of a dataset")
     s.add_argument("prefix", help="dataset prefix")
-    s.add_argument("-n", "--docs", type=int, default=2, help="documents to show (default 2)")
+    add_field(s, InspectConfig, "docs", "-n", "--docs")
     s.add_argument("--tokenizer", default=None, help="tokenizer (default: the one in PREFIX.summary.json, else bundled)")
-    s.add_argument("--max-chars", type=int, default=600, help="truncate each shown sequence (default 600)")
+    add_field(s, InspectConfig, "max_chars")
     return parser
 
 
@@ -175,13 +190,13 @@ def _job_from_args(args, mode: str):
         quality=QualityConfig(
             dedup=args.dedup,
             near=NearDedupConfig(threshold=args.near_threshold, num_perm=args.near_num_perm, ngram=args.near_ngram),
-            decontaminate=not args.no_decontaminate,
+            decontaminate=args.decontaminate,
             decontam=DecontamConfig(ngram=args.decontam_ngram, min_tokens=args.decontam_ngram),
         ),
     )
     if mode == "code":
         job.code = CodeConfig(p_repo=args.p_repo, p_path=args.p_path, p_stars=args.p_stars,
-                              languages=frozenset(x.strip().lower() for x in args.languages.split(",") if x.strip()))
+                              languages=frozenset(args.languages))
     elif mode == "commitpack":
         job.commit = CommitConfig(
             format=args.commit_format,
@@ -214,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         from codetron.preprocess.tokenizer import TokenizerTrainConfig, iter_training_texts, train_tokenizer_to
 
         cfg = TokenizerTrainConfig(vocab_size=args.vocab_size, min_frequency=args.min_frequency, max_file_bytes=args.max_file_bytes)
-        suffixes = tuple(args.suffix or [".py"])
+        suffixes = tuple(args.suffix)
         tok = train_tokenizer_to(args.output_dir, iter_training_texts(args.inputs, suffixes, cfg, args.exclude), cfg)
         size = Path(tok.path).stat().st_size
         print(f"wrote {tok.path} (vocab {tok.vocab_size}, eod {tok.eod}, pad {tok.pad}, {size / 1024:.0f} KiB)")
@@ -256,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         on_error=args.on_error,
         shard=args.shard,
         progress=not args.quiet,
-        source_suffixes=tuple(getattr(args, "source_suffix", []) or ()),
-        exclude=tuple(getattr(args, "exclude", []) or ()),
-        max_file_bytes=getattr(args, "max_file_bytes", 1 << 20),
+        # source trees are `code`'s alone: the other modes keep PipelineConfig's defaults
+        **({"source_suffixes": tuple(args.source_suffix), "exclude": tuple(args.exclude),
+            "max_file_bytes": args.max_file_bytes} if args.cmd == "code" else {}),
     )
     _print_summary(run(cfg))
     return 0

@@ -9,6 +9,8 @@ from codetron.preprocess.readers import MAX_DOC_CHARS
 
 MODES = ("code", "commitpack", "instruct", "text")
 LAYOUTS = ("pretrain", "sft")
+DEFAULT_LAYOUT = {"code": "pretrain", "commitpack": "pretrain", "instruct": "sft", "text": "pretrain"}
+"""The layout of each mode when ``JobConfig.layout`` is None."""
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     # The Stack / StarCoderData use the max_stars_* columns; other dumps use the short names.
@@ -97,8 +99,9 @@ class JobConfig:
 
     mode: str
     """One of ``MODES``."""
-    layout: str
-    """``pretrain``: one sequence per document ending in EOD. ``sft``: [prompt, response+EOD]."""
+    layout: str | None = None
+    """``pretrain``: one sequence per document ending in EOD. ``sft``: [prompt, response+EOD]. None:
+    the mode's (``DEFAULT_LAYOUT``: sft for instruct, pretrain for the others)."""
     tokenizer: str
     """Path of the tokenizer file."""
     encoder: str = "auto"
@@ -127,6 +130,10 @@ class JobConfig:
     seed: int = 1234
     """Seed for every random choice (metadata fields, bump commits); hashed with the record's
     file name and line, so results do not depend on worker count or sharding."""
+
+    def __post_init__(self):
+        if self.layout is None:
+            self.layout = DEFAULT_LAYOUT.get(self.mode, "pretrain")
 
 
 @dataclass(kw_only=True)

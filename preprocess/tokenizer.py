@@ -368,6 +368,8 @@ class TokenizerTrainConfig:
     """Split every digit into its own token before BPE, as StarCoder does (better arithmetic)."""
     max_file_bytes: int = 200_000
     """Files larger than this are skipped (generated code and data blobs skew the merges)."""
+    suffixes: tuple[str, ...] = (".py",)
+    """Source files read from the directories given: those ending in one of these."""
 
 
 def iter_training_texts(

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from codetron.eval.serve.config import LISTEN_BACKLOG, MAX_BODY_BYTES, MAX_DRAIN_BYTES, RequestError, ServeConfig
-from codetron.eval.serve.engine import Engine, SamplingParams, Pending
+from codetron.eval.serve.engine import Engine, Pending
+from codetron.sampling import MAX_STOP, SamplingError, SamplingParams
 
 COMMON_FIELDS = frozenset({"model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop",
                            "seed", "stream", "stream_options", "user"})
@@ -49,18 +50,6 @@ def _same(value, ok) -> bool:
     return value == ok
 
 
-def _number(body: dict, name: str, default, lo: float, hi: float, integer: bool = False):
-    value = body.get(name, default)
-    if value is None:
-        value = default
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type:
-        raise RequestError(f"'{name}' must be {'an integer' if integer else 'a number'}, got {value!r}", name)
-    if not lo <= value <= hi:
-        raise RequestError(f"'{name}' must be in [{lo}, {hi}], got {value}", name)
-    return value
-
-
 def parse_stream(body: dict) -> tuple[bool, bool]:
     """(stream, include_usage) from ``stream`` and ``stream_options``."""
     stream = body.get("stream")
@@ -79,34 +68,54 @@ def parse_stream(body: dict) -> tuple[bool, bool]:
     return stream, options.get("include_usage", False)
 
 
+HTTP_NAMES = {"max_new_tokens": "max_tokens"}
+"""SamplingParams fields whose OpenAI request name differs (the API keeps the OpenAI names)."""
+
+
 def parse_sampling(body: dict, cfg: ServeConfig, extra_stop: list[str] = ()) -> SamplingParams:
-    """Validate the OpenAI sampling fields; raise RequestError naming the bad one."""
+    """The OpenAI sampling fields as SamplingParams (``max_tokens`` / ``max_completion_tokens`` become
+    ``max_new_tokens``), checked by its one validator and this server's limits; a RequestError names
+    the bad request field."""
     stop = body.get("stop")
     if stop is None:
         stop = []
     elif isinstance(stop, str):
         stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > 16:
-        raise RequestError("'stop' must be a non-empty string or a list of up to 16 of them", "stop")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise RequestError(f"'seed' must be an integer, got {seed!r}", "seed")
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > MAX_STOP:
+        raise RequestError(f"'stop' must be a non-empty string or a list of up to {MAX_STOP} of them", "stop")
     # max_completion_tokens is the newer name (OpenAI deprecated max_tokens for chat)
-    max_tokens = _number(body, "max_tokens", cfg.default_max_tokens, 1, cfg.max_tokens_limit, integer=True)
+    max_tokens = _given(body, "max_tokens", cfg.default_max_tokens)
+    names = dict(HTTP_NAMES)
     if body.get("max_completion_tokens") is not None:
-        newer = _number(body, "max_completion_tokens", None, 1, cfg.max_tokens_limit, integer=True)
+        names["max_new_tokens"] = "max_completion_tokens"  # errors name the field the client sent
+        newer = body["max_completion_tokens"]
         if body.get("max_tokens") is not None and body["max_tokens"] != newer:
             raise RequestError(f"'max_completion_tokens' ({newer}) and 'max_tokens' ({max_tokens}) disagree; "
                                "send one", "max_completion_tokens")
         max_tokens = newer
-    return SamplingParams(
-        max_tokens=max_tokens,
-        temperature=float(_number(body, "temperature", 1.0, 0.0, 2.0)),
-        top_p=float(_number(body, "top_p", 1.0, 1e-9, 1.0)),
-        n=_number(body, "n", 1, 1, cfg.max_n, integer=True),
-        stop=list(stop) + [s for s in extra_stop if s not in stop],
-        seed=seed,
-    )
+    defaults = SamplingParams()  # the OpenAI API's own defaults: temperature 1, top_p 1, n 1
+    params = SamplingParams(max_new_tokens=max_tokens, temperature=_given(body, "temperature", defaults.temperature),
+                            top_p=_given(body, "top_p", defaults.top_p), n=_given(body, "n", defaults.n),
+                            stop=tuple(stop), seed=body.get("seed"))
+    try:
+        params.validate(name=lambda field: repr(names.get(field, field)))
+    except SamplingError as exc:
+        raise RequestError(str(exc), names.get(exc.field, exc.field)) from None
+    if params.max_new_tokens > cfg.max_tokens_limit:
+        tokens = names["max_new_tokens"]
+        raise RequestError(f"'{tokens}' must be at most {cfg.max_tokens_limit} on this server (--max-tokens-limit), "
+                           f"got {params.max_new_tokens}", tokens)
+    if params.n > cfg.max_n:
+        raise RequestError(f"'n' must be at most {cfg.max_n} on this server (--max-n), got {params.n}", "n")
+    # the chat template's own stops come after validation: they are not the client's to count
+    return params.replace(temperature=float(params.temperature), top_p=float(params.top_p),
+                          stop=params.stop + tuple(s for s in extra_stop if s not in stop))
+
+
+def _given(body: dict, name: str, default):
+    """``body[name]``, or ``default`` when it is absent or null (JSON null means "the default")."""
+    value = body.get(name)
+    return default if value is None else value
 
 
 def parse_messages(body: dict) -> list[dict]:
@@ -315,7 +324,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         stream, include_usage = parse_stream(body)
         params = parse_sampling(body, self.server.config)
         engine = self.server.engine
-        ids = [engine.encode(p, params.max_tokens) for p in prompts]
+        ids = [engine.encode(p, params.max_new_tokens) for p in prompts]
         head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
                 "model": self.server.model_name}
         if stream:
@@ -337,7 +346,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         engine = self.server.engine
         text, implicit_stop = engine.chat_prompt(messages)
         params = parse_sampling(body, self.server.config, implicit_stop)
-        ids = engine.encode(text, params.max_tokens)
+        ids = engine.encode(text, params.max_new_tokens)
         head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()),
                 "model": self.server.model_name}
         if stream:

@@ -10,15 +10,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from codetron.cli_args import add_field, field_docs
 from codetron.errors import CodetronError
 from codetron.eval.serve.api import OpenAIServer
 from codetron.eval.serve.config import ServeConfig
 from codetron.eval.serve.engine import ALPACA_JINJA, Engine
 
 
+ENGINES = ("auto", "vllm", "transformers")
+
+
 def choose_engine(cfg: ServeConfig) -> tuple[str, str | None]:
     """("vllm" or "transformers", a one-line note to print or None)."""
-    if cfg.engine not in ("auto", "vllm", "transformers"):
+    if cfg.engine not in ENGINES:
         raise CodetronError(f"--engine {cfg.engine!r}: choose auto, vllm or transformers")
     if cfg.engine == "transformers":
         return "transformers", None
@@ -96,21 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
                "Then point `codetron evolve --base-url http://127.0.0.1:8000/v1` at it.\n"
                "With the vllm extra installed (and a GPU), the same command runs vLLM's server instead.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="Hugging Face model folder (config.json, weights, tokenizer)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default 8000)")
-    p.add_argument("--model-name", help="name in /v1/models and the requests' `model` field (default: folder name)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
-    p.add_argument("--chat-template", default="auto",
-                   help="auto (tokenizer's, else alpaca), alpaca (WizardCoder prompt), or a Jinja file")
-    p.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens a request may ask for")
-    p.add_argument("--max-n", type=int, default=16, help="largest n a request may ask for")
-    p.add_argument("--max-batch", type=int, default=32,
-                   help="rows decoded together at most (dynamic batching; 1 = one request at a time)")
-    p.add_argument("--engine", default="auto", choices=("auto", "vllm", "transformers"),
-                   help="auto (default): vLLM's server when the vllm extra is installed and the device is not "
-                        "cpu, else this process with transformers")
+    p.add_argument("model", help=field_docs(ServeConfig)["model"])
+    for name in ("host", "port", "model_name", "device", "dtype", "chat_template", "max_tokens_limit", "max_n",
+                 "default_max_tokens", "max_batch"):
+        add_field(p, ServeConfig, name)
+    add_field(p, ServeConfig, "engine", choices=ENGINES)
     p.add_argument("--verbose", action="store_true", help="log one line per request")
     return p
 
@@ -123,8 +117,11 @@ def main(argv: list[str]) -> int:
         raise CodetronError(f"--max-batch must be >= 1, got {args.max_batch}")
     cfg = ServeConfig(model=args.model, model_name=args.model_name, host=args.host, port=args.port,
                       device=args.device, dtype=args.dtype, chat_template=args.chat_template,
-                      max_tokens_limit=args.max_tokens_limit, max_n=args.max_n, max_batch=args.max_batch,
-                      engine=args.engine)
+                      max_tokens_limit=args.max_tokens_limit, max_n=args.max_n,
+                      default_max_tokens=args.default_max_tokens, max_batch=args.max_batch, engine=args.engine)
+    if not 1 <= cfg.default_max_tokens <= cfg.max_tokens_limit:
+        raise CodetronError(f"--default-max-tokens must be in 1..--max-tokens-limit ({cfg.max_tokens_limit}), "
+                            f"got {cfg.default_max_tokens}")
     if not (Path(cfg.model) / "config.json").is_file():  # fail before the slow torch import
         raise CodetronError(f"{cfg.model}: not a Hugging Face model folder (no config.json)")
     kind, note = choose_engine(cfg)

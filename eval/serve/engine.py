@@ -7,31 +7,14 @@ import hashlib
 import json
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from codetron.errors import CodetronError
+from codetron.sampling import SamplingParams  # noqa: F401  (re-exported: the engine's request type)
 from codetron.templates import ALPACA_PREAMBLE, ALPACA_STOP
 from codetron.eval.serve.config import RequestError
-
-@dataclass(slots=True)
-class SamplingParams:
-    """Validated sampling fields of one request."""
-
-    max_tokens: int = 256
-    """Tokens generated at most per choice."""
-    temperature: float = 1.0
-    """0 = greedy."""
-    top_p: float = 1.0
-    """Nucleus mass kept (sampling only)."""
-    n: int = 1
-    """Choices returned."""
-    stop: list[str] = field(default_factory=list)
-    """Stop sequences (cut from the returned text)."""
-    seed: int | None = None
-    """Base seed; None draws a random one."""
-
 
 @dataclass(slots=True)
 class Choice:
@@ -259,10 +242,10 @@ class Engine:
         for prompt_ids, params, *rest in requests:
             if not prompt_ids:
                 raise RequestError("prompt is empty (no tokens)", "prompt")
-            if self.context and len(prompt_ids) + params.max_tokens > self.context:
+            if self.context and len(prompt_ids) + params.max_new_tokens > self.context:
                 raise RequestError(
                     f"this model's maximum context length is {self.context} tokens; the prompt has "
-                    f"{len(prompt_ids)} and max_tokens is {params.max_tokens}", "max_tokens")
+                    f"{len(prompt_ids)} and max_tokens is {params.max_new_tokens}", "max_tokens")
             seed = params.seed if params.seed is not None else secrets.randbits(63)
             pendings.append(Pending(prompt_ids, params, [choice_seed(seed, i) for i in range(params.n)],
                                      rest[0] if rest else None))
@@ -353,7 +336,7 @@ class Engine:
             row.text = self.tokenizer.decode(row.generated, skip_special_tokens=True)
             if params.stop and truncate_at_stop(row.text, params.stop)[1]:
                 reason = "stop"
-            elif len(row.generated) >= params.max_tokens:
+            elif len(row.generated) >= params.max_new_tokens:
                 reason = "length"
         text = truncate_at_stop(row.text, params.stop)[0]
         if row.req.on_delta is not None:

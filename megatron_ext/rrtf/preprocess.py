@@ -7,6 +7,7 @@ loss boundary is a token boundary); each response ends with the tokenizer's EOD.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from codetron.errors import CodetronError
@@ -36,6 +37,16 @@ def read_pairs(path: str) -> list[dict]:
 def suggested_iters(pairs: int, epochs: int, global_batch_size: int) -> int:
     """Optimizer steps for ``epochs`` passes; a pair is two rows of the global batch."""
     return max(1, math.ceil(epochs * 2 * pairs / global_batch_size))
+
+
+@dataclass(kw_only=True, slots=True)
+class PairsPlan:
+    """What ``codetron rrtf preprocess`` turns into the printed ``--optim.train_iters``."""
+
+    epochs: int = 6
+    """Passes over the pairs (PanGu-Coder2: 6)."""
+    global_batch_size: int = 512
+    """Rows per training step; two rows (chosen, rejected) per pair, so an even number."""
 
 
 def run(input_path: str, out_prefix: str, tokenizer_path: str | None, epochs: int, global_batch_size: int) -> dict:

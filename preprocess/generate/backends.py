@@ -20,29 +20,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from codetron.errors import CodetronError
+from codetron.sampling import SamplingParams
 from codetron.templates import ALPACA_STOP, PROMPT_TEMPLATES
-
-
-@dataclass(kw_only=True, slots=True)
-class GenParams:
-    """Sampling for one call."""
-
-    temperature: float = 1.0
-    """0 = greedy."""
-    top_p: float = 0.95
-    """Nucleus sampling mass."""
-    max_tokens: int = 1024
-    """Tokens generated at most."""
-    seed: int | None = None
-    """Request seed (vLLM, OpenAI and ``codetron serve`` honour it): makes runs reproducible."""
-    stop: list[str] = field(default_factory=list)
-    """Stop sequences."""
-    n: int = 1
-    """Choices wanted."""
 
 
 class BudgetExhausted(Exception):
@@ -62,7 +45,7 @@ class Completion:
     text: str
     """Generated text."""
     finish_reason: str | None
-    """"stop", "length" (cut at ``max_tokens``: a truncated answer) or None when the server sent none."""
+    """"stop", "length" (cut at ``max_new_tokens``: a truncated answer) or None when the server sent none."""
 
 
 class BackendError(Exception):
@@ -89,12 +72,12 @@ class RequestBudget:
 
 
 class Backend(Protocol):
-    def chat(self, messages: list[dict], params: GenParams) -> list[str]: ...
+    def chat(self, messages: list[dict], params: SamplingParams) -> list[str]: ...
 
     def describe(self) -> dict: ...
 
 
-def chat_choices(backend: Backend, messages: list[dict], params: GenParams) -> list[Completion]:
+def chat_choices(backend: Backend, messages: list[dict], params: SamplingParams) -> list[Completion]:
     """``backend.chat_choices`` where the backend has it, else its ``chat`` texts (finish reason None)."""
     method = getattr(backend, "chat_choices", None)
     if method is not None:
@@ -116,17 +99,30 @@ class RetryPolicy:
     """Seconds to wait for one response."""
 
 
-def add_request_args(group, unit: str) -> None:
+@dataclass(kw_only=True, slots=True)
+class BackendConfig:
+    """Which backend a generation CLI talks to, beside its URL or model folder."""
+
+    api: str = "chat"
+    """"chat": ``/v1/chat/completions``; "completions": ``/v1/completions`` with the prompt rendered by
+    ``prompt_template`` (for base models without a chat template)."""
+    prompt_template: str = "wizardcoder"
+    """Prompt format of ``api="completions"`` (``codetron.templates``): "wizardcoder" (the Alpaca
+    prompt), "octocoder" or "plain"."""
+    device: str = "auto"
+    """Device of a model folder loaded in this process (``--local-model``): "cpu", "cuda" or "auto"."""
+
+
+def add_request_args(group, stage_cfg: type) -> None:
     """The budget, retry and failure flags every generation CLI shares (``evolve``, ``selfalign``);
-    ``unit`` names what fails for good ("items", "seeds")."""
+    the retry defaults are ``RetryPolicy``'s, ``--max-failures``'s the stage config's."""
+    from codetron.cli_args import add_field
+
     group.add_argument("--max-requests", type=int, help="request budget of this invocation (retries count); the "
                                                         "run stops cleanly when it is spent and resumes later")
-    group.add_argument("--max-retries", type=int, default=6, help="retries per request on connection errors, "
-                                                                  "5xx and 429 (default 6)")
-    group.add_argument("--backoff", type=float, default=1.0, help="first retry wait in seconds, doubled each time")
-    group.add_argument("--backoff-max", type=float, default=60.0, help="longest retry wait (default 60)")
-    group.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one reply (default 600)")
-    group.add_argument("--max-failures", type=int, default=20, help=f"{unit} failing for good before the run stops")
+    for name in ("max_retries", "backoff", "backoff_max", "timeout"):
+        add_field(group, RetryPolicy, name)
+    add_field(group, stage_cfg, "max_failures")
 
 
 def request_policy(args) -> tuple[RetryPolicy, RequestBudget]:
@@ -176,31 +172,31 @@ class OpenAIBackend:
         return {"backend": "openai", "base_url": self.base_url, "model": self.model, "api": self.api}
 
     # -- protocol
-    def chat(self, messages: list[dict], params: GenParams) -> list[str]:
+    def chat(self, messages: list[dict], params: SamplingParams) -> list[str]:
         return [c.text for c in self.chat_choices(messages, params)]
 
-    def chat_choices(self, messages: list[dict], params: GenParams) -> list[Completion]:
+    def chat_choices(self, messages: list[dict], params: SamplingParams) -> list[Completion]:
         """Like ``chat``, with each choice's ``finish_reason`` (to drop truncated answers)."""
         if self.api == "completions":
             prompt, extra_stop = self._render(messages)
-            return self.complete_choices(prompt, replace(params, stop=list(params.stop) + [
-                s for s in extra_stop if s not in params.stop]))
+            return self.complete_choices(prompt, replace(params, stop=tuple(params.stop) + tuple(
+                s for s in extra_stop if s not in params.stop)))
         body = self._body(params)
         body["messages"] = messages
         return self._choices(self._request("POST", "/chat/completions", body), "/chat/completions")
 
-    def complete(self, prompt: str, params: GenParams) -> list[str]:
+    def complete(self, prompt: str, params: SamplingParams) -> list[str]:
         """``params.n`` continuations of ``prompt`` from ``/v1/completions`` (no template applied)."""
         return [c.text for c in self.complete_choices(prompt, params)]
 
-    def complete_choices(self, prompt: str, params: GenParams) -> list[Completion]:
+    def complete_choices(self, prompt: str, params: SamplingParams) -> list[Completion]:
         body = self._body(params)
         body["prompt"] = prompt
         return self._choices(self._request("POST", "/completions", body), "/completions")
 
-    def _body(self, params: GenParams) -> dict:
+    def _body(self, params: SamplingParams) -> dict:
         body: dict = {"model": self.model, "temperature": params.temperature, "top_p": params.top_p,
-                      "max_tokens": params.max_tokens, "n": params.n}
+                      "max_tokens": params.max_new_tokens, "n": params.n}  # the OpenAI name, at the boundary
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:
@@ -320,16 +316,15 @@ class TransformersBackend:
     def describe(self) -> dict:
         return {"backend": "transformers", "model": self.model_dir, "chat_template": self.engine.template_name}
 
-    def chat(self, messages: list[dict], params: GenParams) -> list[str]:
+    def chat(self, messages: list[dict], params: SamplingParams) -> list[str]:
         return [c.text for c in self.chat_choices(messages, params)]
 
-    def chat_choices(self, messages: list[dict], params: GenParams) -> list[Completion]:
-        from codetron.eval.serve import RequestError, SamplingParams
+    def chat_choices(self, messages: list[dict], params: SamplingParams) -> list[Completion]:
+        from codetron.eval.serve import RequestError
 
         self.budget.take()
         prompt, implicit_stop = self.engine.chat_prompt(messages)
-        sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                            n=params.n, stop=list(params.stop) + implicit_stop, seed=params.seed)
+        sp = replace(params, stop=tuple(params.stop) + tuple(implicit_stop))
         try:
             return [Completion(c.text, c.finish_reason) for c in self.engine.generate(self.engine.encode(prompt), sp)]
         except RequestError as exc:

@@ -27,6 +27,9 @@ class OutputConfig:
     """Drop pairs sharing a 13-word run with HumanEval prompts or solutions."""
     decontam_ngram: int = 13
     """Words in a row that count as contamination."""
+    benchmarks: tuple[str, ...] = ()
+    """More benchmark files to decontaminate against beside HumanEval (MBPP jsonl: text/code, or problems
+    in the HumanEval schema); ``codetron selfalign run`` reads them."""
 
 
 def training_records(records: list[dict]) -> list[dict]:

@@ -28,6 +28,15 @@ ON_ERROR = ("fail", "skip")
 """What a bad seed line does: stop the run naming file:line, or be skipped and counted."""
 
 
+@dataclass(kw_only=True, slots=True)
+class SeedOptions:
+    """How a generation CLI reads its seed files."""
+
+    on_error: str = "fail"
+    """What a bad seed line (broken JSON, no instruction or code, duplicate id) does: "fail" names its
+    file:line and stops; "skip" leaves it out and counts it."""
+
+
 class SeedErrors(list):
     """The bad seed lines skipped with ``on_error="skip"`` (one ``file:line: why`` message each)."""
 

@@ -88,11 +88,11 @@ def test_batched_requests_get_the_text_they_get_alone(engine):
     from codetron.eval.serve import SamplingParams
 
     requests = [
-        ("def add(a, b):\n    return", SamplingParams(max_tokens=12, temperature=0)),
-        ("for", SamplingParams(max_tokens=7, temperature=0.9, top_p=0.9, n=3, seed=4)),
-        ("def is_prime(n):\n    \"\"\"Return True if n is prime.\"\"\"\n", SamplingParams(max_tokens=10,
+        ("def add(a, b):\n    return", SamplingParams(max_new_tokens=12, temperature=0)),
+        ("for", SamplingParams(max_new_tokens=7, temperature=0.9, top_p=0.9, n=3, seed=4)),
+        ("def is_prime(n):\n    \"\"\"Return True if n is prime.\"\"\"\n", SamplingParams(max_new_tokens=10,
                                                                                           temperature=1.0, seed=9)),
-        ("import", SamplingParams(max_tokens=15, temperature=0, stop=["e"])),
+        ("import", SamplingParams(max_new_tokens=15, temperature=0, stop=["e"])),
     ]
     encoded = [(engine.encode(text), params) for text, params in requests]
     assert len({len(ids) for ids, _ in encoded}) == len(encoded)  # every row is padded differently
@@ -109,7 +109,7 @@ def test_max_batch_one_decodes_requests_one_at_a_time(tiny_model):
     from codetron.eval.serve import Engine, SamplingParams
 
     single = Engine(tiny_model, device="cpu", max_batch=1)
-    params = SamplingParams(max_tokens=4, temperature=0)
+    params = SamplingParams(max_new_tokens=4, temperature=0)
     pendings = single.submit_many([(single.encode(p), params) for p in ("def", "class", "import")])
     assert [len(p.wait()) for p in pendings] == [1, 1, 1] and single.batches == [1, 1, 1]
 

@@ -5,12 +5,13 @@ import socket
 
 import pytest
 
-from codetron.preprocess.generate.backends import (BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget,
+from codetron.sampling import SamplingParams
+from codetron.preprocess.generate.backends import (BackendError, BudgetExhausted, OpenAIBackend, RequestBudget,
                                           RetryPolicy, TransformersBackend)
 
 FAST = RetryPolicy(max_retries=4, backoff=0.01, backoff_max=0.05, timeout=60)
 MSG = [{"role": "user", "content": "Write a function that adds two numbers."}]
-PARAMS = GenParams(temperature=0.7, max_tokens=6, seed=11)
+PARAMS = SamplingParams(temperature=0.7, max_new_tokens=6, seed=11)
 
 
 def test_recovers_from_500_drop_and_429(start_server):
@@ -35,7 +36,7 @@ def test_client_errors_are_not_retried(server):
     backend = OpenAIBackend(server.url, "tiny", retry=FAST)
     before = server.posts
     with pytest.raises(BackendError, match="HTTP 400: 'temperature' must be in"):
-        backend.chat(MSG, GenParams(temperature=5.0, max_tokens=4))
+        backend.chat(MSG, SamplingParams(temperature=5.0, max_new_tokens=4))
     with pytest.raises(BackendError, match="HTTP 404: model 'gpt-4' is not served here"):
         OpenAIBackend(server.url, "gpt-4", retry=FAST).chat(MSG, PARAMS)
     assert server.posts - before == 2 and backend.retries == 0
@@ -70,7 +71,7 @@ def test_model_discovery_and_completions_api(server):
 def test_local_transformers_backend_matches_http(server, tiny_model_dir):
     local = TransformersBackend(str(tiny_model_dir), device="cpu")
     http = OpenAIBackend(server.url, "tiny", retry=FAST)
-    p = GenParams(temperature=0.9, max_tokens=8, seed=5, n=2)
+    p = SamplingParams(temperature=0.9, max_new_tokens=8, seed=5, n=2)
     assert local.chat(MSG, p) == http.chat(MSG, p)
     assert local.budget.used == 1
 

@@ -142,7 +142,8 @@ def test_malformed_json_and_server_keeps_serving(server):
 
 def test_sampling_params_defaults():
     p = SamplingParams()
-    assert (p.temperature, p.top_p, p.n, p.stop, p.seed) == (1.0, 1.0, 1, [], None)
+    # the OpenAI API's defaults: what a request that leaves a field out gets
+    assert (p.temperature, p.top_p, p.n, p.stop, p.seed, p.max_new_tokens) == (1.0, 1.0, 1, (), None, 256)
 
 
 @pytest.mark.slow

@@ -6,12 +6,13 @@ import pytest
 
 from codetron.errors import CodetronError
 from codetron.templates import ALPACA_STOP, wizardcoder_prompt
-from codetron.preprocess.generate.backends import GenParams, OpenAIBackend, RequestBudget, RetryPolicy
+from codetron.sampling import SamplingParams
+from codetron.preprocess.generate.backends import OpenAIBackend, RequestBudget, RetryPolicy
 from codetron.preprocess.generate.rrtf.teacher import TeacherEndpoint
 
 FAST = RetryPolicy(max_retries=4, backoff=0.01, backoff_max=0.05, timeout=60)
 MSG = [{"role": "user", "content": "Write a function that adds two numbers."}]
-PARAMS = GenParams(temperature=0.7, max_tokens=6, seed=11)
+PARAMS = SamplingParams(temperature=0.7, max_new_tokens=6, seed=11)
 PROMPT = 'def add(a, b):\n    """Add two numbers."""\n'
 
 
@@ -25,24 +26,22 @@ def test_server_root_and_endpoint_urls_reach_the_same_api(server):
 
 
 def test_complete_sends_the_prompt_verbatim(server, engine):
-    from codetron.eval.serve import SamplingParams
-
     rendered = wizardcoder_prompt(MSG[0]["content"])
-    params = GenParams(temperature=0.7, max_tokens=6, seed=11, stop=[ALPACA_STOP], n=2)
+    params = SamplingParams(temperature=0.7, top_p=0.95, max_new_tokens=6, seed=11, stop=[ALPACA_STOP], n=2)
     backend = OpenAIBackend(server.url, "tiny", retry=FAST, api="completions")
     texts = backend.complete(rendered, params)
-    direct = engine.generate(engine.encode(rendered), SamplingParams(max_tokens=6, temperature=0.7, top_p=0.95, n=2,
+    direct = engine.generate(engine.encode(rendered), SamplingParams(max_new_tokens=6, temperature=0.7, top_p=0.95, n=2,
                                                                      stop=[ALPACA_STOP], seed=11))
     assert texts == [c.text for c in direct] and texts[0] != texts[1]
     # chat() on the completions API is the template applied, then complete()
-    assert backend.chat(MSG, GenParams(temperature=0.7, max_tokens=6, seed=11, n=2)) == texts
+    assert backend.chat(MSG, SamplingParams(temperature=0.7, top_p=0.95, max_new_tokens=6, seed=11, n=2)) == texts
 
 
 def test_rrtf_teacher_recovers_through_the_shared_client(server, start_server):
-    clean = TeacherEndpoint(server.url, "tiny", max_tokens=8, retry=FAST).complete(PROMPT, ("\ndef",))
+    clean = TeacherEndpoint(server.url, "tiny", max_new_tokens=8, retry=FAST).complete(PROMPT, ("\ndef",))
     assert clean  # the tiny random model writes something
     flaky = start_server(flaky_=True, faults=["500", "drop", "429"])
-    teacher = TeacherEndpoint(flaky.url, "tiny", max_tokens=8, retry=FAST, budget=RequestBudget(10))
+    teacher = TeacherEndpoint(flaky.url, "tiny", max_new_tokens=8, retry=FAST, budget=RequestBudget(10))
     assert teacher.complete(PROMPT, ("\ndef",)) == clean  # greedy: same text after recovering
     assert (teacher.client.retries, teacher.client.budget.used, flaky.posts) == (3, 4, 4)
 

@@ -20,6 +20,7 @@ import json
 import sys
 import time
 
+from codetron.cli_args import add_field
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
 from codetron.preprocess.generate.backends import add_request_args
@@ -48,7 +49,12 @@ output:
 """
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, cfg_cls) -> None:
+    """Options of both modes; ``cfg_cls`` (EvolConfig or SelfInstructConfig) holds their defaults."""
+    from codetron.preprocess.generate.backends import BackendConfig
+    from codetron.preprocess.generate.output import OutputConfig
+    from codetron.preprocess.generate.seeds import SeedOptions
+
     p.add_argument("seeds", nargs="+", help="seed files or directories")
     p.add_argument("-o", "--output", required=True, help="output jsonl (log and stats are written beside it)")
     g = p.add_argument_group("backend")
@@ -56,36 +62,32 @@ def _common(p: argparse.ArgumentParser) -> None:
     src.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     src.add_argument("--local-model", metavar="DIR", help="Hugging Face model folder loaded in-process")
     g.add_argument("--model", help="model name sent to the server (default: the first in /v1/models)")
-    g.add_argument("--api", choices=("chat", "completions"), default="chat",
-                   help="chat: /v1/chat/completions (default); completions: /v1/completions with --prompt-template")
-    g.add_argument("--prompt-template", default="wizardcoder", choices=("wizardcoder", "octocoder", "plain"),
-                   help="prompt format for --api completions (default wizardcoder = Alpaca)")
-    g.add_argument("--device", default="auto", help="--local-model: cpu, cuda or auto")
-    g.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    add_request_args(g, "items")
-    g.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                   help="a bad seed line (broken JSON, no instruction/code, duplicate id): fail names it and "
-                        "stops (default); skip leaves it out and counts it")
+    add_field(g, BackendConfig, "api", choices=("chat", "completions"))
+    add_field(g, BackendConfig, "prompt_template", choices=("wizardcoder", "octocoder", "plain"))
+    add_field(g, BackendConfig, "device")
+    add_field(g, cfg_cls, "concurrency")
+    add_request_args(g, cfg_cls)
+    add_field(g, SeedOptions, "on_error", choices=("fail", "skip"))
     s = p.add_argument_group("sampling")
-    s.add_argument("--seed", type=int, default=0, help="base seed (method draws, request seeds)")
-    s.add_argument("--temperature", type=float, default=None, help="sampling temperature")
-    s.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (default 0.95)")
-    s.add_argument("--max-tokens", type=int, default=1024, help="tokens per generation (default 1024)")
+    add_field(s, cfg_cls, "seed")
+    add_field(s, cfg_cls, "sampling.temperature")
+    add_field(s, cfg_cls, "sampling.top_p")
+    add_field(s, cfg_cls, "sampling.max_new_tokens", "--max-new-tokens", "--max-tokens")
     s.add_argument("--limit", type=int, help="use only the first N seeds")
-    s.add_argument("--keep-truncated", action="store_true",
-                   help="keep generations cut at --max-tokens (finish_reason length); dropped and counted by default")
+    add_field(s, cfg_cls, "keep_truncated")
     o = p.add_argument_group("output")
-    o.add_argument("--dedup", choices=("none", "exact", "near"), default="near",
-                   help="drop duplicate instructions: exact or also near (MinHash, default)")
-    o.add_argument("--near-threshold", type=float, default=0.8, help="near-dedup Jaccard threshold (default 0.8)")
+    add_field(o, OutputConfig, "dedup", choices=("none", "exact", "near"))
+    add_field(o, OutputConfig, "near_threshold")
     o.add_argument("--dedup-within-lineage", action="store_true",
                    help="also dedup the rounds of one seed against each other (default: only across seeds)")
-    o.add_argument("--no-decontaminate", action="store_true", help="keep pairs overlapping HumanEval")
+    add_field(o, OutputConfig, "decontaminate", "--no-decontaminate", negate=True)
     o.add_argument("--restart", action="store_true", help="discard OUT.records.jsonl and start over")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from codetron.preprocess.generate.evolve.evolver import EvolConfig
+    from codetron.preprocess.generate.evolve.selfinstruct import SelfInstructConfig
     from codetron.preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS
 
     p = argparse.ArgumentParser(prog="codetron evolve", description=__doc__.split("\n\n")[0],
@@ -97,20 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "optional input/output) for --rounds rounds with WizardCoder's five "
                                    "in-depth methods, eliminate failed evolutions (WizardLM rules), answer "
                                    "the survivors.")
-    _common(e)
-    e.add_argument("--rounds", type=int, default=3, help="evolution rounds (default 3)")
-    e.add_argument("--template", choices=tuple(EVOL_TEMPLATES), default="wizardcoder",
-                   help="evolution prompt: wizardcoder, or pangu (Programming Contest Designer)")
-    e.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated methods to draw from (default all: {','.join(METHODS)})")
-    e.add_argument("--no-judge", action="store_true",
-                   help="skip the model's information-gain judgement (elimination rule 1 keeps only its "
-                        "identical-text check)")
+    _common(e, EvolConfig)
+    add_field(e, EvolConfig, "rounds")
+    add_field(e, EvolConfig, "template", choices=tuple(EVOL_TEMPLATES))
+    add_field(e, EvolConfig, "methods", type=_methods, metavar="M1,M2,...",
+              note=f"Comma-separated, from {','.join(METHODS)}.")
+    add_field(e, EvolConfig, "judge", "--no-judge", negate=True,
+              note="(Elimination rule 1 then keeps only its identical-text check.)")
     e.add_argument("--judge-base-url", help="server of the information-gain judge (default: the generator's)")
     e.add_argument("--judge-model", help="judge model name (default: the generator's model when on the same "
                                          "server, else the first in the judge's /v1/models)")
-    e.add_argument("--judge-unparsed", choices=("drop", "keep"), default="drop",
-                   help="a judge answer that is neither Equal nor Not Equal drops the evolution (default) or keeps it")
+    add_field(e, EvolConfig, "judge_unparsed", choices=("drop", "keep"))
     e.add_argument("--no-seeds", action="store_true",
                    help="leave the seeds out of OUT.jsonl (by default seeds with an output are written first, "
                         "as WizardCoder trains on seeds + every evolved round)")
@@ -120,12 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="From seed code (.py files/directories: their documented functions; or jsonl "
                                     "with a code field) write new tasks and answers with tests; keep answers "
                                     "whose tests pass in the eval sandbox.")
-    _common(si)
-    si.add_argument("--instructions-per-seed", type=int, default=1, help="tasks per seed snippet (default 1)")
-    si.add_argument("--responses", type=int, default=1, help="answers sampled per task (default 1)")
-    si.add_argument("--exec-timeout", type=float, default=5.0, help="seconds per test run (default 5)")
-    si.add_argument("--exec-workers", type=int, default=2, help="sandbox workers (default 2)")
+    _common(si, SelfInstructConfig)
+    for name in ("instructions_per_seed", "responses", "exec_timeout", "exec_workers"):
+        add_field(si, SelfInstructConfig, name)
     return p
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def make_backend(args):
@@ -136,6 +137,12 @@ def make_backend(args):
         return TransformersBackend(args.local_model, device=args.device, budget=budget)
     return OpenAIBackend(args.base_url, args.model, api=args.api, prompt_template=args.prompt_template,
                          retry=retry, budget=budget)
+
+
+def _sampling(args):
+    from codetron.sampling import SamplingParams
+
+    return SamplingParams(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
 
 
 def make_judge(args, backend):
@@ -181,21 +188,19 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     records_path, stats_path = _paths(args.output)
     out_cfg = OutputConfig(dedup=args.dedup, near_threshold=args.near_threshold,
-                           decontaminate=not args.no_decontaminate)
+                           decontaminate=args.decontaminate)
     started = time.time()
     seed_errors = SeedErrors()
     if args.mode == "evol":
         from codetron.preprocess.generate.evolve.evolver import EvolConfig, run_evol
         from codetron.preprocess.generate.seeds import load_instruction_seeds
 
-        cfg = EvolConfig(rounds=args.rounds, template=args.template,
-                         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), seed=args.seed,
-                         temperature=1.0 if args.temperature is None else args.temperature, top_p=args.top_p,
-                         max_tokens=args.max_tokens, judge=not args.no_judge, concurrency=args.concurrency,
+        cfg = EvolConfig(rounds=args.rounds, template=args.template, methods=args.methods, seed=args.seed,
+                         sampling=_sampling(args), judge=args.judge, concurrency=args.concurrency,
                          max_failures=args.max_failures, judge_unparsed=args.judge_unparsed,
                          keep_truncated=args.keep_truncated)
         cfg.validate()
-        if args.no_judge and (args.judge_base_url or args.judge_model):
+        if not args.judge and (args.judge_base_url or args.judge_model):
             raise CodetronError("--no-judge with --judge-base-url/--judge-model: choose one")
         seeds = load_instruction_seeds(args.seeds, args.limit, on_error=args.on_error, errors=seed_errors)
     else:
@@ -203,8 +208,7 @@ def main(argv: list[str]) -> int:
         from codetron.preprocess.generate.seeds import load_code_seeds
 
         cfg = SelfInstructConfig(instructions_per_seed=args.instructions_per_seed, responses=args.responses,
-                                 seed=args.seed, temperature=0.7 if args.temperature is None else args.temperature,
-                                 top_p=args.top_p, max_tokens=args.max_tokens, exec_timeout=args.exec_timeout,
+                                 seed=args.seed, sampling=_sampling(args), exec_timeout=args.exec_timeout,
                                  exec_workers=args.exec_workers, concurrency=args.concurrency,
                                  max_failures=args.max_failures, keep_truncated=args.keep_truncated)
         cfg.validate()

@@ -18,7 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.preprocess.generate.backends import Backend, GenParams, chat_choices
+from codetron.sampling import SamplingParams, sampling_field
+from codetron.preprocess.generate.backends import Backend, chat_choices
 from codetron.preprocess.generate.evolve.eliminator import RULES, check_instruction, check_response, parse_judgement
 from codetron.preprocess.generate.evolve.templates import EVOL_TEMPLATES, METHODS, equality_prompt, evolution_prompt
 from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_units
@@ -38,12 +39,9 @@ class EvolConfig:
     """Methods drawn from, uniformly (WizardCoder's five by default)."""
     seed: int = 0
     """Base seed for method draws and request seeds."""
-    temperature: float = 1.0
-    """Sampling temperature of evolution and response calls (the judge is greedy)."""
-    top_p: float = 0.95
-    """Nucleus mass of evolution and response calls."""
-    max_tokens: int = 1024
-    """Tokens at most per evolved instruction and per response."""
+    sampling: SamplingParams = sampling_field(temperature=1.0, top_p=0.95, max_new_tokens=1024)
+    """Sampling of evolution and response calls (the judge is greedy); its seed is derived per request
+    from ``seed``. WizardCoder samples at temperature 1 with up to 1024 tokens per answer."""
     judge: bool = True
     """Ask the model whether an evolution gained information (elimination rule 1)."""
     judge_max_tokens: int = 8
@@ -52,7 +50,7 @@ class EvolConfig:
     """What a judge answer that is neither "Equal" nor "Not Equal" does: "drop" the evolution
     (rule ``judge_unparsed``; see ``eliminator``) or "keep" it."""
     keep_truncated: bool = False
-    """Keep instructions and responses cut at ``max_tokens`` (``finish_reason: length``); by default
+    """Keep instructions and responses cut at ``sampling.max_new_tokens`` (``finish_reason: length``); by default
     they are dropped (rules ``truncated_instruction``, ``truncated_response``)."""
     concurrency: int = 8
     """Lineages worked on at once (parallel HTTP requests)."""
@@ -67,17 +65,18 @@ class EvolConfig:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ConfigError(f"--methods {','.join(bad) or '(none)'}: choose from {', '.join(METHODS)}")
-        if not 0 <= self.temperature <= 2:
-            raise ConfigError(f"--temperature must be in [0, 2], got {self.temperature}")
-        if self.max_tokens < 1 or self.concurrency < 1:
-            raise ConfigError("--max-tokens and --concurrency must be >= 1")
+        self.sampling.validate()
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.judge_unparsed not in ("drop", "keep"):
             raise ConfigError(f"--judge-unparsed {self.judge_unparsed!r}: choose drop or keep")
 
     def header(self) -> dict:
         """Settings a resumed run must share (rounds may grow; concurrency/budget may change)."""
         return {"mode": "evol", "template": self.template, "methods": list(self.methods), "seed": self.seed,
-                "temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
+                # flat keys with the OpenAI name: the header of existing records logs (resume)
+                "temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
+                "max_tokens": self.sampling.max_new_tokens,
                 "judge": self.judge, "judge_unparsed": self.judge_unparsed, "keep_truncated": self.keep_truncated}
 
 
@@ -91,9 +90,8 @@ def evolve_one(backend: Backend, cfg: EvolConfig, seed_id: str, round_: int, par
     answers the information-gain question (default: ``backend``)."""
     method = pick_method(cfg, seed_id, round_)
     base = derive_seed(cfg.seed, "request", seed_id, round_)
-    sample = dict(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
     prompt = evolution_prompt(cfg.template, method, parent)
-    choice = chat_choices(backend, [{"role": "user", "content": prompt}], GenParams(seed=base, **sample))[0]
+    choice = chat_choices(backend, [{"role": "user", "content": prompt}], cfg.sampling.replace(seed=base))[0]
     evolved = choice.text.strip()
     rec = {"key": f"{seed_id}:{round_}", "seed_id": seed_id, "round": round_, "method": method,
            "template": cfg.template, "parent": parent, "instruction": evolved, "output": None}
@@ -102,7 +100,7 @@ def evolve_one(backend: Backend, cfg: EvolConfig, seed_id: str, round_: int, par
         rule = "truncated_instruction"
     if rule is None and cfg.judge:
         answer = (judge or backend).chat([{"role": "user", "content": equality_prompt(parent, evolved)}],
-                                         GenParams(temperature=0.0, max_tokens=cfg.judge_max_tokens,
+                                         SamplingParams(temperature=0.0, max_new_tokens=cfg.judge_max_tokens,
                                                    seed=base + 1))[0]
         verdict = parse_judgement(answer)
         rec["judge"] = {True: "equal", False: "not_equal", None: "unparsed"}[verdict]
@@ -112,7 +110,7 @@ def evolve_one(backend: Backend, cfg: EvolConfig, seed_id: str, round_: int, par
         elif verdict is None and cfg.judge_unparsed == "drop":
             rule = "judge_unparsed"
     if rule is None:
-        response = chat_choices(backend, [{"role": "user", "content": evolved}], GenParams(seed=base + 2, **sample))[0]
+        response = chat_choices(backend, [{"role": "user", "content": evolved}], cfg.sampling.replace(seed=base + 2))[0]
         rec["output"] = response.text.strip()
         rule = ("truncated_response" if response.finish_reason == "length" and not cfg.keep_truncated
                 else check_response(rec["output"]))

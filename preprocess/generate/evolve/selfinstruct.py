@@ -25,7 +25,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.preprocess.generate.backends import Backend, GenParams, chat_choices
+from codetron.sampling import SamplingParams, sampling_field
+from codetron.preprocess.generate.backends import Backend, chat_choices
 from codetron.preprocess.generate.evolve.templates import (CONCEPTS_TEMPLATE, DIFFICULTIES, INSTRUCTION_TEMPLATE,
                                                   RESPONSE_TEMPLATE, TASK_CATEGORIES)
 from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_in_chunks
@@ -51,12 +52,9 @@ class SelfInstructConfig:
     """Answers sampled per task (``n`` of one request); the first passing one is kept."""
     seed: int = 0
     """Base seed for draws and request seeds."""
-    temperature: float = 0.7
-    """Sampling temperature of every call."""
-    top_p: float = 0.95
-    """Nucleus mass."""
-    max_tokens: int = 1024
-    """Tokens at most per call."""
+    sampling: SamplingParams = sampling_field(temperature=0.7, top_p=0.95, max_new_tokens=1024)
+    """Sampling of every call; its seed is derived per request from ``seed`` and its ``n`` is
+    ``responses`` for the answers (1 for the other calls)."""
     exec_timeout: float = 5.0
     """Seconds a response's tests may run in the sandbox."""
     exec_workers: int = 2
@@ -68,19 +66,21 @@ class SelfInstructConfig:
     max_failures: int = 20
     """Items allowed to fail for good before the run stops."""
     keep_truncated: bool = False
-    """Also consider answers cut at ``max_tokens``."""
+    """Also consider answers cut at ``sampling.max_new_tokens``."""
 
     def validate(self) -> None:
         if self.instructions_per_seed < 1 or self.responses < 1:
             raise ConfigError("--instructions-per-seed and --responses must be >= 1")
+        self.sampling.validate()
         if self.exec_timeout <= 0:
             raise ConfigError(f"--exec-timeout must be > 0, got {self.exec_timeout}")
         if self.chunk < 1 or self.concurrency < 1 or self.exec_workers < 1:
             raise ConfigError("--concurrency and --exec-workers must be >= 1")
 
     def header(self) -> dict:
-        return {"mode": "self-instruct", "seed": self.seed, "temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_tokens, "responses": self.responses, "keep_truncated": self.keep_truncated,
+        # flat keys with the OpenAI name: the header of existing records logs (resume)
+        return {"mode": "self-instruct", "seed": self.seed, "temperature": self.sampling.temperature,
+                "top_p": self.sampling.top_p, "max_tokens": self.sampling.max_new_tokens, "responses": self.responses, "keep_truncated": self.keep_truncated,
                 "wrong_impl_check": sorted(WRONG_IMPLEMENTATIONS)}
 
 
@@ -130,25 +130,24 @@ def generate_item(backend: Backend, cfg: SelfInstructConfig, seed: Seed, k: int)
     base = derive_seed(cfg.seed, "self", seed.id, k)
     rng = random.Random(base)
     category, difficulty = rng.choice(TASK_CATEGORIES), rng.choice(DIFFICULTIES)
-    sample = dict(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
     rec: dict = {"key": f"{seed.id}:{k}", "seed_id": seed.id, "seed_sha": seed_sha(seed.text), "index": k, "category": category,
                  "difficulty": difficulty, "concepts": [], "instruction": "", "output": None, "tests": None,
                  "status": "dropped", "rule": None, "_candidates": []}
     said = backend.chat([{"role": "user", "content": CONCEPTS_TEMPLATE.format(snippet=seed.text)}],
-                        GenParams(seed=base, **sample))[0]
+                        cfg.sampling.replace(seed=base))[0]
     rec["concepts"] = parse_concepts(said)
     if not rec["concepts"]:
         rec["rule"] = "no_concepts"
         return rec
     said = backend.chat([{"role": "user", "content": INSTRUCTION_TEMPLATE.format(
         concepts=", ".join(rec["concepts"]), category=category, difficulty=difficulty)}],
-        GenParams(seed=base + 1, **sample))[0]
+        cfg.sampling.replace(seed=base + 1))[0]
     rec["instruction"] = parse_instruction(said)
     if not rec["instruction"]:
         rec["rule"] = "no_instruction"
         return rec
     answers = chat_choices(backend, [{"role": "user", "content": RESPONSE_TEMPLATE.format(
-        instruction=rec["instruction"])}], GenParams(seed=base + 2, n=cfg.responses, **sample))
+        instruction=rec["instruction"])}], cfg.sampling.replace(seed=base + 2, n=cfg.responses))
     fates = []
     for i, answer in enumerate(answers):
         if answer.finish_reason == "length" and not cfg.keep_truncated:

@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import argparse
 
+from codetron.cli_args import add_field
 from codetron.errors import CodetronError
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    from codetron.megatron_ext.rrtf.preprocess import PairsPlan
+    from codetron.preprocess.generate.rrtf.rank import RankConfig
+    from codetron.preprocess.generate.rrtf.sample import SampleConfig
+
     p = argparse.ArgumentParser(prog="codetron rrtf", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", metavar="{sample,rank,preprocess,train}")
@@ -35,24 +40,18 @@ def _parser() -> argparse.ArgumentParser:
                                    "endpoint). Resumable: re-run the same command after a crash.")
     s.add_argument("--problems", required=True, help="problems jsonl with tests (HumanEval schema or instruction/test)")
     s.add_argument("--out", required=True, help="samples jsonl (appended to, resumable)")
-    s.add_argument("--model", help="student: Hugging Face model folder (e.g. from `codetron convert`)")
-    s.add_argument("--temperatures", type=float, nargs="+", default=[0.2, 0.8], help="sampling temperatures (default 0.2 0.8)")
-    s.add_argument("--n-samples", type=int, default=4, help="student responses per problem and temperature (default 4)")
-    s.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
-    s.add_argument("--max-new-tokens", type=int, default=512, help="tokens per student response (default 512)")
-    s.add_argument("--batch-size", type=int, default=8, help="sequences decoded together (default 8)")
-    s.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    s.add_argument("--device", default="auto", help="cpu, cuda, auto (default)")
-    s.add_argument("--dtype", default="auto", help="float32, bfloat16, float16, auto (default)")
-    s.add_argument("--backend", default="transformers", choices=["transformers", "vllm"], help="decoding backend")
-    s.add_argument("--teacher", action="append", default=[], metavar="FILE",
-                   help="teacher responses jsonl (task_id + response); repeatable")
-    s.add_argument("--teacher-endpoint", help="OpenAI-compatible base URL for teacher responses, e.g. http://host:8000/v1")
-    s.add_argument("--teacher-model", default="teacher", help="model name sent to the endpoint")
-    s.add_argument("--teacher-max-tokens", type=int, default=512, help="max_tokens for teacher requests")
-    s.add_argument("--teacher-api-key-env", default="OPENAI_API_KEY", help="env variable holding the endpoint's key")
-    s.add_argument("--shard", default="0/1", help="K/N: this job samples problems K, K+N, ... (default 0/1)")
-    s.add_argument("--chunk", type=int, default=16, help="problems per written block (default 16)")
+    add_field(s, SampleConfig, "model", note="E.g. from `codetron convert`.")
+    add_field(s, SampleConfig, "temperatures", nargs="+")
+    for name in ("n_samples", "top_p", "max_new_tokens", "batch_size", "seed", "device", "dtype"):
+        add_field(s, SampleConfig, name)
+    add_field(s, SampleConfig, "backend", choices=["transformers", "vllm"])
+    add_field(s, SampleConfig, "teacher_files", "--teacher", action="append", metavar="FILE", note="Repeatable.")
+    add_field(s, SampleConfig, "teacher_endpoint", note="E.g. http://host:8000/v1.")
+    add_field(s, SampleConfig, "teacher_model")
+    add_field(s, SampleConfig, "teacher_max_new_tokens", "--teacher-max-new-tokens", "--teacher-max-tokens")
+    add_field(s, SampleConfig, "teacher_api_key_env")
+    add_field(s, SampleConfig, "shard", metavar="K/N")
+    add_field(s, SampleConfig, "chunk")
     s.add_argument("--limit", type=int, help="only the first N problems")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -64,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--problems", required=True, help="the problems jsonl given to `sample`")
     r.add_argument("--samples", required=True, nargs="+", help="samples jsonl file(s) (several shards allowed)")
     r.add_argument("--out", required=True, help="pairs jsonl")
-    r.add_argument("--timeout", type=float, default=5.0, help="seconds per program (default 5)")
-    r.add_argument("--workers", type=int, default=2, help="sandbox workers (default 2)")
+    add_field(r, RankConfig, "timeout")
+    add_field(r, RankConfig, "workers")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     q = sub.add_parser("preprocess", help="tokenize pairs into the indexed pairs dataset for training",
@@ -74,9 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--input", required=True, help="pairs jsonl from `rrtf rank`")
     q.add_argument("--out", required=True, help="output prefix")
     q.add_argument("--tokenizer", help="tokenizer.json / folder / .model (default: the bundled tokenizer)")
-    q.add_argument("--epochs", type=int, default=6, help="epochs for the printed --optim.train_iters (paper: 6)")
-    q.add_argument("--global-batch-size", type=int, default=512,
-                   help="rows per step for the printed --optim.train_iters (two rows per pair; default 512)")
+    add_field(q, PairsPlan, "epochs")
+    add_field(q, PairsPlan, "global_batch_size")
 
     sub.add_parser("train", help="codetron train --data.mode rrtf (all train flags pass through)", add_help=False)
     return p
@@ -89,9 +87,9 @@ def main(argv: list[str]) -> int:
 
         rest = argv[1:]
         return train_main(rest + ["--data.mode", "rrtf"] if "--help" not in rest and "-h" not in rest else rest)
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.cmd is None:
-        _parser().print_help()
+        build_parser().print_help()
         return 2
     if args.cmd == "sample":
         from codetron.preprocess.generate.rrtf.sample import SampleConfig, run
@@ -101,7 +99,7 @@ def main(argv: list[str]) -> int:
             n_samples=args.n_samples, top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
             seed=args.seed, device=args.device, dtype=args.dtype, backend=args.backend, teacher_files=args.teacher,
             teacher_endpoint=args.teacher_endpoint, teacher_model=args.teacher_model,
-            teacher_max_tokens=args.teacher_max_tokens, teacher_api_key_env=args.teacher_api_key_env,
+            teacher_max_new_tokens=args.teacher_max_new_tokens, teacher_api_key_env=args.teacher_api_key_env,
             shard=args.shard, chunk=args.chunk, limit=args.limit), progress=not args.no_progress)
         return 0
     if args.cmd == "rank":

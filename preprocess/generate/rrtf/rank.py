@@ -27,6 +27,7 @@ tier; both are written atomically.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from collections import Counter
 
 from codetron.errors import CodetronError
@@ -133,6 +134,16 @@ def format_stats(stats: dict) -> str:
         lines.append(f"{t:<10}{stats['teacher_tiers'][t]:>10}{stats['student_tiers'][t]:>10}"
                      f"{stats['best_tiers'][t]:>10}{stats['rejected_tiers'][t]:>10}")
     return "\n".join(lines)
+
+
+@dataclass(kw_only=True, slots=True)
+class RankConfig:
+    """How ``codetron rrtf rank`` executes responses."""
+
+    timeout: float = 5.0
+    """Wall-clock seconds per program in the eval sandbox."""
+    workers: int = 2
+    """Sandbox worker processes."""
 
 
 def run(problems_path: str, samples_paths: list[str], out: str, timeout: float, workers: int,

@@ -19,6 +19,7 @@ from pathlib import Path
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
 from codetron.records import read_jsonl
+from codetron.sampling import SamplingParams, cli_flag
 from codetron.preprocess.generate.rrtf.problems import normalize_response, pangu_prompt, read_problems, stop_sequences
 from codetron.preprocess.generate.store import AppendLog
 
@@ -57,8 +58,8 @@ class SampleConfig:
     """OpenAI-compatible server URL for teacher responses (greedy)."""
     teacher_model: str = "teacher"
     """Model name sent to the endpoint."""
-    teacher_max_tokens: int = 512
-    """max_tokens for teacher requests."""
+    teacher_max_new_tokens: int = 512
+    """Tokens at most per (greedy) teacher response."""
     teacher_api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the endpoint's API key (optional)."""
     shard: str = "0/1"
@@ -67,6 +68,14 @@ class SampleConfig:
     """Problems per written block (progress granularity of the resumable output)."""
     limit: int | None = None
     """Only the first N problems (before sharding)."""
+
+    def sampling(self, temperature: float) -> SamplingParams:
+        """The student sampling at one of ``temperatures``, checked by SamplingParams' one validator
+        (errors name this command's flags: ``--temperatures``, ``--n-samples``)."""
+        flags = {"temperature": "--temperatures", "n": "--n-samples"}
+        params = SamplingParams(temperature=temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
+                                n=self.n_samples, seed=self.seed)
+        return params.validate(name=lambda field: flags.get(field) or cli_flag(field))
 
     def identity(self) -> dict:
         """Settings that must match on resume."""
@@ -145,10 +154,12 @@ def run(cfg: SampleConfig, progress: bool = True) -> dict:
 
     from codetron.preprocess.generate.rrtf.teacher import TeacherEndpoint, read_teacher_files
 
-    if not cfg.temperatures or any(t < 0 for t in cfg.temperatures):
-        raise CodetronError("--temperatures: give one or more temperatures >= 0")
-    if cfg.n_samples < 1 or cfg.chunk < 1:
-        raise CodetronError("--n-samples and --chunk must be >= 1")
+    if not cfg.temperatures:
+        raise CodetronError("--temperatures: give one or more temperatures")
+    for temperature in cfg.temperatures:
+        cfg.sampling(temperature)
+    if cfg.chunk < 1:
+        raise CodetronError(f"--chunk must be >= 1, got {cfg.chunk}")
     if cfg.model is None and not (cfg.teacher_files or cfg.teacher_endpoint):
         raise CodetronError("nothing to sample: give --model (students) and --teacher FILE or --teacher-endpoint URL")
     if cfg.backend not in ("transformers", "vllm"):
@@ -160,7 +171,7 @@ def run(cfg: SampleConfig, progress: bool = True) -> dict:
     unknown = sorted(set(teachers) - {p["task_id"] for p in all_problems})
     if unknown:
         raise CodetronError(f"teacher files name task_id {unknown[0]!r} that is not in {cfg.problems}")
-    client = (TeacherEndpoint(cfg.teacher_endpoint, cfg.teacher_model, cfg.teacher_max_tokens, cfg.teacher_api_key_env)
+    client = (TeacherEndpoint(cfg.teacher_endpoint, cfg.teacher_model, cfg.teacher_max_new_tokens, cfg.teacher_api_key_env)
               if cfg.teacher_endpoint else None)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ import os
 
 from codetron.errors import CodetronError
 from codetron.records import read_jsonl
-from codetron.preprocess.generate.backends import BackendError, BudgetExhausted, GenParams, OpenAIBackend, RequestBudget, RetryPolicy
+from codetron.sampling import SamplingParams
+from codetron.preprocess.generate.backends import BackendError, BudgetExhausted, OpenAIBackend, RequestBudget, RetryPolicy
 
 RESPONSE_KEYS = ("response", "completion", "output")
 
@@ -40,17 +41,17 @@ class TeacherEndpoint:
     MAX_STOPS = 4
     """OpenAI's completions API refuses more stop sequences; responses are cut at all of them later."""
 
-    def __init__(self, base_url: str, model: str, max_tokens: int = 512, api_key_env: str | None = "OPENAI_API_KEY",
+    def __init__(self, base_url: str, model: str, max_new_tokens: int = 512, api_key_env: str | None = "OPENAI_API_KEY",
                  retry: RetryPolicy | None = None, budget: RequestBudget | None = None):
         """``retry`` defaults to 3 attempts of at most 120 s each; ``budget`` to no limit."""
-        self.max_tokens = max_tokens
+        self.max_new_tokens = max_new_tokens
         self.client = OpenAIBackend(base_url, model, api="completions", budget=budget,
                                     retry=retry or RetryPolicy(max_retries=2, backoff=1.0, backoff_max=10.0, timeout=120.0),
                                     # "" (not None): no key at all when the named variable is unset
                                     api_key=os.environ.get(api_key_env, "") if api_key_env else "")
 
     def complete(self, prompt: str, stop: tuple[str, ...] | list[str]) -> str:
-        params = GenParams(temperature=0.0, max_tokens=self.max_tokens, stop=list(stop)[:self.MAX_STOPS])
+        params = SamplingParams(temperature=0.0, max_new_tokens=self.max_new_tokens, stop=tuple(stop)[:self.MAX_STOPS])
         try:
             return self.client.complete(prompt, params)[0]
         except (BackendError, BudgetExhausted) as exc:

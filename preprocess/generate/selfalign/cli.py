@@ -20,9 +20,13 @@ import json
 import sys
 import time
 
+from codetron.cli_args import add_field
 from codetron.errors import CodetronError
 from codetron.fileio import atomic_open
 from codetron.preprocess.generate.backends import add_request_args
+from codetron.preprocess.generate.output import OutputConfig
+from codetron.preprocess.generate.selfalign.pipeline import SelfAlignConfig
+from codetron.preprocess.generate.selfalign.seeds import SeedConfig
 from codetron.preprocess.generate.selfalign.smart import SmartConfig
 
 EXIT_INCOMPLETE = 3
@@ -63,11 +67,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--base-url", required=True, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--model", help="model name sent to the server (default: the first in /v1/models)")
-    g.add_argument("--api", choices=("completions", "chat"), default="completions",
-                   help="completions: few-shot text continued by a base model (default, as published); "
-                        "chat: the same text as one user message")
-    g.add_argument("--concurrency", type=int, default=8, help="seeds in flight (default 8)")
-    add_request_args(g, "seeds")
+    add_field(g, SelfAlignConfig, "api", choices=("completions", "chat"))
+    add_field(g, SelfAlignConfig, "concurrency")
+    add_request_args(g, SelfAlignConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,15 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", help=".py files, directories (@stdlib = this Python's standard library), "
                                              "or jsonl/parquet records with a content/code field")
     s.add_argument("-o", "--output", required=True, help="seeds jsonl (stats written beside it)")
-    s.add_argument("--benchmark", action="append", default=[], metavar="FILE",
-                   help="also decontaminate against this jsonl (MBPP: text/code; or HumanEval schema); repeatable")
-    s.add_argument("--no-decontaminate", action="store_true", help="keep seeds overlapping the benchmarks")
-    s.add_argument("--typecheck", choices=("auto", "pyright", "off"), default="auto",
-                   help="pyright filter: auto runs it when installed (default), pyright requires it")
-    s.add_argument("--max-lines", type=int, default=150, help="longest seed in lines (default 150)")
-    s.add_argument("--min-lines", type=int, default=3, help="shortest seed in lines (default 3)")
-    s.add_argument("--near-threshold", type=float, default=0.7, help="near-duplicate Jaccard threshold (default 0.7)")
-    s.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out matching .py files")
+    add_field(s, SeedConfig, "benchmarks", "--benchmark", dest="benchmarks", action="append", metavar="FILE",
+              note="Repeatable.")
+    add_field(s, SeedConfig, "decontaminate", "--no-decontaminate", negate=True)
+    add_field(s, SeedConfig, "typecheck", choices=("auto", "pyright", "off"))
+    for name in ("max_lines", "min_lines", "near_threshold"):
+        add_field(s, SeedConfig, name)
+    add_field(s, SeedConfig, "exclude", action="append", metavar="GLOB", note="Repeatable.")
     s.add_argument("--limit", type=int, help="write only the first N seeds")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -104,27 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="output jsonl (records log and stats beside it)")
     _backend_args(r)
     g = r.add_argument_group("generation")
-    g.add_argument("--responses", type=int, default=10, help="responses sampled per instruction (default 10)")
-    g.add_argument("--fewshots", type=int, default=3, help="few-shot examples in S->C and C->I prompts (default 3)")
-    g.add_argument("--fewshots-response", type=int, default=1, help="few-shot examples in I->R prompts (default 1)")
+    for name in ("responses", "fewshots", "fewshots_response"):
+        add_field(g, SelfAlignConfig, name)
     g.add_argument("--fewshot", "--fewshot-file", dest="fewshot", metavar="FILE",
                    help="few-shot file in the published format, e.g. starcoder2-self-align's "
                         "prompts/self-ossinstruct-fewshot.txt (default: Codetron's own fewshot.txt)")
-    g.add_argument("--seed", type=int, default=3407, help="base seed of draws and request seeds (default 3407)")
-    g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
-    g.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1.0)")
-    g.add_argument("--max-tokens", type=int, default=1536, help="tokens per answer (default 1536)")
+    add_field(g, SelfAlignConfig, "seed")
+    add_field(g, SelfAlignConfig, "sampling.temperature")
+    add_field(g, SelfAlignConfig, "sampling.top_p")
+    add_field(g, SelfAlignConfig, "sampling.max_new_tokens", "--max-new-tokens", "--max-tokens")
     g.add_argument("--limit", type=int, help="use only the first N seeds")
     x = r.add_argument_group("execution")
-    x.add_argument("--exec-timeout", type=float, default=10.0, help="seconds per response's tests (default 10)")
-    x.add_argument("--exec-workers", type=int, default=2, help="sandbox workers (default 2)")
+    add_field(x, SelfAlignConfig, "exec_timeout")
+    add_field(x, SelfAlignConfig, "exec_workers")
     o = r.add_argument_group("output")
-    o.add_argument("--dedup", choices=("none", "exact", "near"), default="near",
-                   help="drop duplicate instructions: exact, or also near (MinHash, default)")
-    o.add_argument("--near-threshold", type=float, default=0.8, help="near-dedup Jaccard threshold (default 0.8)")
-    o.add_argument("--benchmark", action="append", default=[], metavar="FILE",
-                   help="also decontaminate against this jsonl (MBPP: text/code; or HumanEval schema); repeatable")
-    o.add_argument("--no-decontaminate", action="store_true", help="keep pairs overlapping the benchmarks")
+    add_field(o, OutputConfig, "dedup", choices=("none", "exact", "near"))
+    add_field(o, OutputConfig, "near_threshold")
+    add_field(o, OutputConfig, "benchmarks", "--benchmark", dest="benchmarks", action="append", metavar="FILE",
+              note="Repeatable.")
+    add_field(o, OutputConfig, "decontaminate", "--no-decontaminate", negate=True)
     o.add_argument("--restart", action="store_true", help="discard OUT.records.jsonl and start over")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -134,8 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "[Tests] as StarCoder2-Instruct's SMART=1 sanitize_data.py does.")
     m.add_argument("input", help="jsonl pairs: instruction and output (selfalign run) or response")
     m.add_argument("-o", "--output", required=True, help="output jsonl (stats written beside it)")
-    m.add_argument("--seed", type=int, default=SmartConfig.seed,
-                   help=f"seed of the one random stream over the file (default {SmartConfig.seed}, as published)")
+    add_field(m, SmartConfig, "seed")
     return p
 
 
@@ -150,11 +147,11 @@ def _write_json(path: str, obj: dict) -> None:
 
 
 def seeds_main(args) -> int:
-    from codetron.preprocess.generate.selfalign.seeds import SeedConfig, gather_seeds
+    from codetron.preprocess.generate.selfalign.seeds import gather_seeds
     from codetron.records import write_jsonl
 
     cfg = SeedConfig(max_lines=args.max_lines, min_lines=args.min_lines, near_threshold=args.near_threshold,
-                     decontaminate=not args.no_decontaminate, benchmarks=tuple(args.benchmark),
+                     decontaminate=args.decontaminate, benchmarks=tuple(args.benchmarks),
                      typecheck=args.typecheck, exclude=tuple(args.exclude))
     cfg.validate()
     report = gather_seeds(args.inputs, cfg, progress=not args.quiet)
@@ -177,23 +174,26 @@ def run_main(args) -> int:
     from codetron.preprocess.generate.backends import BackendError, BudgetExhausted, OpenAIBackend, request_policy
     from codetron.preprocess.generate.output import OutputConfig, training_records, write_output
     from codetron.preprocess.generate.seeds import load_code_seeds
-    from codetron.preprocess.generate.selfalign.pipeline import SelfAlignConfig, run_selfalign, summary
+    from codetron.preprocess.generate.selfalign.pipeline import run_selfalign, summary
     from codetron.preprocess.generate.selfalign.prompts import load_fewshot
     from codetron.preprocess.generate.selfalign.seeds import decontaminator
     from codetron.preprocess.generate.store import RecordLog
 
+    from codetron.sampling import SamplingParams
+
     cfg = SelfAlignConfig(api=args.api, responses=args.responses, fewshots=args.fewshots,
-                          fewshots_response=args.fewshots_response, seed=args.seed, temperature=args.temperature,
-                          top_p=args.top_p, max_tokens=args.max_tokens, exec_timeout=args.exec_timeout,
+                          fewshots_response=args.fewshots_response, seed=args.seed,
+                          sampling=SamplingParams(temperature=args.temperature, top_p=args.top_p,
+                                                  max_new_tokens=args.max_new_tokens), exec_timeout=args.exec_timeout,
                           exec_workers=args.exec_workers, concurrency=args.concurrency,
                           max_failures=args.max_failures)
     fewshot = load_fewshot(args.fewshot)
     cfg.validate(fewshot)
     retry, budget = request_policy(args)
-    for path in args.benchmark:
+    for path in args.benchmarks:
         decontaminator([path])  # a bad benchmark file fails now, not after hours of generation
-    out_cfg = OutputConfig(dedup=args.dedup, near_threshold=args.near_threshold,
-                           decontaminate=not args.no_decontaminate)
+    out_cfg = OutputConfig(dedup=args.dedup, near_threshold=args.near_threshold, benchmarks=tuple(args.benchmarks),
+                           decontaminate=args.decontaminate)
     seeds = load_code_seeds(args.seeds, args.limit)
     stem = _stem(args.output)
     records_path, stats_path = stem + ".records.jsonl", stem + ".stats.json"
@@ -220,7 +220,7 @@ def run_main(args) -> int:
                  complete=status.complete, records=records_path)
     if status.complete:
         rows = [dict(r, source="selfalign") for r in training_records(recs)]
-        decon = decontaminator(args.benchmark) if out_cfg.decontaminate else None
+        decon = decontaminator(args.benchmarks) if out_cfg.decontaminate else None
         stats["output"] = write_output(rows, args.output, out_cfg, decontaminator=decon)
     _write_json(stats_path, stats)
     if not status.complete:

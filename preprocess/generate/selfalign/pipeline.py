@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from codetron.errors import CodetronError, ConfigError
-from codetron.preprocess.generate.backends import BackendError, Completion, GenParams, OpenAIBackend
+from codetron.sampling import SamplingParams, sampling_field
+from codetron.preprocess.generate.backends import BackendError, Completion, OpenAIBackend
 from codetron.preprocess.generate.runner import RunStatus, derive_seed, run_in_chunks
 from codetron.preprocess.generate.seeds import Seed
 from codetron.preprocess.generate.selfalign.prompts import (FINISHED, STOP, FewShot, cut_answer, draw_property,
@@ -63,12 +64,9 @@ class SelfAlignConfig:
     """Language of the tasks (the execution filter runs Python)."""
     seed: int = 3407
     """Base seed of every draw and request seed (published default 3407)."""
-    temperature: float = 0.7
-    """Sampling temperature of every request (published: 0.7)."""
-    top_p: float = 1.0
-    """Nucleus mass (the published pipeline leaves it at 1)."""
-    max_tokens: int = 1536
-    """Tokens at most per answer (published: 1536)."""
+    sampling: SamplingParams = sampling_field(temperature=0.7, top_p=1.0, max_new_tokens=1536)
+    """Sampling of every request (published: temperature 0.7, top_p left at 1, 1536 tokens per answer);
+    seeds are derived per request from ``seed``, and ``n`` is ``responses`` for I->R."""
     exec_timeout: float = 10.0
     """Seconds one response's solution and tests may run (published: 10)."""
     exec_workers: int = 2
@@ -93,8 +91,7 @@ class SelfAlignConfig:
                 raise ConfigError(f"{flag} {k}: must be between 1 and {n} ({what} in {fewshot.path})")
         if self.exec_timeout <= 0:
             raise ConfigError(f"--exec-timeout must be > 0, got {self.exec_timeout}")
-        if self.max_tokens < 1 or not 0 <= self.temperature <= 2 or not 0 < self.top_p <= 1:
-            raise ConfigError("--max-tokens must be >= 1, --temperature in [0, 2], --top-p in (0, 1]")
+        self.sampling.validate()
         if min(self.concurrency, self.chunk, self.exec_workers) < 1:
             raise ConfigError("--concurrency and --exec-workers must be >= 1")
 
@@ -102,7 +99,9 @@ class SelfAlignConfig:
         """What a resumed run must share with the logged one (everything that shapes a record)."""
         return {"mode": "selfalign", "api": self.api, "responses": self.responses, "fewshots": self.fewshots,
                 "fewshots_response": self.fewshots_response, "language": self.language, "seed": self.seed,
-                "temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
+                # flat keys with the OpenAI name: the header of existing records logs (resume)
+                "temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
+                "max_tokens": self.sampling.max_new_tokens,
                 "fewshot_sha": fewshot.sha, "wrong_impl_check": sorted(WRONG_IMPLEMENTATIONS)}
 
 
@@ -117,8 +116,7 @@ class Generator:
         self.backend, self.cfg, self.fewshot = backend, cfg, fewshot
 
     def ask(self, prompt: str, seed: int, n: int = 1) -> list[Completion]:
-        params = GenParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_tokens,
-                           seed=seed, stop=[STOP], n=n)
+        params = self.cfg.sampling.replace(seed=seed, stop=(STOP,), n=n)
         if self.cfg.api == "completions":
             choices = self.backend.complete_choices(prompt, params)
         else:
