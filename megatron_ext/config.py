@@ -50,7 +50,13 @@ class ModelConfig:
     table. None (hand-built configs only) means seq_length. For family starcoder2 (no table) the
     longest context the model supports (``max_position_embeddings``)."""
     rotary_base: float = 10000.0
-    """RoPE base (``rope_theta``); family starcoder2 only."""
+    """RoPE base (``rope_theta``); RoPE families only (all but gpt_bigcode)."""
+    rope_scaling: str | None = None
+    """HF RoPE scaling (``rope_parameters.rope_type``): None (plain RoPE), "linear" (positions divided by
+    rope_scaling_factor; DeepSeek-Coder) or "llama3" (Llama 3.1's by-wavelength rescaling); families llama
+    and qwen2."""
+    rope_scaling_factor: float = 1.0
+    """The scaling's ``factor`` (DeepSeek-Coder: 4.0); used only with rope_scaling."""
     sliding_window: int | None = None
     """Sliding-window attention: each token attends to itself and the window - 1 tokens before it
     (``sliding_window``; StarCoder2: 4096). None = full causal attention."""
@@ -144,6 +150,10 @@ class DataConfig:
     """Fraction of documents turned into fill-in-the-middle samples (StarCoder: 0.5)."""
     fim_spm_rate: float = 0.5
     """Of FIM samples, the fraction in SPM order instead of PSM (StarCoder: 0.5)."""
+    fim_tokens: list[str] | None = None
+    """FIM special tokens as the tokenizer spells them: prefix, middle, suffix, and its FIM pad if it has one
+    (else the tokenizer's pad token pads). None = StarCoder's ``<fim_prefix> <fim_middle> <fim_suffix>
+    <fim_pad>``; model presets of other tokenizers set theirs (qwen2.5-coder-*: ``<|fim_prefix|>``...)."""
     fim_split_sample: str | None = None
     """Token that separates fragments for fragment-level FIM (e.g. "<file_sep>"), None = whole doc."""
     pack: bool = True
