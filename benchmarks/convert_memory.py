@@ -62,24 +62,25 @@ def baseline_to_hf(ckpt: str, out: str) -> None:
     """Runs in a child: the non-streaming way -- the whole model in memory, then one save_file."""
     from safetensors.torch import save_file
 
-    from codetron.convert import mapping as M
     from codetron.convert.dcp_io import CheckpointReader
     from codetron.convert.to_hf import load_run_config
+    from codetron.megatron_ext import families
     from codetron.megatron_ext.checkpointing import resolve_checkpoint_dir
+    from codetron.megatron_ext.families.layouts import WORD_EMBEDDINGS
 
     d = resolve_checkpoint_dir(ckpt)
     m = load_run_config(d).model
     r = CheckpointReader(d)
-    full = {k: r.read(k) for k in [*M.GLOBAL_MAP, *(M.LAYERS + s for s in M.LAYER_MAP)]}
-    hf = {"transformer.wte.weight": full[M.WORD_EMBEDDINGS][: m.vocab_size]}
-    for k in ("embedding.position_embeddings.weight", "decoder.final_layernorm.weight", "decoder.final_layernorm.bias"):
-        hf[M.GLOBAL_MAP[k]] = full[k]
+    table = families.get(m.family).tensors(m, r.shape(WORD_EMBEDDINGS)[0])
+    full = {e.key: r.read(e.key) for e in table.entries}  # the whole model in memory
+    hf = {}
+    for e in table.before + table.after:
+        t = full[e.key][: m.vocab_size] if e.vocab else full[e.key]
+        hf.update(zip(e.hf_names(), e.to_hf(t) if e.to_hf else (t,)))
     for i in range(m.num_layers):
-        for s in M.LAYER_MAP:
-            t = full[M.LAYERS + s][i]
-            if "linear_qkv.weight" in s or "linear_qkv.bias" in s:
-                t = M.qkv_megatron_to_hf(t, m.num_attention_heads, m.num_query_groups, m.head_dim)
-            hf[M.hf_layer_name(i, s)] = t.contiguous()
+        for e in table.layer:
+            t = full[e.key][i]
+            hf.update(zip(e.hf_names(i), (p.contiguous() for p in (e.to_hf(t) if e.to_hf else (t,)))))
     Path(out).mkdir(parents=True, exist_ok=True)
     save_file(hf, str(Path(out) / "model.safetensors"), metadata={"format": "pt"})
 

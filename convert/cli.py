@@ -1,4 +1,4 @@
-"""codetron convert: megatron-core checkpoints <-> Hugging Face GPTBigCode and StarCoder2.
+"""codetron convert: megatron-core checkpoints <-> Hugging Face models of every family (GPTBigCode, StarCoder2, ...).
 
 Examples::
 
@@ -22,16 +22,20 @@ import argparse
 import json
 import sys
 
+from codetron.megatron_ext import families
+
 
 def _parser() -> argparse.ArgumentParser:
+    archs = " / ".join(f.hf_architecture for f in families.all_families())
+    titles = " or ".join(f.title for f in families.all_families())
     p = argparse.ArgumentParser(prog="codetron convert", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{to-hf,from-hf,check}")
 
-    a = sub.add_parser("to-hf", help="megatron-core checkpoint -> HF GPTBigCodeForCausalLM / Starcoder2ForCausalLM folder",
+    a = sub.add_parser("to-hf", help=f"megatron-core checkpoint -> HF {archs} folder",
                        description="Convert a checkpoint written by `codetron train` (any TP/PP/VPP) into a "
-                                   "Hugging Face GPTBigCode or Starcoder2 folder (the family the run's config "
+                                   f"Hugging Face {titles} folder (the family the run's config "
                                    "names): sharded safetensors + index, config.json, generation_config.json "
                                    "and the run's tokenizer.")
     a.add_argument("ckpt", help="run directory (its latest checkpoint is used) or an iter_XXXXXXX directory")
@@ -47,9 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--check", action="store_true", help="afterwards, run `check` on the result")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    b = sub.add_parser("from-hf", help="HF GPTBigCode or StarCoder2 folder -> megatron-core checkpoint for fine-tuning",
-                       description="Convert a Hugging Face GPTBigCode (StarCoder, StarCoderBase, SantaCoder) or "
-                                   "Starcoder2 folder (safetensors; the family read from config.json) into a "
+    b = sub.add_parser("from-hf", help=f"HF {titles} folder -> megatron-core checkpoint for fine-tuning",
+                       description=f"Convert a Hugging Face {titles} folder "
+                                   "(safetensors; the family read from config.json's model_type) into a "
                                    "megatron-core checkpoint that `codetron train --checkpoint.finetune true "
                                    "--checkpoint.load OUT` starts from.")
     b.add_argument("hf_dir", help="folder with config.json and model.safetensors (or an index + shards)")

@@ -1,9 +1,11 @@
-"""megatron-core checkpoint (any TP/PP/VPP, as written by ``codetron train``) -> HF GPTBigCode folder.
+"""megatron-core checkpoint (any TP/PP/VPP, as written by ``codetron train``) -> HF model folder of
+the checkpoint's family (``model.family``: GPTBigCode, StarCoder2, ...).
 
-Streaming: the output's tensor list (names, shapes, dtypes) is planned from the checkpoint metadata
-alone; then each HF tensor is read from the dist checkpoint as one layer slice, transformed (vocab
-padding stripped, fused QKV laid out for ``c_attn``, dtype cast) and written straight into its
-safetensors shard. At most one slice plus one stored chunk is in memory at a time.
+Streaming (``streaming.plan_to_hf``): the output's tensor list (names, shapes, dtypes) is planned from
+the checkpoint metadata and the family's tensor table alone; then each HF tensor is read from the
+dist checkpoint as one layer slice, transformed (vocab padding stripped, fused QKV laid out as the
+family's HF model has it, dtype cast) and written straight into its safetensors shard. At most one
+slice plus one stored chunk is in memory at a time.
 """
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ from pathlib import Path
 import torch
 
 from codetron.errors import CodetronError
-from codetron.convert import mapping as M
 from codetron.convert import tokenizer_files
 from codetron.convert.dcp_io import CheckpointReader
-from codetron.convert.hf_config import save_hf_config
-from codetron.convert.safetensors_io import PlannedTensor, write_sharded
+from codetron.convert.hf_config import family_of, save_hf_config
+from codetron.convert.safetensors_io import write_sharded
 from codetron.convert.safety import check_output, export_dir, source_from
-from codetron.megatron_ext.config import ModelConfig
+from codetron.convert.streaming import plan_to_hf
+from codetron.megatron_ext.families.layouts import WORD_EMBEDDINGS
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 HF_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -105,80 +107,6 @@ def load_run_config(ckpt_dir: Path):
     return config_from_dict(saved_config(ckpt_dir))
 
 
-def _expect_shape(reader: CheckpointReader, key: str, shape: tuple[int, ...], cfg_path: Path) -> None:
-    got = reader.shape(key)
-    if got != shape:
-        raise CodetronError(f"{reader.path}: tensor {key} has shape {got} but {cfg_path.name} implies {shape} "
-                            f"(config and weights disagree)")
-
-
-def vocab_rows(reader: CheckpointReader, key: str, vocab: int):
-    """A vocabulary-sized tensor (embeddings, output layer) without its padding rows, streamed one stored
-    chunk at a time: the largest tensors of a model never sit in memory whole."""
-    for first, rows in reader.iter_row_chunks(key):
-        keep = max(0, min(rows.shape[0], vocab - first))
-        if keep:
-            yield M.strip_vocab_padding(rows, keep)
-
-
-def plan_tensors(reader: CheckpointReader, model: ModelConfig, vocab: int, dtype: torch.dtype | None,
-                 cfg_path: Path) -> list[PlannedTensor]:
-    """Every HF tensor in write order, each with a producer that reads its slice on demand."""
-    h, L = model.hidden_size, model.num_layers
-    heads, groups, hd = model.num_attention_heads, model.num_query_groups, model.head_dim
-    M.check_qkv_supported(heads, groups, f"{cfg_path}: model.num_query_groups")
-    missing = [k for k in [*M.GLOBAL_MAP, *(M.LAYERS + s for s in M.LAYER_MAP)] if not reader.has(k)]
-    if not model.tie_embeddings and not reader.has(M.UNTIED_OUTPUT[0]):
-        missing.append(M.UNTIED_OUTPUT[0])
-    if missing:
-        raise CodetronError(f"{reader.path}: checkpoint lacks {missing[0]} ({len(missing)} model tensors missing); "
-                            f"not a GPTBigCode model written by codetron train")
-    padded = reader.shape(M.WORD_EMBEDDINGS)[0]
-    if padded < vocab:
-        raise CodetronError(f"{reader.path}: word embeddings have {padded} rows but model.vocab_size is {vocab}")
-    stacked = {
-        "self_attention.linear_qkv.weight": (M.qkv_rows(heads, groups, hd), h),
-        "self_attention.linear_qkv.bias": (M.qkv_rows(heads, groups, hd),),
-        "self_attention.linear_proj.weight": (h, h),
-        "mlp.linear_fc1.weight": (model.ffn, h), "mlp.linear_fc1.bias": (model.ffn,),
-        "mlp.linear_fc2.weight": (h, model.ffn),
-    }
-    for suffix in M.LAYER_MAP:
-        _expect_shape(reader, M.LAYERS + suffix, (L, *stacked.get(suffix, (h,))), cfg_path)
-    _expect_shape(reader, M.WORD_EMBEDDINGS, (padded, h), cfg_path)
-    _expect_shape(reader, "embedding.position_embeddings.weight", (model.positions, h), cfg_path)
-
-    def out_dtype(key: str) -> torch.dtype:
-        return dtype or reader.dtype(key)
-
-    def unpadded_rows(key: str):
-        return vocab_rows(reader, key, vocab)
-
-    plan = [
-        PlannedTensor("transformer.wte.weight", (vocab, h), out_dtype(M.WORD_EMBEDDINGS),
-                      lambda: unpadded_rows(M.WORD_EMBEDDINGS)),
-        PlannedTensor("transformer.wpe.weight", (model.positions, h), out_dtype("embedding.position_embeddings.weight"),
-                      lambda: reader.read("embedding.position_embeddings.weight")),
-    ]
-    for i in range(L):
-        for suffix in M.LAYER_MAP:
-            key = M.LAYERS + suffix
-            shape = stacked.get(suffix, (h,))
-            if "linear_qkv.weight" in suffix or "linear_qkv.bias" in suffix:
-                fn = (lambda key=key, i=i: M.qkv_megatron_to_hf(reader.read(key, i), heads, groups, hd))
-            else:
-                fn = (lambda key=key, i=i: reader.read(key, i))
-            plan.append(PlannedTensor(M.hf_layer_name(i, suffix), shape, out_dtype(key), fn))
-    for key in ("decoder.final_layernorm.weight", "decoder.final_layernorm.bias"):
-        _expect_shape(reader, key, (h,), cfg_path)
-        plan.append(PlannedTensor(M.GLOBAL_MAP[key], (h,), out_dtype(key), lambda key=key: reader.read(key)))
-    if not model.tie_embeddings:
-        key, name = M.UNTIED_OUTPUT
-        _expect_shape(reader, key, (padded, h), cfg_path)
-        plan.append(PlannedTensor(name, (vocab, h), out_dtype(key), lambda: unpadded_rows(key)))
-    return plan
-
-
 def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) -> dict:
     """Convert; returns a small report (also written as ``codetron_conversion.json``)."""
     from codetron.megatron_ext.checkpointing import CONFIG_NAME, resolve_checkpoint_dir
@@ -203,13 +131,9 @@ def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) ->
         raise CodetronError(f"{cfg_path}: data.tokenizer null:{tok.vocab_size} disagrees with model.vocab_size {vocab}")
     reader = CheckpointReader(ckpt_dir)
     dtype = DTYPES[opts.dtype] if opts.dtype else None
-    if model.family == "starcoder2":  # the family's name table (mapping.py), same streaming
-        from codetron.convert.starcoder2 import plan_to_hf as plan_family
-    else:
-        plan_family = plan_tensors
-    plan = plan_family(reader, model, vocab, dtype, cfg_path)
+    plan = plan_to_hf(reader, family_of(model), model, vocab, dtype, cfg_path)
     out_dtypes = {t.dtype for t in plan}
-    config_dtype = HF_DTYPE_NAMES.get(dtype or reader.dtype(M.WORD_EMBEDDINGS), "float32")
+    config_dtype = HF_DTYPE_NAMES.get(dtype or reader.dtype(WORD_EMBEDDINGS), "float32")
     total = sum(_numel(t.shape) for t in plan)
 
     bar = None
@@ -245,7 +169,7 @@ def to_hf(ckpt: str | Path, out: str | Path, opts: ToHFOptions | None = None) ->
                        "pipeline_model_parallel_size": run.parallel.pipeline_model_parallel_size,
                        "virtual_pipeline_model_parallel_size": run.parallel.virtual_pipeline_model_parallel_size},
             "vocab_size": vocab,
-            "padded_vocab_size": reader.shape(M.WORD_EMBEDDINGS)[0],
+            "padded_vocab_size": reader.shape(WORD_EMBEDDINGS)[0],
             "dtype": sorted(HF_DTYPE_NAMES[d] for d in out_dtypes),
             "parameters": total,
             "files": files,

@@ -38,7 +38,8 @@ import torch.distributed as dist
 
 from codetron.errors import CodetronError, ConfigError
 from codetron.fileio import atomic_open
-from codetron.megatron_ext import manifest
+from codetron.megatron_ext import families, manifest
+from codetron.megatron_ext.families import layouts
 from codetron.megatron_ext.helper_signals import held_signals, start_resource_tracker
 
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -201,7 +202,7 @@ def resume_source(ck, report: Callable[[str], None] | None = None, hashes: bool 
 # Model settings whose change changes a parameter's shape (others: dropout, recompute, seq_length
 # within the position table... may differ between runs of the same weights).
 _SHAPE_FIELDS = ("family", "num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "ffn",
-                 "tie_embeddings")
+                 "tie_embeddings", "qkv_bias")
 
 
 def check_same_model(ckpt_dir: str | Path, model, vocab_size: int) -> None:
@@ -218,7 +219,7 @@ def check_same_model(ckpt_dir: str | Path, model, vocab_size: int) -> None:
 
     def shape_of(m: ModelConfig, vocab: int | None) -> dict:
         out = {k: getattr(m, k) for k in _SHAPE_FIELDS if hasattr(m, k)}
-        if getattr(m, "family", "gpt_bigcode") == "gpt_bigcode":
+        if families.get(m.family).has_position_table:
             out["max_position_embeddings"] = m.positions  # the learned position table's rows
         if vocab:
             multiple = m.make_vocab_size_divisible_by
@@ -523,7 +524,7 @@ def load(ckpt_dir: str | Path, model_chunks, optimizer=None, scheduler=None,
     return {"iteration": int(common.get("iteration", 0)), "extra": common.get("extra", {})}
 
 
-POSITION_TABLE = "embedding.position_embeddings.weight"
+POSITION_TABLE = layouts.POSITION_TABLE
 
 
 def _stored_shapes(ckpt_dir: Path) -> dict[str, tuple[int, ...]]:

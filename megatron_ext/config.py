@@ -20,18 +20,19 @@ from codetron.errors import ConfigError
 TRANSFORMER_IMPLS = ("auto", "local", "sdpa", "transformer_engine")
 """Values of ``model.transformer_impl``."""
 
-FAMILIES = ("gpt_bigcode", "starcoder2")
-"""Values of ``model.family``: the Hugging Face ``model_type`` a model converts to and from."""
+DEFAULT_FAMILY = "gpt_bigcode"
+"""``model.family`` of configs that name none (and of checkpoints saved before families existed)."""
 
 
 @dataclass(kw_only=True)
 class ModelConfig:
-    """GPTBigCode (StarCoder) or StarCoder2 architecture expressed for megatron-core."""
+    """A model's architecture for megatron-core (what differs between families: ``megatron_ext/families/``)."""
 
-    family: str = "gpt_bigcode"
-    """"gpt_bigcode" (StarCoder/SantaCoder: learned absolute positions) or "starcoder2" (RoPE
-    positions, no position table): the Hugging Face model_type `codetron convert` writes and reads.
-    Every other difference of StarCoder2 (GQA, sliding window, untied output) is its own field."""
+    family: str = DEFAULT_FAMILY
+    """The model family: a module of ``codetron.megatron_ext.families`` (``codetron.megatron_ext.families.names()``:
+    gpt_bigcode for StarCoder/SantaCoder, starcoder2, ...), also the Hugging Face model_type `codetron
+    convert` writes. It fixes what the fields below cannot say (norm, activation, positions, tensor
+    names); every size, GQA, the sliding window and untied output are fields."""
     num_layers: int = 4
     """Transformer layers."""
     hidden_size: int = 64
@@ -50,16 +51,17 @@ class ModelConfig:
     table. None (hand-built configs only) means seq_length. For family starcoder2 (no table) the
     longest context the model supports (``max_position_embeddings``)."""
     rotary_base: float = 10000.0
-    """RoPE base (``rope_theta``); RoPE families only (all but gpt_bigcode)."""
-    rope_scaling: str | None = None
-    """HF RoPE scaling (``rope_parameters.rope_type``): None (plain RoPE), "linear" (positions divided by
-    rope_scaling_factor; DeepSeek-Coder) or "llama3" (Llama 3.1's by-wavelength rescaling); families llama
-    and qwen2."""
-    rope_scaling_factor: float = 1.0
-    """The scaling's ``factor`` (DeepSeek-Coder: 4.0); used only with rope_scaling."""
+    """RoPE base (``rope_theta``); used by families with rotary positions (starcoder2, ...)."""
     sliding_window: int | None = None
     """Sliding-window attention: each token attends to itself and the window - 1 tokens before it
     (``sliding_window``; StarCoder2: 4096). None = full causal attention."""
+    rope_scaling: dict[str, Any] | None = None
+    """Scaled RoPE as the Hugging Face config gives it (``rope_scaling``, e.g. ``{"rope_type": "linear",
+    "factor": 4.0}``); the family maps it to megatron-core and rejects what it cannot express. None =
+    unscaled RoPE (or learned positions)."""
+    qkv_bias: bool | None = None
+    """Biases on the fused QKV projection; None = the family's own choice (GPTBigCode and StarCoder2:
+    biases on every linear layer). A family with optional QKV biases reads this."""
     vocab_size: int | None = None
     """Tokenizer vocabulary; None means read it from the tokenizer at start-up."""
     make_vocab_size_divisible_by: int = 128
@@ -97,20 +99,6 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    @property
-    def position_embedding_type(self) -> str:
-        """megatron-core's GPTModel knob: StarCoder2 rotates queries and keys, GPTBigCode adds a table."""
-        return "rope" if self.family == "starcoder2" else "learned_absolute"
-
-    def num_parameters(self, vocab: int | None = None) -> int:
-        """Parameter count (position table only with learned positions, output matrix only if untied)."""
-        v = vocab or self.vocab_size or 0
-        h, f, hd = self.hidden_size, self.ffn, self.head_dim
-        qkv = h * (h + 2 * self.num_query_groups * hd) + (h + 2 * self.num_query_groups * hd)
-        layer = qkv + h * h + h + 2 * h * f + f + h + 4 * h
-        table = self.positions * h if self.position_embedding_type == "learned_absolute" else 0
-        output = 0 if self.tie_embeddings else v * h
-        return v * h + output + table + self.num_layers * layer + 2 * h
 
 
 @dataclass(kw_only=True)

@@ -1,5 +1,6 @@
 """Model FLOPs of a training step, counted the way Megatron-LM's ``num_floating_point_operations``
-counts them (``megatron/training/training.py``), for the GPTBigCode shape.
+counts them (``megatron/training/training.py``), for every family's shape (its MLP
+matrices from the family).
 
 Per position of a sequence of length ``s`` (B x s positions make a step), with hidden ``h``,
 ``L`` layers, query projection ``q = heads x head_dim``, key and value projections
@@ -9,7 +10,8 @@ vocabulary ``V`` (the logit GEMM runs over the padded rows)::
     per layer   qkv projection       h * (q + 2 kv)
                 scores + context     q * s / 2 * 2       QK^T and (QK^T)V, causal: half the square
                 output projection    q * h
-                MLP (GELU, no gate)  2 * h * f           h -> f and f -> h
+                MLP                  m * h * f           GELU: m = 2 (h -> f, f -> h); gated
+                                                         (SwiGLU): m = 3 (gate, up, down)
     logits                           h * V
     total       3 * 2 * (L * per layer + logits)         2 FLOPs per multiply-add; forward,
                                                          backward data-grad, backward weight-grad
@@ -28,6 +30,7 @@ No torch import: ``codetron slurm plan`` uses this on a login node.
 """
 from __future__ import annotations
 
+from codetron.megatron_ext import families
 from codetron.megatron_ext.config import ModelConfig
 
 # 2 FLOPs per multiply-add x 3 GEMMs per weight (forward, backward w.r.t. input, w.r.t. weight).
@@ -49,7 +52,7 @@ def flops_per_token(model: ModelConfig, padded_vocab: int, seq_length: int | Non
     h, L, f, d = model.hidden_size, model.num_layers, model.ffn, model.head_dim
     q = model.num_attention_heads * d
     kv = model.num_query_groups * d
-    per_layer = h * (q + 2 * kv) + q * s + q * h + 2 * h * f
+    per_layer = h * (q + 2 * kv) + q * s + q * h + families.get(model.family).mlp_matrices() * h * f
     return float(_TRAIN_FACTOR * (L * per_layer + h * padded_vocab))
 
 

@@ -1,33 +1,22 @@
-"""GPTBigCode (StarCoder) and StarCoder2 as a megatron-core ``GPTModel``.
+"""Every model family (``codetron.megatron_ext.families``) as a megatron-core ``GPTModel``.
 
 The architecture is expressed through megatron-core's own knobs, not a forked model file:
-multi-query attention is ``num_query_groups=1`` (StarCoder2's grouped-query attention: 2 or 4),
-learned absolute positions are ``position_embedding_type="learned_absolute"`` (StarCoder2:
-``"rope"`` with ``rotary_base``), StarCoder2's sliding window is ``window_size``; both families
-have LayerNorm with bias, biases on every linear layer and tanh GELU. The layer implementation is a ``ModuleSpec``
+multi-query attention is ``num_query_groups=1`` (grouped-query attention: more groups), the
+sliding window is ``window_size``; what differs between families (norm, biases, activation,
+positions: ``position_embedding_type`` and ``rotary_base``) comes from the family's
+``transformer_config_kwargs``, ``layer_spec`` and ``gpt_model_kwargs``. The layer implementation is a ``ModuleSpec``
 (local torch modules on CPU; on GPU TransformerEngine modules, or the local spec with SDPA attention
 where TE is absent). Fused kernels are used only where they import (``codetron.megatron_ext.fusions``). The model knows
 nothing about ranks: TP/PP sizes arrive through the ``TransformerConfig`` built here.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
-import torch.nn.functional as F
 
 from codetron.errors import ConfigError
-from codetron.megatron_ext.config import FAMILIES, TRANSFORMER_IMPLS, DataConfig, ModelConfig, OptimConfig, ParallelConfig
-
-
-def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """GPTBigCode's ``gelu_pytorch_tanh``.
-
-    A named function (not a partial) so configs pickle into checkpoints. Used whenever megatron's
-    bias-GELU fusion is off: then megatron calls the activation as given, and ``F.gelu`` would be the
-    exact (erf) GELU.
-    """
-    return F.gelu(x, approximate="tanh")
+from codetron.megatron_ext import families
+from codetron.megatron_ext.config import TRANSFORMER_IMPLS, DataConfig, ModelConfig, OptimConfig, ParallelConfig
+from codetron.megatron_ext.layer_specs import gelu_tanh, with_core_attention  # noqa: F401  (public here)
 
 
 def padded_vocab_size(vocab_size: int, model: ModelConfig, parallel: ParallelConfig) -> int:
@@ -66,37 +55,14 @@ def resolve_impl(model: ModelConfig) -> str:
 
 
 def layer_spec(model: ModelConfig):
-    """The ModuleSpec of one transformer layer for the chosen implementation."""
-    from megatron.core.models.gpt import gpt_layer_specs
-
-    impl = resolve_impl(model)
-    if impl == "transformer_engine":
-        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
-    if impl == "sdpa":
-        from codetron.megatron_ext.sdpa import sdpa_layer_spec
-
-        return sdpa_layer_spec()
-    spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization="LayerNorm")
-    if model.sliding_window is not None:
-        from codetron.megatron_ext.window import WindowedDotProductAttention
-
-        spec = with_core_attention(spec, WindowedDotProductAttention)
-    return spec
-
-
-def with_core_attention(spec, core_attention):
-    """A GPT layer spec with another core-attention module; nothing else changes."""
-    attention = spec.submodules.self_attention
-    attention = dataclasses.replace(
-        attention, submodules=dataclasses.replace(attention.submodules, core_attention=core_attention))
-    return dataclasses.replace(spec, submodules=dataclasses.replace(spec.submodules, self_attention=attention))
+    """The ModuleSpec of one transformer layer: the family's, for the chosen implementation."""
+    return families.get(model.family).layer_spec(model, resolve_impl(model))
 
 
 def check_architecture(model: ModelConfig, tensor_parallel: int = 1) -> None:
     """One-line errors for what megatron-core would reject deep inside a model build (or, for the
     sliding window, silently ignore)."""
-    if model.family not in FAMILIES:
-        raise ConfigError(f"model.family must be one of {', '.join(FAMILIES)}, not {model.family!r}")
+    family = families.get(model.family)  # one line listing the registry's names when unknown
     groups = model.num_query_groups
     if groups < 1 or model.num_attention_heads % groups:
         raise ConfigError(f"model.num_query_groups {groups} must divide num_attention_heads {model.num_attention_heads}")
@@ -107,13 +73,15 @@ def check_architecture(model: ModelConfig, tensor_parallel: int = 1) -> None:
                           f"{tensor_parallel}: one must be a multiple of the other")
     if model.sliding_window is not None and model.sliding_window < 1:
         raise ConfigError(f"model.sliding_window must be >= 1 or None, not {model.sliding_window}")
-    if model.family == "gpt_bigcode" and model.sliding_window is not None:
-        raise ConfigError("model.sliding_window needs model.family starcoder2 (GPTBigCode has no sliding window)")
+    if model.sliding_window is not None and not family.sliding_window:
+        windowed = " or ".join(f.name for f in families.all_families() if f.sliding_window)
+        raise ConfigError(f"model.sliding_window needs model.family {windowed} ({family.title} has no sliding window)")
+    family.check_architecture(model)
 
 
 def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: OptimConfig | None = None,
                        data: DataConfig | None = None, announce: bool = False):
-    """megatron-core TransformerConfig for the model's family.
+    """megatron-core TransformerConfig for the model's family (its settings over the generic ones).
 
     ``data`` tells whether batches carry their own attention masks (packed SFT), which rules out
     megatron's causal fused softmax; without it masks are assumed. ``announce``: print, from rank 0,
@@ -139,7 +107,7 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: Opti
                          recompute_num_layers=model.recompute_num_layers)
     elif model.recompute == "selective":
         recompute = dict(recompute_granularity="selective")
-    return TransformerConfig(
+    kwargs = dict(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
         num_attention_heads=model.num_attention_heads,
@@ -149,13 +117,6 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: Opti
         hidden_dropout=model.hidden_dropout,
         attention_dropout=model.attention_dropout,
         layernorm_epsilon=model.layernorm_epsilon,
-        normalization="LayerNorm",
-        add_bias_linear=True,
-        add_qkv_bias=True,
-        gated_linear_unit=False,
-        # megatron's fused bias-GELU is keyed on F.gelu but computes the tanh form (bias_gelu_impl;
-        # tests/train/test_fusions.py checks it), so it is GPTBigCode's and StarCoder2's activation either way.
-        activation_func=F.gelu if fused.bias_gelu else gelu_tanh,
         init_method_std=model.init_method_std,
         attention_softmax_in_fp32=True,
         apply_query_key_layer_scaling=False,
@@ -175,6 +136,8 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, optim: Opti
         fp16=precision == "fp16",
         **recompute,
     )
+    kwargs.update(families.get(model.family).transformer_config_kwargs(model, fused))
+    return TransformerConfig(**kwargs)
 
 
 def build_model(model: ModelConfig, parallel: ParallelConfig, vocab_size: int, optim: OptimConfig | None = None,
@@ -195,7 +158,6 @@ def build_model(model: ModelConfig, parallel: ParallelConfig, vocab_size: int, o
         post_process=post_process,
         parallel_output=True,
         share_embeddings_and_output_weights=model.tie_embeddings,
-        position_embedding_type=model.position_embedding_type,
-        rotary_base=model.rotary_base,
         vp_stage=vp_stage,
+        **families.get(model.family).gpt_model_kwargs(model),
     )

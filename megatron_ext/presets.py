@@ -12,7 +12,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from codetron.errors import ConfigError
-from codetron.megatron_ext.config import SECTIONS, ModelConfig, TrainConfig, apply_overrides, load_yaml
+from codetron.megatron_ext import families
+from codetron.megatron_ext.config import (DEFAULT_FAMILY, SECTIONS, ModelConfig, TrainConfig, apply_overrides,
+                                          load_yaml)
 
 
 @dataclass(frozen=True)
@@ -445,7 +447,7 @@ def check_family(cfg: TrainConfig, with_checkpoint: bool = True) -> None:
     from codetron.megatron_ext.checkpointing import CONFIG_NAME, resolve_checkpoint_dir, saved_config
 
     ckpt_dir = resolve_checkpoint_dir(load)
-    saved = (saved_config(ckpt_dir).get("model") or {}).get("family", "gpt_bigcode")
+    saved = (saved_config(ckpt_dir).get("model") or {}).get("family", DEFAULT_FAMILY)
     if saved != family:
         raise ConfigError(f"{ckpt_dir / CONFIG_NAME}: checkpoint.load is a {saved} model but model.family is "
                           f"{family}{f' (preset {cfg.preset})' if cfg.preset else ''}; fine-tune it with a {saved} "
@@ -521,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     print("model presets:")
     for name, p in MODEL_PRESETS.items():
         m = p.model
-        params = m.num_parameters(m.vocab_size or 8192) / 1e9
+        params = families.num_parameters(m, m.vocab_size or 8192) / 1e9
         print(f"  {name:20s} {m.num_layers:>3}L h{m.hidden_size:<5} {m.num_attention_heads:>2} heads  "
               f"seq {m.seq_length:<5} ~{params:5.2f}B  {p.description}")
     print("recipes:")

@@ -96,12 +96,12 @@ class SDPADotProductAttention(DotProductAttention):
         return out.permute(2, 0, 1, 3).reshape(s, b, n * d)
 
 
-def sdpa_layer_spec():
-    """megatron-core's local GPT layer spec (torch LayerNorm, or apex's when installed) with
+def sdpa_layer_spec(normalization: str = "LayerNorm"):
+    """megatron-core's local GPT layer spec (torch LayerNorm/RMSNorm, or apex's when installed) with
     :class:`SDPADotProductAttention` as core attention; nothing else changes."""
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
-    spec = get_gpt_layer_local_spec(normalization="LayerNorm")
+    spec = get_gpt_layer_local_spec(normalization=normalization)
     attention = spec.submodules.self_attention
     attention = dataclasses.replace(
         attention, submodules=dataclasses.replace(attention.submodules, core_attention=SDPADotProductAttention))

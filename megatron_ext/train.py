@@ -1,4 +1,4 @@
-"""``codetron train``: pretrain or fine-tune a GPTBigCode-style model on megatron-core.
+"""``codetron train``: pretrain or fine-tune a code model of any family on megatron-core.
 
 Examples::
 
@@ -24,6 +24,11 @@ import argparse
 import sys
 
 from codetron.errors import ConfigError
+from codetron.megatron_ext import families
+from codetron.megatron_ext.config import TRANSFORMER_IMPLS
+
+FIELD_CHOICES = {"model.family": families.names, "model.transformer_impl": lambda: TRANSFORMER_IMPLS}
+"""Fields whose values come from a fixed list (``--fields`` shows it); families from their registry."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +67,9 @@ def list_fields() -> str:
         out.append(f"[{sec}] {cls.__doc__.strip().splitlines()[0]}")
         for f in dataclasses.fields(cls):
             default = getattr(getattr(cfg, sec), f.name)
-            out.append(f"  --{sec}.{f.name} (default {default!r}): {docs.get(f.name, '')}")
+            choices = FIELD_CHOICES.get(f"{sec}.{f.name}")
+            one_of = f"; one of {', '.join(choices())}" if choices else ""
+            out.append(f"  --{sec}.{f.name} (default {default!r}{one_of}): {docs.get(f.name, '')}")
     return "\n".join(out)
 
 

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 
 from codetron.errors import ConfigError
+from codetron.megatron_ext import families
 from codetron.megatron_ext.config import TrainConfig
 
 GiB = 1024**3
@@ -271,7 +272,7 @@ def report(cfg: TrainConfig, world_size: int, gpu: GpuSpec, mfu: float, tokens: 
     tp, pp = p.tensor_model_parallel_size, p.pipeline_model_parallel_size
     dp = world_size // (tp * pp)
     v = padded_vocab(cfg, vocab)
-    n = m.num_parameters(v)
+    n = families.num_parameters(m, v)
     lines = [
         f"model   {cfg.preset or 'custom'}: {n / 1e9:.2f}B parameters, {m.num_layers} layers, hidden {m.hidden_size}, "
         f"{m.num_attention_heads} heads / {m.num_query_groups} KV, seq {m.seq_length}, vocab {v}",

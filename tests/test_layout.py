@@ -155,3 +155,96 @@ def test_train_fields_listing_documents_every_field():
 
     bare = [line for line in list_fields().splitlines() if line.startswith("  --") and line.rstrip().endswith("):")]
     assert not bare, "fields listed by `codetron train --fields` without a description:\n" + "\n".join(bare)
+
+
+# ---- model families: one module each, reached through the registry --------------------------------
+
+FAMILY_PACKAGE = ROOT / "megatron_ext" / "families"
+FAMILY_NAMES = ("gpt_bigcode", "starcoder2")
+"""Literal names no code outside the family package may compare with (the registry lists more)."""
+
+
+def _is_family_value(node: ast.AST) -> bool:
+    """``family``, ``x.family``, ``getattr(x, "family"...)``, ``x.get("family"...)``, ``x["family"]``."""
+    if isinstance(node, ast.Name):
+        return node.id == "family"
+    if isinstance(node, ast.Attribute):
+        return node.attr == "family"
+    if isinstance(node, ast.Call) and node.args:
+        first = node.args[0] if isinstance(node.func, ast.Attribute) and node.func.attr == "get" else \
+            node.args[1] if isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) > 1 else None
+        return isinstance(first, ast.Constant) and first.value == "family"
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and node.slice.value == "family"
+    return False
+
+
+def _strings(node: ast.AST) -> list[str]:
+    """String constants of a literal (``"x"`` or a tuple/list/set of them)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [s for elt in node.elts for s in _strings(elt)]
+    return []
+
+
+def family_branches(source: str, names=FAMILY_NAMES) -> list[str]:
+    """Places in ``source`` that branch on a family: a family value compared with (or matched against)
+    a string literal, or any comparison with a literal family name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            literals = [s for o in operands for s in _strings(o)]
+            if literals and any(_is_family_value(o) for o in operands):
+                found.append(f"line {node.lineno}: compares a family with {literals}")
+            elif any(s in names for s in literals):
+                found.append(f"line {node.lineno}: compares with the family name(s) "
+                             f"{[s for s in literals if s in names]}")
+        elif isinstance(node, ast.Match) and _is_family_value(node.subject):
+            found.append(f"line {node.lineno}: matches on a family")
+    return found
+
+
+def test_family_checker_sees_the_patterns_it_forbids():
+    assert family_branches("if model.family == 'starcoder2':\n    pass\n") == [
+        "line 1: compares a family with ['starcoder2']"]
+    assert family_branches("x = family != 'llama'\n") == ["line 1: compares a family with ['llama']"]
+    assert family_branches("ok = cfg.family in ('a', 'b')\n") == ["line 1: compares a family with ['a', 'b']"]
+    assert family_branches("y = getattr(m, 'family', 'gpt_bigcode') == 'gpt_bigcode'\n") == [
+        "line 1: compares a family with ['gpt_bigcode']"]
+    assert family_branches("z = doc.get('family') == 'x'\n") == ["line 1: compares a family with ['x']"]
+    assert family_branches("if cfg.get('model_type') == 'starcoder2': pass\n") == [
+        "line 1: compares with the family name(s) ['starcoder2']"]
+    assert family_branches("match m.family:\n    case 'a':\n        pass\n") == ["line 1: matches on a family"]
+    # comparing two families, or asking the registry, is no branch on a name
+    assert family_branches("if preset.model.family != cfg.model.family: pass\n") == []
+    assert family_branches("fam = families.get(model.family)\nx = {'starcoder2': 1}\n") == []
+
+
+def test_no_family_branches_outside_the_family_package():
+    """Adding a family is one module in ``megatron_ext/families``: nothing else names one to branch on."""
+    from codetron.megatron_ext import families
+
+    names = tuple(families.names())
+    assert set(FAMILY_NAMES) <= set(names)
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in ("tests", "build") or rel.parts[0].startswith(".") or rel.parts[0].endswith(".egg-info") \
+                or path.is_relative_to(FAMILY_PACKAGE):
+            continue
+        bad += [f"{rel} {place}" for place in family_branches(path.read_text(encoding="utf-8"), names)]
+    assert not bad, "branches on a model family outside megatron_ext/families (ask the family instead):\n" + "\n".join(bad)
+
+
+def test_every_family_module_registers_itself():
+    """Discovery, not a list: each module of the package (but the shared ones) is a family named like it."""
+    from codetron.megatron_ext import families
+
+    modules = sorted(p.stem for p in FAMILY_PACKAGE.glob("*.py")
+                     if p.stem not in families.NOT_FAMILIES and not p.stem.startswith("_"))
+    assert list(families.names()) == modules
+    for name in modules:
+        family = families.get(name)
+        assert isinstance(family, families.Family) and family.name == name

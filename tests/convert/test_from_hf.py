@@ -89,9 +89,9 @@ def test_finetune_resumes_from_converted_checkpoint(tmp_path, token_data, tokeni
 
 def test_embeddings_written_in_row_blocks_still_round_trip(tmp_path, monkeypatch):
     """from-hf splits embeddings into small row blocks (bounded memory); to-hf streams them back."""
-    import codetron.convert.from_hf as fh
+    import codetron.convert.streaming as streaming
 
-    monkeypatch.setattr(fh, "MAX_CHUNK_BYTES", 4096)  # 16 rows of 64 fp32
+    monkeypatch.setattr(streaming, "MAX_CHUNK_BYTES", 4096)  # 16 rows of 64 fp32
     src = tiny_hf_model(tmp_path / "hf", tie=False)
     from_hf(src, tmp_path / "meg", FromHFOptions(tp=2, progress=False))
     md = CheckpointReader(tmp_path / "meg" / "iter_0000000").metadata.state_dict_metadata

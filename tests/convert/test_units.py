@@ -1,4 +1,4 @@
-"""The mapping table, the special cases and the streaming file formats, checked piece by piece."""
+"""The families' tensor tables, the special cases and the streaming file formats, checked piece by piece."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from codetron.errors import CodetronError
-from codetron.convert import mapping as M
+from codetron.megatron_ext import families
+from codetron.megatron_ext.config import ModelConfig
+from codetron.megatron_ext.families import layouts as M
 from codetron.convert.dcp_io import CheckpointReader
 from codetron.convert.safetensors_io import PlannedTensor, SafetensorsFolder, write_sharded
 from codetron.convert.to_hf import parse_size
@@ -18,16 +20,60 @@ from codetron.convert.to_hf import parse_size
 @pytest.mark.slow
 def test_table_covers_every_model_key_of_a_trained_checkpoint(run_tp2pp2, run_vpp):
     """If megatron-core renames or adds a parameter, this fails before any conversion goes wrong."""
+    from codetron.convert.to_hf import load_run_config
     from codetron.megatron_ext.checkpointing import resolve_checkpoint_dir
 
     for run, tied in ((run_tp2pp2, True), (run_vpp, False)):
-        md = CheckpointReader(resolve_checkpoint_dir(run)).metadata.state_dict_metadata
-        model_keys = {k for k in md if not k.startswith("optimizer")}
-        expected = set(M.GLOBAL_MAP) | {M.LAYERS + s for s in M.LAYER_MAP}
-        expected |= {f"{M.LAYERS}{m}._extra_state/shard_{i}_4" for m in M.EXTRA_STATE_MODULES for i in range(4)}
-        if not tied:
-            expected.add(M.UNTIED_OUTPUT[0])
-        assert model_keys == expected
+        ckpt = resolve_checkpoint_dir(run)
+        md = CheckpointReader(ckpt).metadata.state_dict_metadata
+        model = load_run_config(ckpt).model
+        table = families.get(model.family).tensors(model, tuple(md[M.WORD_EMBEDDINGS].size)[0])
+        tensors = {k: tuple(v.size) for k, v in md.items() if not k.startswith("optimizer") and hasattr(v, "size")}
+        assert tensors == table.megatron_shapes()  # every key, and its stacked global shape
+        objects = {k for k in md if not k.startswith("optimizer") and k not in tensors}
+        assert objects == set(table.extra_state_keys())
+        assert (M.OUTPUT_LAYER in tensors) is not tied
+
+
+@pytest.mark.parametrize("family, hf_config", [
+    ("gpt_bigcode", dict(n_embd=64, n_head=4, n_layer=3, n_positions=96, n_inner=160, vocab_size=300,
+                         multi_query=True, tie_word_embeddings=True)),
+    ("gpt_bigcode", dict(n_embd=64, n_head=4, n_layer=2, n_positions=32, vocab_size=300, multi_query=False,
+                         tie_word_embeddings=False)),
+    ("starcoder2", dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3,
+                        intermediate_size=160, max_position_embeddings=128, vocab_size=300, sliding_window=16,
+                        tie_word_embeddings=False)),
+    ("starcoder2", dict(hidden_size=48, num_attention_heads=4, num_key_value_heads=1, num_hidden_layers=2,
+                        intermediate_size=96, max_position_embeddings=64, vocab_size=300, tie_word_embeddings=True)),
+])
+def test_family_table_is_what_transformers_builds(family, hf_config):
+    """Each family's tensor table (written once, in its module) names exactly the parameters of
+    transformers' own model class with their shapes, and the parameter count is theirs."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fam = families.get(family)
+    cfg = AutoConfig.for_model(family, **hf_config)
+    model = fam.from_hf_config(cfg.to_dict(), "config.json")
+    assert model.family == family
+    hf = AutoModelForCausalLM.from_config(cfg)
+    state = {k: tuple(v.shape) for k, v in hf.state_dict().items() if not k.endswith(fam.ignored_hf or ("\0",))}
+    if model.tie_embeddings:
+        state.pop(fam.untied_output_hf, None)  # an alias of the embeddings
+    assert fam.tensors(model, 384).hf_tensors() == state
+    assert fam.num_parameters(model) == sum(p.numel() for p in hf.parameters())
+    assert families.num_parameters(model) == fam.num_parameters(model)
+
+
+def test_registry_lists_the_family_modules_and_rejects_unknown_names():
+    from codetron.errors import ConfigError
+
+    assert {"gpt_bigcode", "starcoder2"} <= set(families.names()) and list(families.names()) == sorted(families.names())
+    assert [f.name for f in families.all_families()] == list(families.names())
+    assert families.for_model_type("starcoder2") is families.get("starcoder2")
+    assert families.for_model_type("bert") is None
+    with pytest.raises(ConfigError, match=r"model.family must be one of .*gpt_bigcode.*starcoder2.*, not 'gpt2'"):
+        families.get("gpt2")
+    assert ModelConfig().family == families.DEFAULT_FAMILY in families.names()
 
 
 def test_mqa_qkv_layout_is_queries_then_one_key_then_one_value():

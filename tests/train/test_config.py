@@ -4,6 +4,7 @@ import subprocess
 import pytest
 
 from codetron.errors import ConfigError
+from codetron.megatron_ext import families
 from codetron.megatron_ext.config import ParallelConfig, parse_cli_overrides
 from codetron.megatron_ext.presets import MODEL_PRESETS, RECIPES, resolve_config
 from tests.conftest import PYTHON, ROOT, subprocess_env
@@ -43,7 +44,7 @@ def test_every_recipe_builds_with_its_parallel_layout(name):
 def test_starcoder_numbers_match_the_paper():
     m = MODEL_PRESETS["starcoder-15b"].model
     assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.seq_length, m.vocab_size) == (40, 6144, 48, 8192, 49152)
-    assert abs(m.num_parameters() / 1e9 - 15.5) < 0.1
+    assert abs(families.num_parameters(m) / 1e9 - 15.5) < 0.1
     cfg = resolve_config(recipe="starcoder-pretrain")
     o = cfg.optim
     assert (o.global_batch_size, o.lr, o.min_lr, o.lr_warmup_iters, o.train_iters) == (512, 3e-4, 3e-5, 2000, 250_000)
