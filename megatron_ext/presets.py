@@ -190,19 +190,19 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
     "debug-llama": ModelPreset(
         ModelConfig(family="llama", num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=2,
                     ffn_hidden_size=176, seq_length=128, max_position_embeddings=256, rotary_base=100000.0,
-                    rope_scaling="linear", rope_scaling_factor=2.0, layernorm_epsilon=1e-6, tie_embeddings=False,
-                    vocab_size=None),
+                    rope_scaling={"rope_type": "linear", "factor": 2.0}, layernorm_epsilon=1e-6,
+                    tie_embeddings=False, vocab_size=None),
         source="Codetron test model shaped like DeepSeek-Coder-6.7B: RMSNorm, SwiGLU (ffn 176 = 8/3 x 64 rounded "
                "up to 16, divisible by TP4), GQA 4 heads / 2 KV groups (TP2 splits, TP4 replicates them), linear "
                "RoPE scaling (factor 2, base 1e5), untied output; 4 layers so TP2xPP2xVPP2 is possible",
         description="tiny Llama-architecture model for CPU tests",
     ),
     "debug-qwen2": ModelPreset(
-        ModelConfig(family="qwen2", num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=2,
-                    ffn_hidden_size=176, seq_length=128, max_position_embeddings=256, rotary_base=1e6,
-                    layernorm_epsilon=1e-6, tie_embeddings=True, vocab_size=None),
-        source="Codetron test model shaped like Qwen2.5-Coder-1.5B: the debug-llama layer with biases on q/k/v, "
-               "RoPE base 1e6 unscaled, tied embeddings",
+        ModelConfig(family="llama", qkv_bias=True, num_layers=4, hidden_size=64, num_attention_heads=4,
+                    num_query_groups=2, ffn_hidden_size=176, seq_length=128, max_position_embeddings=256,
+                    rotary_base=1e6, layernorm_epsilon=1e-6, tie_embeddings=True, vocab_size=None),
+        source="Codetron test model shaped like Qwen2.5-Coder-1.5B: the debug-llama layer with biases on q/k/v "
+               "(Qwen2ForCausalLM), RoPE base 1e6 unscaled, tied embeddings",
         description="tiny Qwen2-architecture model for CPU tests",
     ),
     "santacoder-1b": ModelPreset(
@@ -273,15 +273,16 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             "32, intermediate_size 11008, vocab_size 32016, rope_theta 1000000, rope_scaling null, "
             "max_position_embeddings 16384, rms_norm_eps 1e-05, tie_word_embeddings false",
             "sentencepiece pieces ▁<PRE> 32007, ▁<SUF> 32008, ▁<MID> 32009, ▁<EOT> 32010 ends the infill; no FIM "
-            "pad") + "; Code Llama paper (arXiv:2308.12950) Sec. 2.4: long-context fine-tuning on 16,384-token sequences "
-               "with the RoPE base raised from 10,000 to 1,000,000",
+            "pad") + "; Code Llama paper (arXiv:2308.12950) Sec. 2.4: long-context fine-tuning on 16,384-token "
+            "sequences with the RoPE base raised from 10,000 to 1,000,000",
         description="CodeLlama 7B (MHA, RoPE base 1e6, 16K context)",
         fim_tokens=("▁<PRE>", "▁<MID>", "▁<SUF>"),
     ),
     "deepseek-coder-6.7b-base": ModelPreset(
         _llama(family="llama", num_layers=32, hidden_size=4096, num_attention_heads=32, num_query_groups=32,
-               ffn_hidden_size=11008, max_position_embeddings=16384, rotary_base=100000.0, rope_scaling="linear",
-               rope_scaling_factor=4.0, layernorm_epsilon=1e-6, tie_embeddings=False, vocab_size=32256),
+               ffn_hidden_size=11008, max_position_embeddings=16384, rotary_base=100000.0,
+               rope_scaling={"rope_type": "linear", "factor": 4.0}, layernorm_epsilon=1e-6, tie_embeddings=False,
+               vocab_size=32256),
         source="deepseek-ai/deepseek-coder-6.7b-base " + LLAMA_SOURCE.format(
             "LlamaForCausalLM, hidden_size 4096, num_hidden_layers 32, num_attention_heads 32, num_key_value_heads "
             "32, intermediate_size 11008, vocab_size 32256, rope_theta 100000, rope_scaling {type linear, factor "
@@ -293,7 +294,8 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
         fim_tokens=("<｜fim▁begin｜>", "<｜fim▁end｜>", "<｜fim▁hole｜>"),
     ),
     "qwen2.5-coder-1.5b": ModelPreset(
-        _llama(family="qwen2", num_layers=28, hidden_size=1536, num_attention_heads=12, num_query_groups=2,
+        _llama(family="llama", qkv_bias=True, num_layers=28, hidden_size=1536, num_attention_heads=12,
+               num_query_groups=2,
                ffn_hidden_size=8960, max_position_embeddings=32768, rotary_base=1e6, layernorm_epsilon=1e-6,
                tie_embeddings=True, vocab_size=151936),
         source="Qwen/Qwen2.5-Coder-1.5B " + LLAMA_SOURCE.format(
@@ -307,7 +309,8 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
         fim_tokens=("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>"),
     ),
     "qwen2.5-coder-7b": ModelPreset(
-        _llama(family="qwen2", num_layers=28, hidden_size=3584, num_attention_heads=28, num_query_groups=4,
+        _llama(family="llama", qkv_bias=True, num_layers=28, hidden_size=3584, num_attention_heads=28,
+               num_query_groups=4,
                ffn_hidden_size=18944, max_position_embeddings=32768, rotary_base=1e6, layernorm_epsilon=1e-6,
                tie_embeddings=False, vocab_size=152064),
         source="Qwen/Qwen2.5-Coder-7B " + LLAMA_SOURCE.format(

@@ -47,6 +47,12 @@ def tiny_llama(out, arch: str = "llama", vocab: int = 321, tie: bool = False, he
 LAYOUTS = [dict(tp=tp, pp=pp) for tp in (1, 2, 4) for pp in (1, 2)]
 
 
+def _saved_model(ckpt) -> dict:
+    import yaml
+
+    return yaml.safe_load((ckpt / "iter_0000000" / "codetron_config.yaml").read_text())["model"]
+
+
 def _round_trip(tmp_path, src, layout) -> None:
     from_hf(src, tmp_path / "meg", FromHFOptions(progress=False, **layout))
     to_hf(tmp_path / "meg", tmp_path / "back", ToHFOptions(progress=False))  # the family from the checkpoint
@@ -63,8 +69,8 @@ def _round_trip(tmp_path, src, layout) -> None:
 def test_llama_round_trip_is_bit_identical(tmp_path, layout):
     src = tiny_llama(tmp_path / "hf", rope=LINEAR)
     _round_trip(tmp_path, src, layout)
-    saved = (tmp_path / "meg" / "iter_0000000" / "codetron_config.yaml").read_text()
-    assert "family: llama" in saved and "rope_scaling: linear" in saved
+    saved = _saved_model(tmp_path / "meg")
+    assert saved["family"] == "llama" and saved["rope_scaling"] == LINEAR and saved["qkv_bias"] is False
     cfg = json.loads((tmp_path / "back" / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["num_key_value_heads"] == 2
     assert cfg["rope_theta"] == 1e5 and cfg["rms_norm_eps"] == 1e-6 and cfg["tie_word_embeddings"] is False
@@ -79,6 +85,8 @@ def test_qwen2_round_trip_is_bit_identical(tmp_path, layout):
     src = tiny_llama(tmp_path / "hf", arch="qwen2", tie=True, theta=1e6)
     _round_trip(tmp_path, src, layout)
     assert any(k.endswith("self_attn.q_proj.bias") for k in read_tensors(tmp_path / "back"))
+    saved = _saved_model(tmp_path / "meg")  # one family: the Llama layer with QKV biases
+    assert saved["family"] == "llama" and saved["qkv_bias"] is True and saved["rope_scaling"] is None
     cfg = json.loads((tmp_path / "back" / "config.json").read_text())
     assert cfg["architectures"] == ["Qwen2ForCausalLM"] and cfg["tie_word_embeddings"] is True
     assert cfg["rope_theta"] == 1e6 and cfg["use_sliding_window"] is False
@@ -222,5 +230,5 @@ def test_legacy_rope_scaling_key_is_read(tmp_path):
     cfg.update(rope_theta=1e5, rope_scaling={"type": "linear", "factor": 4.0})
     (src / "config.json").write_text(json.dumps(cfg))
     from_hf(src, tmp_path / "meg", FromHFOptions(progress=False))
-    saved = (tmp_path / "meg" / "iter_0000000" / "codetron_config.yaml").read_text()
-    assert "rope_scaling: linear" in saved and "rope_scaling_factor: 4.0" in saved and "rotary_base: 100000.0" in saved
+    saved = _saved_model(tmp_path / "meg")
+    assert saved["rope_scaling"] == LINEAR and saved["rotary_base"] == 1e5

@@ -58,8 +58,7 @@ def hf_model(work) -> Path:
                       num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
                       num_key_value_heads=m.num_query_groups, max_position_embeddings=N_POSITIONS,
                       rms_norm_eps=m.layernorm_epsilon, tie_word_embeddings=False,
-                      rope_parameters={"rope_type": "linear", "factor": m.rope_scaling_factor,
-                                       "rope_theta": m.rotary_base},
+                      rope_parameters={**m.rope_scaling, "rope_theta": m.rotary_base},
                       bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     out = work / "hf"
@@ -101,7 +100,7 @@ def test_finetune_tp2_pp2_from_its_own_conversion(finetuned):
     assert saved["optim"]["precision"] == "bf16"
     assert (saved["parallel"]["tensor_model_parallel_size"], saved["parallel"]["pipeline_model_parallel_size"]) == (2, 2)
     m = saved["model"]
-    assert (m["family"], m["num_query_groups"], m["rope_scaling"], m["rope_scaling_factor"]) == ("llama", 2, "linear", 2.0)
+    assert (m["family"], m["num_query_groups"], m["rope_scaling"]) == ("llama", 2, {"rope_type": "linear", "factor": 2.0})
     assert m["max_position_embeddings"] == N_POSITIONS and m["tie_embeddings"] is False
     assert "check passed" in finetuned["check"]
 

@@ -69,9 +69,9 @@ def test_debug_presets_build_the_llama_layer():
     """RMSNorm, SwiGLU, no linear biases (Qwen2: on q/k/v only), rotary positions with the scaling."""
     from codetron.megatron_ext.families import get
 
-    for preset, qkv_bias in (("debug-llama", False), ("debug-qwen2", True)):
-        from codetron.megatron_ext.presets import resolve_config
+    from codetron.megatron_ext.presets import resolve_config
 
+    for preset, qkv_bias in (("debug-llama", False), ("debug-qwen2", True)):
         m = resolve_config(preset).model
         fam = get(m.family)
         kw = fam.transformer_config_kwargs(m, None)
@@ -81,15 +81,23 @@ def test_debug_presets_build_the_llama_layer():
         assert gpt["position_embedding_type"] == "rope" and gpt["rotary_base"] == m.rotary_base
     llama = resolve_config("debug-llama").model
     gpt = get("llama").gpt_model_kwargs(llama)
-    assert llama.rope_scaling == "linear" and gpt["seq_len_interpolation_factor"] == llama.rope_scaling_factor > 1
+    assert llama.rope_scaling == {"rope_type": "linear", "factor": 2.0} and gpt["seq_len_interpolation_factor"] == 2.0
+    assert not gpt["rope_scaling"]
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+              "original_max_position_embeddings": 8192}
+    gpt = get("llama").gpt_model_kwargs(resolve_config("debug-llama", overrides={"model.rope_scaling": llama3}).model)
+    assert gpt["rope_scaling"] and gpt["rope_scaling_factor"] == 8.0 and gpt["seq_len_interpolation_factor"] is None
 
 
 def test_bad_rope_scaling_and_window_are_one_line():
     from codetron.errors import ConfigError
     from codetron.megatron_ext.validate import validate
 
-    with pytest.raises(ConfigError, match="model.rope_scaling must be None or one of linear, llama3, not 'yarn'"):
-        validate(_cfg(**{"model.rope_scaling": "yarn"}), world_size=1, check_data=False)
+    with pytest.raises(ConfigError, match="model.rope_scaling: rope_type 'yarn' is unsupported"):
+        validate(_cfg(**{"model.rope_scaling": {"rope_type": "yarn", "factor": 4.0}}), world_size=1, check_data=False)
+    with pytest.raises(ConfigError, match="llama3 RoPE with high_freq_factor 2.0 is unsupported"):
+        validate(_cfg(**{"model.rope_scaling": {"rope_type": "llama3", "factor": 8.0, "high_freq_factor": 2.0}}),
+                 world_size=1, check_data=False)
     with pytest.raises(ConfigError, match="sliding_window"):
         validate(_cfg(**{"model.sliding_window": 16}), world_size=1, check_data=False)
     for tp in (1, 2, 4):  # 2 KV groups: split by TP2, replicated by TP4
@@ -110,6 +118,5 @@ def test_llama_presets_have_the_published_shapes():
         if non_embedding:
             embeddings = m.vocab_size * m.hidden_size * (1 if m.tie_embeddings else 2)
             assert abs((total - embeddings) / 1e9 - non_embedding) < 0.01, (name, total - embeddings)
-        assert m.positions == m.seq_length and m.family in ("llama", "qwen2")
-    assert get_model_preset("deepseek-coder-6.7b-base").model.rope_scaling == "linear"
-    assert get_model_preset("deepseek-coder-6.7b-base").model.rope_scaling_factor == 4.0
+        assert m.positions == m.seq_length and m.family == "llama" and m.qkv_bias is name.startswith("qwen")
+    assert get_model_preset("deepseek-coder-6.7b-base").model.rope_scaling == {"rope_type": "linear", "factor": 4.0}

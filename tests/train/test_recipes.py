@@ -125,8 +125,7 @@ def base_checkpoint_llama(work) -> Path:
                       num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
                       num_key_value_heads=m.num_query_groups, max_position_embeddings=N_POSITIONS,
                       rms_norm_eps=m.layernorm_epsilon, tie_word_embeddings=m.tie_embeddings,
-                      rope_parameters={"rope_type": m.rope_scaling, "factor": m.rope_scaling_factor,
-                                       "rope_theta": m.rotary_base},
+                      rope_parameters={**m.rope_scaling, "rope_theta": m.rotary_base},
                       bos_token_id=0, eos_token_id=0)
     hf = work / "hf_base_llama"
     LlamaForCausalLM(cfg).save_pretrained(str(hf))
@@ -200,7 +199,7 @@ def test_recipe_runs_as_shipped(name, work, data, request):
 
     shipped = resolve_config(recipe=name)
     finetune = shipped.checkpoint.finetune
-    family = "llama" if shipped.model.family == "qwen2" else shipped.model.family
+    family = shipped.model.family
     base = request.getfixturevalue(BASES[family]) if finetune else None
     save, log = work / f"run_{name}", work / f"{name}.jsonl"
     args = _recipe_args(name, data[name], save, base, log)
