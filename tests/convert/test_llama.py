@@ -116,6 +116,27 @@ def test_gate_and_up_are_stacked_as_megatron_splits_them(tmp_path):
     assert not reader.has("decoder.layers.self_attention.linear_qkv.layer_norm_bias")  # RMSNorm: no bias
 
 
+@pytest.mark.parametrize("arch,tie", [("llama", False), ("qwen2", True), ("qwen2", False)])
+def test_family_table_is_what_transformers_builds(tmp_path, arch, tie):
+    """The family's one tensor table names exactly the parameters of transformers' own LlamaForCausalLM /
+    Qwen2ForCausalLM with their shapes, and its parameter count is theirs."""
+    from transformers import AutoModelForCausalLM
+
+    from codetron.convert.hf_config import from_hf_config, read_hf_config
+    from codetron.megatron_ext import families
+
+    src = tiny_llama(tmp_path / "hf", arch=arch, tie=tie, rope=LINEAR if arch == "llama" else None)
+    model = from_hf_config(read_hf_config(src), "config.json")
+    fam = families.get(model.family)
+    assert model.family == "llama" and model.qkv_bias is (arch == "qwen2")
+    hf = AutoModelForCausalLM.from_pretrained(str(src))
+    state = {k: tuple(v.shape) for k, v in hf.state_dict().items()}
+    if tie:
+        state.pop("lm_head.weight", None)  # an alias of the embeddings
+    assert fam.tensors(model, 384).hf_tensors() == state
+    assert families.num_parameters(model) == sum(p.numel() for p in hf.parameters())
+
+
 def _parity(tmp_path, src, layout=dict(tp=2, pp=2)) -> dict:
     from_hf(src, tmp_path / "meg", FromHFOptions(progress=False, **layout))
     return check_json(tmp_path / "meg", src, "--seq-len", "96", "--new-tokens", "12")

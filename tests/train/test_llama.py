@@ -96,7 +96,8 @@ def test_bad_rope_scaling_and_window_are_one_line():
     with pytest.raises(ConfigError, match="model.rope_scaling: rope_type 'yarn' is unsupported"):
         validate(_cfg(**{"model.rope_scaling": {"rope_type": "yarn", "factor": 4.0}}), world_size=1, check_data=False)
     with pytest.raises(ConfigError, match="llama3 RoPE with high_freq_factor 2.0 is unsupported"):
-        validate(_cfg(**{"model.rope_scaling": {"rope_type": "llama3", "factor": 8.0, "high_freq_factor": 2.0}}),
+        validate(_cfg(**{"model.rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                 "high_freq_factor": 2.0, "original_max_position_embeddings": 8192}}),
                  world_size=1, check_data=False)
     with pytest.raises(ConfigError, match="sliding_window"):
         validate(_cfg(**{"model.sliding_window": 16}), world_size=1, check_data=False)
@@ -118,5 +119,5 @@ def test_llama_presets_have_the_published_shapes():
         if non_embedding:
             embeddings = m.vocab_size * m.hidden_size * (1 if m.tie_embeddings else 2)
             assert abs((total - embeddings) / 1e9 - non_embedding) < 0.01, (name, total - embeddings)
-        assert m.positions == m.seq_length and m.family == "llama" and m.qkv_bias is name.startswith("qwen")
+        assert m.positions == m.seq_length and m.family == "llama" and bool(m.qkv_bias) is name.startswith("qwen")
     assert get_model_preset("deepseek-coder-6.7b-base").model.rope_scaling == {"rope_type": "linear", "factor": 4.0}
