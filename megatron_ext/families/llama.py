@@ -276,7 +276,7 @@ class Llama(Family):
             max_position_embeddings=pos,
             rotary_base=theta,
             rope_scaling=scaling,
-            qkv_bias=qwen2,
+            qkv_bias=True if qwen2 else None,  # None: the family's own (Llama: no biases), as presets say it
             vocab_size=int(get("vocab_size")),
             layernorm_epsilon=float(get("rms_norm_eps", 1e-6)),
             hidden_dropout=0.0,  # Llama and Qwen2 have no residual or embedding dropout

@@ -70,7 +70,7 @@ def test_llama_round_trip_is_bit_identical(tmp_path, layout):
     src = tiny_llama(tmp_path / "hf", rope=LINEAR)
     _round_trip(tmp_path, src, layout)
     saved = _saved_model(tmp_path / "meg")
-    assert saved["family"] == "llama" and saved["rope_scaling"] == LINEAR and saved["qkv_bias"] is False
+    assert saved["family"] == "llama" and saved["rope_scaling"] == LINEAR and saved["qkv_bias"] is None
     cfg = json.loads((tmp_path / "back" / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["num_key_value_heads"] == 2
     assert cfg["rope_theta"] == 1e5 and cfg["rms_norm_eps"] == 1e-6 and cfg["tie_word_embeddings"] is False
@@ -128,7 +128,7 @@ def test_family_table_is_what_transformers_builds(tmp_path, arch, tie):
     src = tiny_llama(tmp_path / "hf", arch=arch, tie=tie, rope=LINEAR if arch == "llama" else None)
     model = from_hf_config(read_hf_config(src), "config.json")
     fam = families.get(model.family)
-    assert model.family == "llama" and model.qkv_bias is (arch == "qwen2")
+    assert model.family == "llama" and bool(model.qkv_bias) is (arch == "qwen2")
     hf = AutoModelForCausalLM.from_pretrained(str(src))
     state = {k: tuple(v.shape) for k, v in hf.state_dict().items()}
     if tie:
