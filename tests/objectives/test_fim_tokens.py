@@ -70,3 +70,29 @@ def test_wrong_sentinels_for_the_tokenizer_are_one_line(tmp_path):
         FIMTransform(tok, 0.5, 0.5)  # StarCoder's names, not in a Qwen vocabulary
     with pytest.raises(ConfigError, match=r"give prefix, middle, suffix and optionally pad"):
         FIMTransform(tok, 0.5, 0.5, names=["<|fim_prefix|>", "<|fim_middle|>"])
+
+
+def test_training_data_use_the_presets_sentinels(tmp_path):
+    """Through the pretraining objective (megatron GPTDataset + the FIM hook) with a Qwen2.5-Coder preset's
+    ``data.fim_tokens``: every sample is FIM with ``<|fim_prefix|>``..., and ``<|fim_pad|>``
+    positions have no loss."""
+    from codetron.megatron_ext.objectives import get_objective
+    from tests.objectives.conftest import write_pretrain
+
+    tok = _tokenizer(tmp_path, QWEN)
+    docs = make_documents(300, seed=5)
+    prefix = write_pretrain(str(tmp_path / "code"), [e + [tok.eod] for e in tok.encode_batch(docs)], tok.vocab_size)
+    cfg = resolve_config("qwen2.5-coder-1.5b", overrides={
+        "model.seq_length": 64, "data.data_path": [prefix], "data.tokenizer": str(tmp_path / "tokenizer.json"),
+        "data.fim_rate": 1.0, "data.split": "100,0,0"})
+    train, _ = get_objective("pretrain").build_datasets(cfg, tok, 60, 0)
+    prefix_id, pad_id = tok.token_to_id("<|fim_prefix|>"), tok.token_to_id("<|fim_pad|>")
+    fims = pads = 0
+    for idx in range(60):
+        raw, _ = train._query_document_sample_shuffle_indices(idx)
+        fims += int((raw == prefix_id).sum())
+        is_pad = raw[1:] == pad_id
+        pads += int(is_pad.sum())
+        mask = train[idx]["loss_mask"].numpy()
+        assert (mask[is_pad] == 0).all() and (mask[~is_pad] == 1).all()
+    assert fims >= 60 and pads > 0
