@@ -1,7 +1,8 @@
 """The Llama family end to end through the CLIs users run (issue 27 item 2).
 
 A tiny LlamaForCausalLM shaped like DeepSeek-Coder (the debug-llama preset: GQA 4 heads / 2 KV groups,
-SwiGLU, RMSNorm, linear RoPE scaling, untied output) with the bundled tokenizer is converted with
+SwiGLU, RMSNorm, linear RoPE scaling, untied output), and a tiny Qwen2ForCausalLM shaped like
+Qwen2.5-Coder-1.5B (debug-qwen2: QKV biases, tied embeddings), each with the bundled tokenizer, is converted with
 ``convert from-hf --tp 2 --pp 2``, fine-tuned with ``train --config <its from-hf config> --recipe
 deepseek-coder-sft`` in TP2xPP2 (4 ranks, bf16 as the recipe ships), converted back with ``to-hf
 --check``, loaded with plain ``AutoModelForCausalLM`` and evaluated with ``eval run`` on two HumanEval
@@ -37,32 +38,41 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("llama_e2e")
+ARCHS = {"llama": ("debug-llama", "LlamaForCausalLM"), "qwen2": ("debug-qwen2", "Qwen2ForCausalLM")}
+
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def arch(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def hf_model(work) -> Path:
-    """Random weights of debug-llama's shape, the bundled tokenizer, as a hub download looks."""
+def work(tmp_path_factory, arch) -> Path:
+    return tmp_path_factory.mktemp(f"{arch}_e2e")
+
+
+@pytest.fixture(scope="module")
+def hf_model(work, arch) -> Path:
+    """Random weights of the debug preset's shape, the bundled tokenizer, as a hub download looks."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     from codetron.data import DEFAULT_TOKENIZER
     from codetron.megatron_ext.presets import get_model_preset
 
     tok = PreTrainedTokenizerFast(tokenizer_file=str(DEFAULT_TOKENIZER), eos_token="<|endoftext|>",
                                   bos_token="<|endoftext|>")
-    m = get_model_preset("debug-llama").model
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=m.hidden_size, intermediate_size=m.ffn,
-                      num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
-                      num_key_value_heads=m.num_query_groups, max_position_embeddings=N_POSITIONS,
-                      rms_norm_eps=m.layernorm_epsilon, tie_word_embeddings=False,
-                      rope_parameters={**m.rope_scaling, "rope_theta": m.rotary_base},
-                      bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    m = get_model_preset(ARCHS[arch][0]).model
+    cfg = AutoConfig.for_model(arch, vocab_size=len(tok), hidden_size=m.hidden_size, intermediate_size=m.ffn,
+                               num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
+                               num_key_value_heads=m.num_query_groups, max_position_embeddings=N_POSITIONS,
+                               rms_norm_eps=m.layernorm_epsilon, tie_word_embeddings=m.tie_embeddings,
+                               rope_parameters={**(m.rope_scaling or {"rope_type": "default"}),
+                                                "rope_theta": m.rotary_base},
+                               bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     out = work / "hf"
-    LlamaForCausalLM(cfg).save_pretrained(str(out))
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
 
@@ -84,8 +94,8 @@ def finetuned(work, hf_model) -> dict:
     return {"run": run, "log": _read(log), "stdout": proc.stdout, "hf": hf, "check": check.stdout}
 
 
-def test_finetune_tp2_pp2_from_its_own_conversion(finetuned):
-    from codetron.megatron_ext.presets import resolve_config
+def test_finetune_tp2_pp2_from_its_own_conversion(finetuned, arch):
+    from codetron.megatron_ext.presets import get_model_preset, resolve_config
 
     shipped = resolve_config(recipe="deepseek-coder-sft").optim
     log, out = finetuned["log"], finetuned["stdout"]
@@ -99,22 +109,25 @@ def test_finetune_tp2_pp2_from_its_own_conversion(finetuned):
         assert saved["optim"][key] == getattr(shipped, key), key
     assert saved["optim"]["precision"] == "bf16"
     assert (saved["parallel"]["tensor_model_parallel_size"], saved["parallel"]["pipeline_model_parallel_size"]) == (2, 2)
-    m = saved["model"]
-    assert (m["family"], m["num_query_groups"], m["rope_scaling"]) == ("llama", 2, {"rope_type": "linear", "factor": 2.0})
-    assert m["max_position_embeddings"] == N_POSITIONS and m["tie_embeddings"] is False
+    m, preset = saved["model"], get_model_preset(ARCHS[arch][0]).model
+    assert (m["family"], m["num_query_groups"], m["rope_scaling"]) == ("llama", 2, preset.rope_scaling)
+    assert bool(m["qkv_bias"]) is (arch == "qwen2") and m["tie_embeddings"] is preset.tie_embeddings
+    assert m["max_position_embeddings"] == N_POSITIONS
     assert "check passed" in finetuned["check"]
 
 
-def test_converted_back_loads_with_plain_transformers_and_changed(finetuned, hf_model):
+def test_converted_back_loads_with_plain_transformers_and_changed(finetuned, hf_model, arch):
     import torch
     from transformers import AutoModelForCausalLM
 
     tuned = AutoModelForCausalLM.from_pretrained(str(finetuned["hf"]))
     orig = AutoModelForCausalLM.from_pretrained(str(hf_model))
-    assert type(tuned).__name__ == "LlamaForCausalLM"
+    assert type(tuned).__name__ == ARCHS[arch][1] == type(orig).__name__
     c = tuned.config
-    assert (c.num_key_value_heads, c.num_attention_heads, c.tie_word_embeddings) == (2, 4, False)
-    assert c.rope_parameters["rope_type"] == "linear" and c.rope_parameters["factor"] == 2.0
+    assert (c.num_key_value_heads, c.num_attention_heads, c.tie_word_embeddings) == (2, 4, arch == "qwen2")
+    assert {k: c.rope_parameters[k] for k in ("rope_type", "rope_theta")} == \
+        {k: orig.config.rope_parameters[k] for k in ("rope_type", "rope_theta")}
+    assert c.rope_parameters.get("factor") == orig.config.rope_parameters.get("factor")
     assert tuned.dtype == torch.bfloat16  # bf16 training, weights written as stored
     orig = orig.to(torch.bfloat16)
     sd, ref = tuned.state_dict(), orig.state_dict()
