@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from codetron.errors import CodetronError, ConfigError
@@ -202,8 +202,6 @@ class Family:
     """Suffixes of HF tensors from-hf ignores (non-parameter buffers old checkpoints carry)."""
     untied_output_hf: str = "lm_head.weight"
     """The HF output matrix (absent, or an alias of the embeddings, when tied)."""
-    notes: tuple[str, ...] = field(default=())
-    """Free-form remarks shown by docs/tools (sources, limits)."""
 
     # ---- identity -------------------------------------------------------------------------------
 
