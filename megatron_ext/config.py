@@ -138,6 +138,10 @@ class DataConfig:
     """Fraction of documents turned into fill-in-the-middle samples (StarCoder: 0.5)."""
     fim_spm_rate: float = 0.5
     """Of FIM samples, the fraction in SPM order instead of PSM (StarCoder: 0.5)."""
+    fim_tokens: list[str] | None = None
+    """FIM special tokens as the tokenizer spells them: prefix, middle, suffix, and its FIM pad if it has one
+    (else the tokenizer's pad token pads). None = StarCoder's ``<fim_prefix> <fim_middle> <fim_suffix>
+    <fim_pad>``; model presets of other tokenizers set theirs (qwen2.5-coder-*: ``<|fim_prefix|>``...)."""
     fim_split_sample: str | None = None
     """Token that separates fragments for fragment-level FIM (e.g. "<file_sep>"), None = whole doc."""
     pack: bool = True

@@ -60,34 +60,47 @@ class FIMTokens:
     """Fragment separator for fragment-level FIM (None = whole documents)."""
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, split_token: str | None = None) -> "FIMTokens":
-        ids = {}
-        for name in (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD):
+    def from_tokenizer(cls, tokenizer, split_token: str | None = None,
+                       names: list[str] | tuple[str, ...] | None = None) -> "FIMTokens":
+        """``names``: the sentinels as the tokenizer spells them, prefix, middle, suffix and (if the
+        tokenizer has one) its FIM pad (``data.fim_tokens``, set by model presets: CodeLlama's ``▁<PRE>``...);
+        None = StarCoder's ``<fim_*>``. Without a FIM pad the tokenizer's own pad token pads."""
+        names = list(names) if names else [FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD]
+        if len(names) not in (3, 4):
+            raise ConfigError(f"data.fim_tokens {names!r}: give prefix, middle, suffix and optionally pad")
+        ids = []
+        for name in names:
             i = tokenizer.token_to_id(name)
             if i is None:
                 raise ConfigError(f"data.fim_rate > 0: tokenizer {getattr(tokenizer, 'path', tokenizer)} has no {name} token")
-            ids[name] = int(i)
-        if tokenizer.pad != ids[FIM_PAD]:
-            raise ConfigError(f"data.fim_rate > 0: the tokenizer's pad id {tokenizer.pad} is not {FIM_PAD} "
-                              f"({ids[FIM_PAD]}); FIM padding would not be masked out of the loss")
+            ids.append(int(i))
+        if len(ids) == 3:
+            if tokenizer.pad is None or tokenizer.pad == tokenizer.eod:
+                raise ConfigError(f"data.fim_rate > 0: data.fim_tokens names no FIM pad and the tokenizer has no pad "
+                                  f"token apart from end-of-document; FIM padding could not be masked out of the loss")
+            ids.append(int(tokenizer.pad))
+        elif tokenizer.pad != ids[3]:
+            raise ConfigError(f"data.fim_rate > 0: the tokenizer's pad id {tokenizer.pad} is not {names[3]} "
+                              f"({ids[3]}); FIM padding would not be masked out of the loss")
         split = None
         if split_token:
             split = tokenizer.token_to_id(split_token)
             if split is None:
                 raise ConfigError(f"data.fim_split_sample: token {split_token!r} is not in the tokenizer")
             split = int(split)
-        return cls(ids[FIM_PREFIX], ids[FIM_MIDDLE], ids[FIM_SUFFIX], ids[FIM_PAD], int(tokenizer.eod), split)
+        return cls(*ids, int(tokenizer.eod), split)
 
 
 class FIMTransform:
     """Turns one sample of token ids into its FIM form of the same length."""
 
-    def __init__(self, tokenizer, rate: float, spm_rate: float, split_token: str | None = None):
+    def __init__(self, tokenizer, rate: float, spm_rate: float, split_token: str | None = None,
+                 names: list[str] | None = None):
         if not 0.0 <= rate <= 1.0 or not 0.0 <= spm_rate <= 1.0:
             raise ConfigError(f"data.fim_rate ({rate}) and data.fim_spm_rate ({spm_rate}) must lie in [0, 1]")
         self.tokenizer = tokenizer
         self.rate, self.spm_rate = rate, spm_rate
-        self.ids = FIMTokens.from_tokenizer(tokenizer, split_token)
+        self.ids = FIMTokens.from_tokenizer(tokenizer, split_token, names)
         self.token_bytes = TokenBytes(tokenizer)
 
     # ---- one piece --------------------------------------------------------------------------
@@ -234,7 +247,8 @@ def _build_dataset_classes():
         @staticmethod
         def make_config(gpt_config, data_cfg, tokenizer) -> FIMGPTDatasetConfig:
             kw = {f.name: getattr(gpt_config, f.name) for f in fields(gpt_config) if f.init}
-            transform = FIMTransform(tokenizer, data_cfg.fim_rate, data_cfg.fim_spm_rate, data_cfg.fim_split_sample)
+            transform = FIMTransform(tokenizer, data_cfg.fim_rate, data_cfg.fim_spm_rate, data_cfg.fim_split_sample,
+                                     data_cfg.fim_tokens)
             return FIMGPTDatasetConfig(**kw, fim_rate=data_cfg.fim_rate, fim_spm_rate=data_cfg.fim_spm_rate,
                                        fim_split_sample=data_cfg.fim_split_sample, fim_transform=transform)
 

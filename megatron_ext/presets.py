@@ -25,6 +25,9 @@ class ModelPreset:
     """Where the numbers come from."""
     description: str = ""
     """One line for `codetron presets`."""
+    fim_tokens: tuple[str, ...] | None = None
+    """The checkpoint's fill-in-the-middle special tokens as its tokenizer spells them: prefix, middle,
+    suffix, then its FIM pad token if it has one (``data.fim_tokens``); None = StarCoder's ``<fim_*>``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,6 +156,17 @@ def _starcoder2(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
+def _llama(**kw) -> ModelConfig:
+    """Llama-architecture defaults shared by the four released config.json files below: the whole
+    context as the training length, initializer_range 0.02, no dropout (none of them has any)."""
+    base = dict(init_method_std=0.02, hidden_dropout=0.0, attention_dropout=0.0)
+    base.update(kw)
+    base.setdefault("seq_length", base["max_position_embeddings"])
+    return ModelConfig(**base)
+
+
+LLAMA_SOURCE = "config.json ({}); FIM tokens from its tokenizer ({})"
+
 STARCODER2_SOURCE = ("config.json ({}) and StarCoder2 paper (arXiv:2402.19173) Sec. 6: GQA, RoPE, sliding window "
                      "4096, trained at 4K then 16K context; its dropouts ({}) are pretraining settings, not architecture")
 
@@ -172,6 +186,24 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
                "TP4 replicates them), RoPE base 1e5, untied output; a 32-token window, a quarter of the training "
                "length, so every test crosses it; 4 layers so TP2xPP2xVPP2 is possible",
         description="tiny StarCoder2-shaped model for CPU tests",
+    ),
+    "debug-llama": ModelPreset(
+        ModelConfig(family="llama", num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=2,
+                    ffn_hidden_size=176, seq_length=128, max_position_embeddings=256, rotary_base=100000.0,
+                    rope_scaling={"rope_type": "linear", "factor": 2.0}, layernorm_epsilon=1e-6,
+                    tie_embeddings=False, vocab_size=None),
+        source="Codetron test model shaped like DeepSeek-Coder-6.7B: RMSNorm, SwiGLU (ffn 176 = 8/3 x 64 rounded "
+               "up to 16, divisible by TP4), GQA 4 heads / 2 KV groups (TP2 splits, TP4 replicates them), linear "
+               "RoPE scaling (factor 2, base 1e5), untied output; 4 layers so TP2xPP2xVPP2 is possible",
+        description="tiny Llama-architecture model for CPU tests",
+    ),
+    "debug-qwen2": ModelPreset(
+        ModelConfig(family="llama", qkv_bias=True, num_layers=4, hidden_size=64, num_attention_heads=4,
+                    num_query_groups=2, ffn_hidden_size=176, seq_length=128, max_position_embeddings=256,
+                    rotary_base=1e6, layernorm_epsilon=1e-6, tie_embeddings=True, vocab_size=None),
+        source="Codetron test model shaped like Qwen2.5-Coder-1.5B: the debug-llama layer with biases on q/k/v "
+               "(Qwen2ForCausalLM), RoPE base 1e6 unscaled, tied embeddings",
+        description="tiny Qwen2-architecture model for CPU tests",
     ),
     "santacoder-1b": ModelPreset(
         _bigcode(num_layers=24, hidden_size=2048, num_attention_heads=16, seq_length=2048,
@@ -231,6 +263,64 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             "initializer_range 0.01275, use_bias, gelu_pytorch_tanh, tie_word_embeddings false", "0.1 in later "
             "revisions"),
         description="StarCoder2 15B (GQA 4 KV heads, untied output, 16K context)",
+    ),
+    "codellama-7b": ModelPreset(
+        _llama(family="llama", num_layers=32, hidden_size=4096, num_attention_heads=32, num_query_groups=32,
+               ffn_hidden_size=11008, max_position_embeddings=16384, rotary_base=1e6, layernorm_epsilon=1e-5,
+               tie_embeddings=False, vocab_size=32016),
+        source="codellama/CodeLlama-7b-hf " + LLAMA_SOURCE.format(
+            "LlamaForCausalLM, hidden_size 4096, num_hidden_layers 32, num_attention_heads 32, num_key_value_heads "
+            "32, intermediate_size 11008, vocab_size 32016, rope_theta 1000000, rope_scaling null, "
+            "max_position_embeddings 16384, rms_norm_eps 1e-05, tie_word_embeddings false",
+            "sentencepiece pieces ▁<PRE> 32007, ▁<SUF> 32008, ▁<MID> 32009, ▁<EOT> 32010 ends the infill; no FIM "
+            "pad") + "; Code Llama paper (arXiv:2308.12950) Sec. 2.4: long-context fine-tuning on 16,384-token "
+            "sequences with the RoPE base raised from 10,000 to 1,000,000",
+        description="CodeLlama 7B (MHA, RoPE base 1e6, 16K context)",
+        fim_tokens=("▁<PRE>", "▁<MID>", "▁<SUF>"),
+    ),
+    "deepseek-coder-6.7b-base": ModelPreset(
+        _llama(family="llama", num_layers=32, hidden_size=4096, num_attention_heads=32, num_query_groups=32,
+               ffn_hidden_size=11008, max_position_embeddings=16384, rotary_base=100000.0,
+               rope_scaling={"rope_type": "linear", "factor": 4.0}, layernorm_epsilon=1e-6, tie_embeddings=False,
+               vocab_size=32256),
+        source="deepseek-ai/deepseek-coder-6.7b-base " + LLAMA_SOURCE.format(
+            "LlamaForCausalLM, hidden_size 4096, num_hidden_layers 32, num_attention_heads 32, num_key_value_heads "
+            "32, intermediate_size 11008, vocab_size 32256, rope_theta 100000, rope_scaling {type linear, factor "
+            "4.0}, max_position_embeddings 16384, rms_norm_eps 1e-06, tie_word_embeddings false",
+            "<｜fim▁begin｜> prefix, <｜fim▁hole｜> suffix, <｜fim▁end｜> middle; no FIM pad") +
+            "; DeepSeek-Coder paper (arXiv:2401.14196), long-context adaptation: RoPE base 100,000 and linear "
+            "scaling factor 4 for a 16K context",
+        description="DeepSeek-Coder 6.7B base (MHA, linear RoPE x4, 16K context)",
+        fim_tokens=("<｜fim▁begin｜>", "<｜fim▁end｜>", "<｜fim▁hole｜>"),
+    ),
+    "qwen2.5-coder-1.5b": ModelPreset(
+        _llama(family="llama", qkv_bias=True, num_layers=28, hidden_size=1536, num_attention_heads=12,
+               num_query_groups=2,
+               ffn_hidden_size=8960, max_position_embeddings=32768, rotary_base=1e6, layernorm_epsilon=1e-6,
+               tie_embeddings=True, vocab_size=151936),
+        source="Qwen/Qwen2.5-Coder-1.5B " + LLAMA_SOURCE.format(
+            "Qwen2ForCausalLM, hidden_size 1536, num_hidden_layers 28, num_attention_heads 12, num_key_value_heads 2, "
+            "intermediate_size 8960, vocab_size 151936, rope_theta 1000000.0, no rope_scaling, "
+            "max_position_embeddings 32768, rms_norm_eps 1e-06, use_sliding_window false, tie_word_embeddings true",
+            "<|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>, <|fim_pad|>") +
+            "; model card: 1.54B parameters (1.31B non-embedding), RoPE, SwiGLU, RMSNorm, attention QKV bias, tied "
+            "word embeddings",
+        description="Qwen2.5-Coder 1.5B (GQA 2 KV heads, QKV bias, tied, 32K context)",
+        fim_tokens=("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>"),
+    ),
+    "qwen2.5-coder-7b": ModelPreset(
+        _llama(family="llama", qkv_bias=True, num_layers=28, hidden_size=3584, num_attention_heads=28,
+               num_query_groups=4,
+               ffn_hidden_size=18944, max_position_embeddings=32768, rotary_base=1e6, layernorm_epsilon=1e-6,
+               tie_embeddings=False, vocab_size=152064),
+        source="Qwen/Qwen2.5-Coder-7B " + LLAMA_SOURCE.format(
+            "Qwen2ForCausalLM, hidden_size 3584, num_hidden_layers 28, num_attention_heads 28, num_key_value_heads 4, "
+            "intermediate_size 18944, vocab_size 152064, rope_theta 1000000.0, no rope_scaling, "
+            "max_position_embeddings 32768, rms_norm_eps 1e-06, use_sliding_window false, tie_word_embeddings false",
+            "<|fim_prefix|>, <|fim_middle|>, <|fim_suffix|>, <|fim_pad|>") +
+            "; model card: 7.61B parameters (6.53B non-embedding), RoPE, SwiGLU, RMSNorm, attention QKV bias",
+        description="Qwen2.5-Coder 7B (GQA 4 KV heads, QKV bias, 32K context)",
+        fim_tokens=("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>"),
     ),
 }
 
@@ -322,6 +412,26 @@ RECIPES: dict[str, Recipe] = {
                "Adam's state over data-parallel ranks. Every value and deviation: docs/recipes.md",
         description="StarCoder2-Instruct self-aligned instruction tuning of StarCoder2-15B",
     ),
+    "deepseek-coder-sft": Recipe(
+        model_preset="deepseek-coder-6.7b-base",
+        settings=RecipeSettings(
+            # the README's 16 per device x 4 accumulation steps, one device's worth (it names no GPU count)
+            global_batch_size=64, micro_batch_size=1, seq_length=1024, train_epochs=3,
+            lr=2e-5, min_lr=0.0, lr_decay_style="cosine", lr_warmup_iters=10,
+            # HF Trainer's adamw_torch defaults (the script sets none of these)
+            adam_beta1=0.9, adam_beta2=0.999, adam_eps=1e-8, weight_decay=0.0, clip_grad=1.0,
+            precision="bf16", hidden_dropout=0.0, attention_dropout=0.0,
+            mode="sft", pack=False, norm_target_loss=False, finetune=True,
+            tensor_model_parallel_size=2, pipeline_model_parallel_size=1, use_distributed_optimizer=True,
+        ),
+        source="deepseek-ai/DeepSeek-Coder@d40caed finetune/README.md (the training command) and "
+               "finetune/finetune_deepseekcoder.py@3fd8db8: 3 epochs, model_max_length 1024, 16 per device x 4 "
+               "gradient accumulation, lr 2e-5, 10 warmup steps, cosine schedule (to 0), bf16, ZeRO-3; loss on the "
+               "response only (prompt labels -100), samples padded to the longest in the micro-batch (no packing); "
+               "Trainer defaults for what the command leaves out (AdamW b1 0.9, b2 0.999, eps 1e-8, no weight "
+               "decay, max_grad_norm 1.0). Every value and deviation: docs/recipes.md",
+        description="DeepSeek-Coder instruction tuning of DeepSeek-Coder-6.7B-base (the official fine-tune script)",
+    ),
 }
 
 
@@ -389,6 +499,9 @@ def resolve_with_origins(preset: str | None = None, recipe: str | None = None, y
     if preset is not None:
         cfg.model = copy.deepcopy(get_model_preset(preset).model)
         origins.update({f"model.{f.name}": f"preset {preset}" for f in fields(cfg.model)})
+        if get_model_preset(preset).fim_tokens is not None:  # the checkpoint's tokenizer spells them its way
+            cfg.data.fim_tokens = list(get_model_preset(preset).fim_tokens)
+            origins["data.fim_tokens"] = f"preset {preset}"
     if rec is not None:
         apply_overrides(cfg, rec.overrides(), f"recipe {recipe}", origins)
     apply_overrides(cfg, file_vals, yaml_path or "config", origins)

@@ -274,7 +274,7 @@ class CodeTokenizer:
         return out
 
 
-PAD_CANDIDATES: tuple[str, ...] = (PAD_TOKEN, "<pad>", "[PAD]", "<|pad|>")
+PAD_CANDIDATES: tuple[str, ...] = (PAD_TOKEN, "<|fim_pad|>", "<pad>", "[PAD]", "<|pad|>")
 """Tokens taken as the pad id, in this order (the first one the vocabulary holds)."""
 
 

@@ -260,6 +260,8 @@ HANDLING: dict[str, Scaled | NotHere] = {
         replace=(("hf/starcoderbase-1b", "hf/tiny"),)),
     "codetron convert from-hf hf/starcoder2-15b ckpt/sc2 --tp 4 --pp 2": NotHere(
         "a 15B model from the hub (tests/convert/test_starcoder2.py converts a tiny StarCoder2 with --tp 4)"),
+    "codetron convert from-hf hf/deepseek-coder-6.7b-base ckpt/ds --tp 2": NotHere(
+        "a 6.7B model from the hub (tests/convert/test_llama.py converts tiny Llama and Qwen2 models in TP1/2/4 x PP1/2)"),
     "torchrun --standalone --nproc-per-node 4 -m codetron train --config ckpt/sc1b/iter_0000000/codetron_config.yaml "
     "--data.data_path out/sft --checkpoint.save runs/ft": Scaled("2 steps of the converted tiny model on 4 ranks",
                                                                  add="--optim.train_iters 2"),

@@ -38,9 +38,9 @@ def _edit_config(folder, **changes):
 
 
 def test_not_gpt_bigcode(hf_model, tmp_path):
-    bad = _copy(hf_model, tmp_path / "llama")
-    _edit_config(bad, model_type="llama", architectures=["LlamaForCausalLM"])
-    with pytest.raises(CodetronError, match=r"config.json: model_type 'llama' \(LlamaForCausalLM\) is not a GPTBigCode"):
+    bad = _copy(hf_model, tmp_path / "mixtral")  # a model_type no family reads (mixture of experts)
+    _edit_config(bad, model_type="mixtral", architectures=["MixtralForCausalLM"])
+    with pytest.raises(CodetronError, match=r"config.json: model_type 'mixtral' \(MixtralForCausalLM\) is not a GPTBigCode"):
         from_hf(bad, tmp_path / "out", FromHFOptions(progress=False))
     assert not (tmp_path / "out").exists()
 
@@ -150,8 +150,8 @@ def test_failure_midway_leaves_no_output(meg_ckpt, tmp_path, monkeypatch):
 
 
 def test_cli_prints_one_line(hf_model, tmp_path, capsys):
-    bad = _copy(hf_model, tmp_path / "llama")
-    _edit_config(bad, model_type="llama")
+    bad = _copy(hf_model, tmp_path / "mixtral")
+    _edit_config(bad, model_type="mixtral")
     rc = codetron_main(["convert", "from-hf", str(bad), str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1

@@ -102,10 +102,12 @@ def _edit(folder, **changes):
     path.write_text(json.dumps(cfg))
 
 
-def test_llama_checkpoint_is_one_line(tmp_path):
+def test_unknown_model_type_is_one_line(tmp_path):
     src = tiny_starcoder2(tmp_path / "hf")
-    _edit(src, model_type="llama", architectures=["LlamaForCausalLM"])
-    with pytest.raises(CodetronError, match=r"model_type 'llama' \(LlamaForCausalLM\) is not a GPTBigCode or StarCoder2"):
+    _edit(src, model_type="mixtral", architectures=["MixtralForCausalLM"])
+    with pytest.raises(CodetronError, match=r"model_type 'mixtral' \(MixtralForCausalLM\) is not a GPTBigCode or Llama "
+                                            r"or StarCoder2 model; only model_type gpt_bigcode or llama or qwen2 or "
+                                            r"starcoder2 converts"):
         from_hf(src, tmp_path / "meg", FromHFOptions(progress=False))
 
 

@@ -18,11 +18,16 @@ def test_every_preset_builds_a_transformer_config(name):
     tc = transformer_config(cfg.model, ParallelConfig())
     if cfg.model.family == "gpt_bigcode":
         assert tc.num_query_groups == 1 and tc.window_size is None  # multi-query attention, full context
-    else:  # StarCoder2: grouped-query attention, sliding window (W - 1 keys back plus the query itself)
+        assert tc.ffn_hidden_size == 4 * cfg.model.hidden_size
+    elif cfg.model.family == "starcoder2":  # grouped-query attention, sliding window (W - 1 keys back + the query)
         assert 1 < tc.num_query_groups < tc.num_attention_heads
         assert tc.window_size == (cfg.model.sliding_window - 1, 0)
+        assert tc.ffn_hidden_size == 4 * cfg.model.hidden_size
+    else:  # Llama: RMSNorm, SwiGLU at the config's size, no biases but Qwen2's on q/k/v, full context
+        assert tc.normalization == "RMSNorm" and tc.gated_linear_unit and not tc.add_bias_linear
+        assert tc.add_qkv_bias is bool(cfg.model.qkv_bias) and tc.window_size is None
+        assert tc.ffn_hidden_size == cfg.model.ffn_hidden_size and tc.num_query_groups <= tc.num_attention_heads
     assert tc.num_layers == cfg.model.num_layers and tc.hidden_size == cfg.model.hidden_size
-    assert tc.ffn_hidden_size == 4 * cfg.model.hidden_size
     assert padded_vocab_size(cfg.model.vocab_size or 8192, cfg.model, ParallelConfig()) % 128 == 0
 
 

@@ -24,12 +24,18 @@ SEQ = 64
                                        ("starcoderbase-7b", 8192), ("starcoder-15b", 8192), ("debug-tiny", 256),
                                        # StarCoder2: RoPE, but the context its config.json declares
                                        ("starcoder2-3b", 16384), ("starcoder2-7b", 16384),
-                                       ("starcoder2-15b", 16384), ("debug-starcoder2", 256)])
+                                       ("starcoder2-15b", 16384), ("debug-starcoder2", 256),
+                                       # Llama architecture: RoPE, the context config.json declares
+                                       ("codellama-7b", 16384), ("deepseek-coder-6.7b-base", 16384),
+                                       ("qwen2.5-coder-1.5b", 32768), ("qwen2.5-coder-7b", 32768),
+                                       ("debug-llama", 256), ("debug-qwen2", 256)])
 def test_presets_carry_their_checkpoints_position_table(name, rows):
     assert MODEL_PRESETS[name].model.max_position_embeddings == rows
     assert set(MODEL_PRESETS) == {"santacoder-1b", "starcoderbase-1b", "starcoderbase-3b", "starcoderbase-7b",
                                   "starcoder-15b", "debug-tiny", "starcoder2-3b", "starcoder2-7b", "starcoder2-15b",
-                                  "debug-starcoder2"}  # a new preset gets a row here
+                                  "debug-starcoder2", "codellama-7b", "deepseek-coder-6.7b-base",
+                                  "qwen2.5-coder-1.5b", "qwen2.5-coder-7b", "debug-llama",
+                                  "debug-qwen2"}  # a new preset gets a row here
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))

@@ -11,7 +11,8 @@ from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "recipes.md"
 HEADINGS = {"starcoder-pretrain": "StarCoder pretraining", "wizardcoder-sft": "WizardCoder",
-            "octocoder-sft": "OctoCoder", "rrtf": "RRTF (PanGu-Coder2)", "starcoder2-instruct": "StarCoder2-Instruct"}
+            "octocoder-sft": "OctoCoder", "rrtf": "RRTF (PanGu-Coder2)", "starcoder2-instruct": "StarCoder2-Instruct",
+            "deepseek-coder-sft": "DeepSeek-Coder SFT"}
 
 KEY = re.compile(r"^`(\w+)\.(\w+)`$")
 

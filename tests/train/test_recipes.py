@@ -34,7 +34,12 @@ SCALED = {
     "rrtf": dict(tp=2, pp=2, nproc=4, gbs=8, iters=None, seq=64),          # steps from the recipe's epochs
     # TP4 PP2 -> TP2 PP2; batch 4 so the 12 bundled samples make several steps of the recipe's 4 epochs
     "starcoder2-instruct": dict(tp=2, pp=2, nproc=4, gbs=4, iters=None, seq=192, preset="debug-starcoder2"),
+    # TP2 x DP2 as shipped (TP2 PP1); batch 4 so the 12 bundled samples make 9 steps of the recipe's 3 epochs
+    "deepseek-coder-sft": dict(tp=2, pp=1, nproc=4, gbs=4, iters=None, seq=192, preset="debug-llama"),
 }
+
+BASES = {"gpt_bigcode": "base_checkpoint", "starcoder2": "base_checkpoint_starcoder2", "llama": "base_checkpoint_llama"}
+"""The converted HF model each family's fine-tuning recipes start from."""
 
 
 def _run(cmd: list[str], timeout: int = 400):
@@ -106,6 +111,30 @@ def base_checkpoint_starcoder2(work) -> Path:
 
 
 @pytest.fixture(scope="module")
+def base_checkpoint_llama(work) -> Path:
+    """A HF LlamaForCausalLM shaped like debug-llama (GQA 4/2, SwiGLU, RMSNorm, linear RoPE x2, untied)
+    with the bundled vocabulary and 256 positions, converted with `codetron convert from-hf`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from codetron.megatron_ext.presets import get_model_preset
+
+    m = get_model_preset("debug-llama").model
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=_vocab(), hidden_size=m.hidden_size, intermediate_size=m.ffn,
+                      num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
+                      num_key_value_heads=m.num_query_groups, max_position_embeddings=N_POSITIONS,
+                      rms_norm_eps=m.layernorm_epsilon, tie_word_embeddings=m.tie_embeddings,
+                      rope_parameters={**m.rope_scaling, "rope_theta": m.rotary_base},
+                      bos_token_id=0, eos_token_id=0)
+    hf = work / "hf_base_llama"
+    LlamaForCausalLM(cfg).save_pretrained(str(hf))
+    out = work / "base_llama"
+    _codetron("convert", "from-hf", hf, out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def data(work) -> dict[str, str]:
     """Each recipe's data mode, written by `codetron preprocess` from the bundled samples."""
     samples = ROOT / "data" / "samples"
@@ -116,6 +145,7 @@ def data(work) -> dict[str, str]:
         "octocoder-sft": str(d / "commits"),
         "rrtf": str(d / "pairs"),
         "starcoder2-instruct": str(d / "selfalign"),
+        "deepseek-coder-sft": str(d / "deepseek"),
     }
     _codetron("preprocess", "code", samples / "the_stack_sample.jsonl", "-o", out["starcoder-pretrain"],
               "--tokenizer", TOKENIZER, "--quiet")
@@ -125,6 +155,9 @@ def data(work) -> dict[str, str]:
               "--layout", "sft", "-o", out["octocoder-sft"], "--tokenizer", TOKENIZER, "--quiet")
     _codetron("preprocess", "instruct", samples / "evol_instruct_sample.json", "--template", "starcoder2-instruct",
               "-o", out["starcoder2-instruct"], "--tokenizer", TOKENIZER, "--quiet")
+    # the recipe ships no template (docs/recipes.md); plain instruction/response pairs
+    _codetron("preprocess", "instruct", samples / "evol_instruct_sample.json", "--template", "plain",
+              "-o", out["deepseek-coder-sft"], "--tokenizer", TOKENIZER, "--quiet")
     ranked = d / "ranked.jsonl"
     with ranked.open("w") as fh:
         for k in range(6):
@@ -173,8 +206,8 @@ def test_recipe_runs_as_shipped(name, work, data, request):
 
     shipped = resolve_config(recipe=name)
     finetune = shipped.checkpoint.finetune
-    starcoder2 = shipped.model.family == "starcoder2"
-    base = request.getfixturevalue("base_checkpoint_starcoder2" if starcoder2 else "base_checkpoint") if finetune else None
+    family = shipped.model.family
+    base = request.getfixturevalue(BASES[family]) if finetune else None
     save, log = work / f"run_{name}", work / f"{name}.jsonl"
     args = _recipe_args(name, data[name], save, base, log)
     nproc = SCALED[name]["nproc"]
@@ -228,10 +261,18 @@ def test_recipe_runs_as_shipped(name, work, data, request):
     conv = _codetron("convert", "to-hf", save, hf, "--check")
     assert "check passed" in conv.stdout, conv.stdout[-2000:]
     hf_cfg = json.loads((hf / "config.json").read_text())
-    if starcoder2:
-        assert hf_cfg["architectures"] == ["Starcoder2ForCausalLM"] and hf_cfg["max_position_embeddings"] == N_POSITIONS
-    else:
+    if family == "gpt_bigcode":
         assert hf_cfg["n_positions"] == N_POSITIONS
+    else:
+        assert hf_cfg["model_type"] == family and hf_cfg["max_position_embeddings"] == N_POSITIONS
+    if name == "deepseek-coder-sft":
+        # 3 epochs of the (at most 12) bundled samples, 4 per step
+        assert shipped.optim.train_epochs == 3 and STOP_AT < total <= 9 and "train_epochs 3" in first.stdout
+        lrs = [r["lr"] for r in log_rows]
+        # the recipe's 10 warmup steps outlast this run: the lr rises all the way, below the peak
+        assert all(a < b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < shipped.optim.lr
+        rope = hf_cfg["rope_parameters"]
+        assert (rope["rope_type"], rope["factor"]) == ("linear", 2.0) and hf_cfg["rope_scaling"]["factor"] == 2.0
 
 
 def s_seq(name: str) -> int:
