@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"codetron: error: unknown stage {stage!r}; choose from {', '.join(STAGES)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(STAGES[stage][0])
     try:
+        # inside: a stage imports its registries, and a bad plug-in module there is a one-line error too
+        module = importlib.import_module(STAGES[stage][0])
         return int(module.main(rest) or 0)
     except CodetronError as exc:
         print(f"codetron {stage}: error: {exc}", file=sys.stderr)

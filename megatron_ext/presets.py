@@ -1,7 +1,8 @@
 """Named presets: model shapes and published training recipes, as data.
 
 Model presets give the architecture of a released checkpoint (numbers from its Hugging Face
-``config.json``); recipes give the optimizer/data/parallel settings of a paper. A run is
+``config.json``); recipes give the optimizer/data/parallel settings of a paper (one module each in
+``megatron_ext/recipes/``, collected in ``RECIPES``). A run is
 ``preset`` + optional ``recipe`` + YAML file + ``--key value`` flags, applied in that order.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from codetron.errors import ConfigError
 from codetron.megatron_ext import families
 from codetron.megatron_ext.config import (DEFAULT_FAMILY, SECTIONS, ModelConfig, TrainConfig, apply_overrides,
                                           load_yaml)
+from codetron.megatron_ext.recipes import RECIPES, Recipe, RecipeSettings, section_of
 
 
 @dataclass(frozen=True)
@@ -28,116 +30,6 @@ class ModelPreset:
     fim_tokens: tuple[str, ...] | None = None
     """The checkpoint's fill-in-the-middle special tokens as its tokenizer spells them: prefix, middle,
     suffix, then its FIM pad token if it has one (``data.fim_tokens``); None = StarCoder's ``<fim_*>``."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecipeSettings:
-    """The training settings a published recipe fixes. Each field has the name and type of the one
-    ``TrainConfig`` section field it sets (``section_of`` finds it; tests/train/test_config.py checks
-    every field against megatron_ext/config.py). None = the recipe leaves it to the preset/defaults."""
-
-    # optim
-    global_batch_size: int | None = None
-    """optim.global_batch_size: sequences per optimizer step."""
-    micro_batch_size: int | None = None
-    """optim.micro_batch_size: sequences per forward pass per rank."""
-    train_iters: int | None = None
-    """optim.train_iters: published optimizer steps."""
-    train_epochs: float | None = None
-    """optim.train_epochs: published passes over the data (wins over train_iters)."""
-    lr: float | None = None
-    """optim.lr: peak learning rate."""
-    min_lr: float | None = None
-    """optim.min_lr: final learning rate."""
-    lr_warmup_iters: int | None = None
-    """optim.lr_warmup_iters: linear warmup steps."""
-    lr_warmup_fraction: float | None = None
-    """optim.lr_warmup_fraction: linear warmup as a fraction of the (epoch-derived) step count."""
-    lr_decay_style: str | None = None
-    """optim.lr_decay_style: "cosine", "linear" or "constant"."""
-    weight_decay: float | None = None
-    """optim.weight_decay: decoupled weight decay."""
-    adam_beta1: float | None = None
-    """optim.adam_beta1."""
-    adam_beta2: float | None = None
-    """optim.adam_beta2."""
-    adam_eps: float | None = None
-    """optim.adam_eps."""
-    clip_grad: float | None = None
-    """optim.clip_grad: global gradient-norm clip."""
-    precision: str | None = None
-    """optim.precision: "fp32", "bf16" or "fp16"."""
-    # model
-    seq_length: int | None = None
-    """model.seq_length: training sequence length (fine-tuning recipes train shorter than the preset)."""
-    hidden_dropout: float | None = None
-    """model.hidden_dropout."""
-    attention_dropout: float | None = None
-    """model.attention_dropout."""
-    # data
-    mode: str | None = None
-    """data.mode: "pretrain", "sft" or "rrtf"."""
-    fim_rate: float | None = None
-    """data.fim_rate: fraction of documents turned into FIM samples."""
-    fim_spm_rate: float | None = None
-    """data.fim_spm_rate: fraction of FIM samples in SPM order."""
-    pack: bool | None = None
-    """data.pack: SFT sample packing."""
-    norm_target_loss: bool | None = None
-    """data.norm_target_loss: OctoPack's per-sample loss averaging."""
-    rrtf_loss: str | None = None
-    """data.rrtf_loss: "paper" or "weighted"."""
-    # parallel
-    tensor_model_parallel_size: int | None = None
-    """parallel.tensor_model_parallel_size: the published TP."""
-    pipeline_model_parallel_size: int | None = None
-    """parallel.pipeline_model_parallel_size: the published PP."""
-    sequence_parallel: bool | None = None
-    """parallel.sequence_parallel."""
-    use_distributed_optimizer: bool | None = None
-    """parallel.use_distributed_optimizer."""
-    # checkpoint
-    save_interval: int | None = None
-    """checkpoint.save_interval: steps between checkpoints."""
-    finetune: bool | None = None
-    """checkpoint.finetune: start from a checkpoint's weights with a fresh optimizer and schedule."""
-
-    def overrides(self) -> dict[str, Any]:
-        """``{"section.field": value}`` for every field the recipe sets, in declaration order."""
-        return {f"{section_of(f.name)}.{f.name}": getattr(self, f.name)
-                for f in fields(self) if getattr(self, f.name) is not None}
-
-
-def section_of(name: str) -> str:
-    """The one TrainConfig section that has a field ``name``."""
-    owners = [sec for sec in SECTIONS if name in {f.name for f in fields(getattr(TrainConfig(), sec))}]
-    if len(owners) != 1:
-        raise ConfigError(f"recipe setting {name!r} must name a field of exactly one config section, "
-                          f"found {owners or 'none'}")
-    return owners[0]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Recipe:
-    model_preset: str
-    """The model the recipe was published for."""
-    settings: RecipeSettings
-    """The training settings the paper publishes, applied on top of the model preset."""
-    source: str
-    """Paper / model card the numbers come from."""
-    description: str = ""
-    """One line for `codetron presets`."""
-    published_gpus: int | None = None
-    """GPUs of the published run: `codetron slurm plan`'s default device count, and with the two
-    fields below the base of its comparison with the paper."""
-    published_tokens: float | None = None
-    """Training tokens of the published run: the plan's default token budget."""
-    published_days: float | None = None
-    """Wall-clock days the paper reports for published_tokens on published_gpus."""
-
-    def overrides(self) -> dict[str, Any]:
-        """The recipe's settings as flat ``section.field`` overrides."""
-        return self.settings.overrides()
 
 
 def _bigcode(**kw) -> ModelConfig:
@@ -321,116 +213,6 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
             "; model card: 7.61B parameters (6.53B non-embedding), RoPE, SwiGLU, RMSNorm, attention QKV bias",
         description="Qwen2.5-Coder 7B (GQA 4 KV heads, QKV bias, 32K context)",
         fim_tokens=("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>"),
-    ),
-}
-
-RECIPES: dict[str, Recipe] = {
-    "starcoder-pretrain": Recipe(
-        model_preset="starcoder-15b",
-        settings=RecipeSettings(
-            global_batch_size=512, micro_batch_size=1, lr=3e-4, min_lr=3e-5, lr_decay_style="cosine",
-            lr_warmup_iters=2000, train_iters=250_000, weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95,
-            adam_eps=1e-8, clip_grad=1.0, precision="bf16",
-            hidden_dropout=0.1, attention_dropout=0.1,
-            fim_rate=0.5, fim_spm_rate=0.5,
-            tensor_model_parallel_size=4, pipeline_model_parallel_size=4, sequence_parallel=True,
-            use_distributed_optimizer=True,
-            save_interval=2500,
-        ),
-        source="StarCoder paper (arXiv:2305.06161) Sec. 5.1: Adam b1 0.9 b2 0.95 eps 1e-8, wd 0.1, lr 3e-4 "
-               "cosine to 3e-5 after 2,000 warmup iterations, 250k iterations of 4M tokens (512 x 8192), "
-               "FIM rate 0.5 (half SPM), dropout 0.1; 512 A100 80GB, TP4 PP4, 24 days for 1T tokens",
-        description="StarCoderBase pretraining on 512 GPUs",
-        published_gpus=512, published_tokens=1e12, published_days=24,
-    ),
-    "wizardcoder-sft": Recipe(
-        model_preset="starcoder-15b",
-        settings=RecipeSettings(
-            global_batch_size=512, micro_batch_size=1, seq_length=2048, train_iters=200, lr_warmup_iters=30,
-            lr=2e-5, min_lr=0.0, lr_decay_style="cosine", weight_decay=0.0, precision="bf16",
-            mode="sft", pack=True,
-            tensor_model_parallel_size=4, pipeline_model_parallel_size=2,
-            finetune=True,
-        ),
-        source="WizardCoder paper (arXiv:2306.08568) Sec. 4.2: batch 512, sequence length 2048, 200 steps, "
-               "30 warmup steps, lr 2e-5, cosine schedule (fp16 in the paper)",
-        description="WizardCoder Evol-Instruct fine-tuning of StarCoder-15B",
-    ),
-    "octocoder-sft": Recipe(
-        model_preset="starcoder-15b",
-        settings=RecipeSettings(
-            # warmup and weight decay as octopack's finetuning/starcoder/finetune.sh passes them
-            global_batch_size=32, micro_batch_size=1, seq_length=2048, train_iters=35, lr_warmup_iters=5,
-            lr=5e-4, min_lr=0.0, lr_decay_style="cosine", weight_decay=0.05, precision="bf16",
-            mode="sft", pack=True, norm_target_loss=False,
-            tensor_model_parallel_size=4, pipeline_model_parallel_size=1,
-            finetune=True,
-        ),
-        source="OctoPack paper (arXiv:2308.07124) App.: OctoCoder = StarCoder-16B fine-tuned on "
-               "CommitPackFT+OASST, sequence length 2048, batch size 32, lr 5e-4 cosine, ~35 steps (~2M tokens), "
-               "loss on answers only; warmup 5 and weight decay 0.05 from octopack finetuning/starcoder/finetune.sh",
-        description="OctoCoder instruction tuning (CommitPackFT + OASST)",
-    ),
-    "rrtf": Recipe(
-        model_preset="starcoder-15b",
-        settings=RecipeSettings(
-            # A training row is one response; chosen/rejected rows of a pair share a micro-batch, so
-            # micro is even and the paper's batch of 512 pairs is 1024 rows.
-            global_batch_size=1024, micro_batch_size=2, seq_length=2048,
-            lr=2e-5, min_lr=0.0, lr_decay_style="cosine", weight_decay=0.0,
-            lr_warmup_iters=10, precision="bf16", train_epochs=6,
-            mode="rrtf", rrtf_loss="paper", finetune=True,
-            tensor_model_parallel_size=4, pipeline_model_parallel_size=2,
-        ),
-        source="PanGu-Coder2 paper (arXiv:2307.14936) Sec. 4: StarCoder-15B base, global batch 512, 6 epochs "
-               "of the ranked data",
-        description="PanGu-Coder2 RRTF ranking fine-tuning",
-    ),
-    "starcoder2-instruct": Recipe(
-        model_preset="starcoder2-15b",
-        settings=RecipeSettings(
-            # one sample per row, 64 rows per step, each sample's mean token loss averaged: the upstream
-            # Trainer's batch 1 x 64 accumulation steps (transformers 4.39 means the loss per micro-batch)
-            global_batch_size=64, micro_batch_size=1, seq_length=1280, train_epochs=4,
-            lr=1e-5, min_lr=0.0, lr_decay_style="linear", lr_warmup_fraction=0.05,
-            # Adam in place of Adafactor, HF Trainer's AdamW defaults: see source.
-            adam_beta1=0.9, adam_beta2=0.999, adam_eps=1e-8, weight_decay=0.0, clip_grad=0.0,
-            precision="bf16", hidden_dropout=0.0, attention_dropout=0.0,
-            mode="sft", pack=False, norm_target_loss=True, finetune=True,
-            tensor_model_parallel_size=4, pipeline_model_parallel_size=2, use_distributed_optimizer=True,
-        ),
-        source="bigcode-project/starcoder2-self-align@0b19dbcd README.md:230-263 (the training script) and "
-               "src/star_align/train.py: StarCoder2-15B fine-tuned on the 50k self-aligned pairs, lr 1e-5 (:234), "
-               "4 epochs (:235), sequence 1280 (:236, samples cut there, train.py:70-72), warmup ratio 0.05 "
-               "(:237), linear schedule (:260), batch 1 x 64 accumulation (:250-251, no packing: "
-               "pad_to_max_length False, :249), no gradient clipping (--max_grad_norm -1, :257), bf16 (:246), "
-               "dropout 0 (:261-263), Adafactor (:256); the prompt starts with BOS (train.py:51, add_bos; "
-               "codetron.templates.BOS_TEMPLATES). megatron-core has no Adafactor (Adam and SGD only), so this "
-               "uses Adam with the Hugging Face Trainer's AdamW defaults (b1 0.9, b2 0.999, eps 1e-8, no weight "
-               "decay): at lr 1e-5 for ~3k steps it is the standard fine-tuning optimizer, and Adafactor's reason, "
-               "factored second moments to save memory, is served here by the distributed optimizer sharding "
-               "Adam's state over data-parallel ranks. Every value and deviation: docs/recipes.md",
-        description="StarCoder2-Instruct self-aligned instruction tuning of StarCoder2-15B",
-    ),
-    "deepseek-coder-sft": Recipe(
-        model_preset="deepseek-coder-6.7b-base",
-        settings=RecipeSettings(
-            # the README's 16 per device x 4 accumulation steps, one device's worth (it names no GPU count)
-            global_batch_size=64, micro_batch_size=1, seq_length=1024, train_epochs=3,
-            lr=2e-5, min_lr=0.0, lr_decay_style="cosine", lr_warmup_iters=10,
-            # HF Trainer's adamw_torch defaults (the script sets none of these)
-            adam_beta1=0.9, adam_beta2=0.999, adam_eps=1e-8, weight_decay=0.0, clip_grad=1.0,
-            precision="bf16", hidden_dropout=0.0, attention_dropout=0.0,
-            mode="sft", pack=False, norm_target_loss=False, finetune=True,
-            tensor_model_parallel_size=2, pipeline_model_parallel_size=1, use_distributed_optimizer=True,
-        ),
-        source="deepseek-ai/DeepSeek-Coder@d40caed finetune/README.md (the training command) and "
-               "finetune/finetune_deepseekcoder.py@3fd8db8: 3 epochs, model_max_length 1024, 16 per device x 4 "
-               "gradient accumulation, lr 2e-5, 10 warmup steps, cosine schedule (to 0), bf16, ZeRO-3; loss on the "
-               "response only (prompt labels -100), samples padded to the longest in the micro-batch (no packing); "
-               "Trainer defaults for what the command leaves out (AdamW b1 0.9, b2 0.999, eps 1e-8, no weight "
-               "decay, max_grad_norm 1.0). Every value and deviation: docs/recipes.md",
-        description="DeepSeek-Coder instruction tuning of DeepSeek-Coder-6.7B-base (the official fine-tune script)",
     ),
 }
 

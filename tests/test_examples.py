@@ -211,8 +211,9 @@ SYNOPSIS = "synopsis with placeholders, not a command"
 RRTF = ("samples and ranks with a trained student model and a teacher's answers; tests/rrtf/test_pipeline.py runs "
         "sample -> rank -> preprocess -> train on a tiny model")
 
-EXTENDING = ("runs after the walk-through's module is added (acme.py, csvfiles.py), with its own input files; "
-             "tests/test_extending.py writes the module from the doc into a plug-in folder and runs these commands")
+EXTENDING = ("runs after the walk-through's module is added (acme.py, csvfiles.py, santacoder_pretrain.py), with "
+             "its own input files; tests/test_extending.py writes the module from the doc into a plug-in folder and "
+             "runs these commands")
 
 HANDLING: dict[str, Scaled | NotHere] = {
     # --- README.md
@@ -328,6 +329,11 @@ HANDLING: dict[str, Scaled | NotHere] = {
         NotHere(EXTENDING),
     "codetron preprocess code snippets.csv -o out/snippets --workers 0": NotHere(EXTENDING),
     "codetron preprocess inspect out/snippets -n 1": NotHere(EXTENDING),
+    "codetron train --recipe santacoder-pretrain --print-config": NotHere(EXTENDING),
+    "codetron train --recipe santacoder-pretrain --preset debug-tiny --model.seq_length 64 "
+    "--optim.global_batch_size 4 --optim.train_iters 2 --optim.lr_warmup_iters 1 --data.data_path out/stack "
+    "--data.tokenizer data/tokenizer/tokenizer.json --checkpoint.save runs/santacoder-tiny "
+    "--logging.loss_log runs/santacoder-tiny.jsonl": NotHere(EXTENDING),
 }
 
 # Which earlier documents' outputs a document's examples read.

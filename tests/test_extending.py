@@ -17,10 +17,16 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
 
 def section(title: str) -> str:
-    text = DOC.read_text(encoding="utf-8")
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else len(text)]
+    """The doc's ``## title`` section, up to the next ``##`` heading outside a fenced block."""
+    lines = DOC.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = lines.index(f"## {title}\n")
+    fenced, end = False, len(lines)
+    for i in range(start + 1, len(lines)):
+        fenced ^= lines[i].startswith("```")
+        if not fenced and lines[i].startswith("## "):
+            end = i
+            break
+    return "".join(lines[start:end])
 
 
 def blocks(text: str, lang: str) -> list[str]:
@@ -42,7 +48,9 @@ def plug_in(monkeypatch, tmp_path: Path, package, code: str, folder: str) -> str
 
 
 def commands(text: str) -> list[list[str]]:
-    return [shlex.split(line) for block in blocks(text, "bash") for line in block.splitlines() if line.strip()]
+    """Each command of the doc's bash blocks (a line ending in a backslash goes on on the next)."""
+    return [shlex.split(line) for block in blocks(text, "bash")
+            for line in block.replace("\\\n", " ").splitlines() if line.strip()]
 
 
 def run(argv: list[str]) -> None:
@@ -211,3 +219,143 @@ def test_a_source_cannot_take_a_builtin_suffix_or_give_non_records(tmp_path, mon
     got = list(readers.iter_chunks(str(f)))
     assert [i for c in got[:-1] for i in c.items] == [(1, {"text": "a"})]
     assert (got[-1].line, got[-1].reason) == (2, "data source 'lines' gave a list at row 2, not a record (dict)")
+
+
+RECIPE_BOOT = ("import sys\nfrom codetron.megatron_ext import recipes\nrecipes.__path__.append(sys.argv[1])\n"
+               "recipes.discover()\nfrom codetron.cli import main\nsys.exit(main(sys.argv[2:]))\n")
+"""A child ``codetron`` that finds the plug-in folder ``argv[1]`` on the recipe package's path, as the
+test process does (training runs in a child: megatron-core's parallel state is process-global)."""
+
+
+def print_config_values(text: str) -> dict[str, tuple[object, str]]:
+    """``{"section.field": (value, source)}`` from ``codetron train --print-config``'s annotated YAML."""
+    import yaml
+
+    out, sec = {}, None
+    for line in text.splitlines():
+        if m := re.match(r"^(\w+):(?: (.*?))?  # (.+)$", line):
+            out[m.group(1)] = (yaml.safe_load(m.group(2) or ""), m.group(3))
+        elif m := re.match(r"^(\w+):$", line):
+            sec = m.group(1)
+        elif m := re.match(r"^  (\w+): (.*?)  # (.+)$", line):
+            out[f"{sec}.{m.group(1)}"] = (yaml.safe_load(m.group(2)), m.group(3))
+    return out
+
+
+def scaled_row(code: str) -> tuple[str, dict]:
+    """The doc's ``SCALED`` row (``"name": dict(key=literal, ...),``) as (name, row)."""
+    import ast
+
+    row = ast.parse("{" + code.split("\n", 1)[1].strip().rstrip(",") + "}", mode="eval").body
+    (key,), (entry,) = row.keys, row.values
+    assert isinstance(entry, ast.Call) and entry.func.id == "dict" and not entry.args
+    return key.value, {kw.arg: ast.literal_eval(kw.value) for kw in entry.keywords}
+
+
+@pytest.mark.slow
+def test_add_a_recipe(tmp_path, monkeypatch, capsys):
+    import math
+    import os
+    import subprocess
+
+    import yaml
+
+    from codetron.megatron_ext import presets, recipes
+    from codetron.megatron_ext.recipes import base
+    from tests.conftest import PYTHON, ROOT, subprocess_env
+    from tests.train import test_recipe_docs, test_recipes
+
+    text = section("Add a recipe")
+    code, row = blocks(text, "python")
+    (doc_section,) = blocks(text, "markdown")
+    module = plug_in(monkeypatch, tmp_path, recipes, code, "megatron_ext/recipes/")
+    name = "santacoder-pretrain"
+    assert name not in recipes.RECIPES  # an example: not shipped
+    try:
+        recipes.discover()  # discovery found the new module: nothing else was edited
+        assert sys.modules[module].__file__ == str(tmp_path / "plugins" / "santacoder_pretrain.py")
+        recipe = presets.RECIPES[name]
+        assert recipes.module_of(name) == module and presets.get_recipe(name) is recipe
+        assert recipe.model_preset == "santacoder-1b" and recipe.published_gpus == 96
+        settings = recipe.overrides()
+        assert settings == {
+            "optim.global_batch_size": 192, "optim.train_iters": 600_000, "optim.lr": 2e-4, "optim.min_lr": 2e-5,
+            "optim.lr_warmup_iters": 6000, "optim.lr_decay_style": "cosine", "optim.weight_decay": 0.1,
+            "optim.adam_beta1": 0.9, "optim.adam_beta2": 0.95, "optim.adam_eps": 1e-8, "optim.precision": "bf16",
+            "data.fim_rate": 0.5}
+
+        # the section for docs/recipes.md, checked as test_recipe_docs checks the shipped ones
+        doc = test_recipe_docs.DOC.read_text() + "\n" + doc_section
+        assert test_recipe_docs.recipe_sections(doc)[name][0] == "megatron_ext/recipes/santacoder_pretrain.py"
+        assert test_recipe_docs.mismatches(name, doc) == []
+        assert test_recipe_docs.mismatches(name, doc.replace("| `6000` |", "| `2000` |")) == [
+            f"{name}: optim.lr_warmup_iters is 6000 in code, `2000` in recipes.md"]
+        # the SCALED row: test_recipes' argument builder takes it as it is
+        row_name, scaled = scaled_row(row)
+        assert row.startswith("# tests/train/test_recipes.py") and row_name == name
+        assert scaled["data"] in test_recipes.SCALED and set(scaled) <= {"tp", "pp", "nproc", "gbs", "iters", "seq",
+                                                                        "preset", "data"}
+        monkeypatch.setitem(test_recipes.SCALED, name, scaled)
+        args = test_recipes._recipe_args(name, "D", tmp_path / "s", None, tmp_path / "l")
+        assert args[:3] == ["train", "--recipe", name] and "--optim.train_iters" in args
+
+        cmds = commands(text)
+        assert [c[:3] for c in cmds] == [["codetron", "presets"], ["codetron", "train", "--recipe"],
+                                         ["codetron", "preprocess", "code"], ["codetron", "train", "--recipe"]]
+        run(cmds[0])
+        assert re.search(rf"^  {name} +on santacoder-1b +SantaCoder 1.1B pretraining on 96 GPUs$",
+                         capsys.readouterr().out, re.M)
+        run(cmds[1])
+        shown = print_config_values(capsys.readouterr().out)
+        assert shown["recipe"] == (name, "command line") and shown["preset"] == ("santacoder-1b", f"recipe {name}")
+        assert {k: shown[k] for k in settings} == {k: (v, f"recipe {name}") for k, v in settings.items()}
+        assert shown["model.num_layers"] == (24, "preset santacoder-1b")
+
+        # scaled down: the bundled samples and tokenizer as the doc names them (data/ of this checkout)
+        monkeypatch.chdir(tmp_path)
+        os.symlink(ROOT / "data", tmp_path / "data")
+        run(cmds[2])
+        assert Path("out/stack.bin").stat().st_size > 0
+        proc = subprocess.run([PYTHON, "-c", RECIPE_BOOT, str(tmp_path / "plugins"), *cmds[3][1:]], cwd=tmp_path,
+                              env=subprocess_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        assert "training finished at step 2" in proc.stdout, proc.stdout[-3000:]
+        losses = [json.loads(x) for x in Path("runs/santacoder-tiny.jsonl").read_text().splitlines() if x.strip()]
+        assert [r["step"] for r in losses] == [1, 2]
+        assert all(math.isfinite(r["loss"]) and 0 < r["loss"] < 20 for r in losses), losses
+        save = Path("runs/santacoder-tiny")
+        it = int((save / "latest_checkpointed_iteration.txt").read_text())
+        saved = yaml.safe_load((save / f"iter_{it:07d}" / "codetron_config.yaml").read_text())
+        assert (it, saved["recipe"], saved["preset"]) == (2, name, "debug-tiny")
+        # only size, batch, steps and warmup were changed on the command line; the rest is the recipe's
+        changed = {"optim.global_batch_size": 4, "optim.train_iters": 2, "optim.lr_warmup_iters": 1}
+        for key, value in {**settings, **changed}.items():
+            sec, field = key.split(".")
+            assert saved[sec][field] == value, key
+        assert saved["model"]["seq_length"] == 64 and saved["model"]["num_layers"] == 4
+    finally:
+        presets.RECIPES.pop(name, None)
+        base._MODULES.pop(name, None)
+        sys.modules.pop(module, None)
+
+
+def test_a_recipe_name_is_registered_once(tmp_path, monkeypatch):
+    from codetron.errors import ConfigError
+    from codetron.megatron_ext import recipes
+    from codetron.megatron_ext.recipes import RECIPES, base
+
+    monkeypatch.setattr(base, "_MODULES", dict(base._MODULES))
+    shipped = RECIPES["rrtf"]
+    code = ("# megatron_ext/recipes/rrtf_copy.py\nfrom codetron.megatron_ext.recipes import RECIPES, register\n"
+            "register('rrtf', RECIPES['rrtf'])\n")
+    module = plug_in(monkeypatch, tmp_path, recipes, code, "megatron_ext/recipes/")
+    try:
+        with pytest.raises(ConfigError, match=r"^recipe 'rrtf' is registered twice: by codetron\.megatron_ext\."
+                                              r"recipes\.rrtf and by codetron\.megatron_ext\.recipes\.rrtf_copy$"):
+            recipes.discover()
+    finally:
+        sys.modules.pop(module, None)
+    with pytest.raises(ConfigError, match=rf"^recipe 'mine' \({re.escape(__name__)}\): register\(\) takes a Recipe, "
+                                          r"got dict$"):
+        base.register("mine", {"lr": 1e-4})
+    assert RECIPES["rrtf"] is shipped and "mine" not in RECIPES

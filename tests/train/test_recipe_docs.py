@@ -7,19 +7,30 @@ import re
 import pytest
 
 from codetron.megatron_ext.presets import RECIPES, resolve_config
+from codetron.megatron_ext.recipes import module_of
 from tests.conftest import ROOT
 
 DOC = ROOT / "docs" / "recipes.md"
-HEADINGS = {"starcoder-pretrain": "StarCoder pretraining", "wizardcoder-sft": "WizardCoder",
-            "octocoder-sft": "OctoCoder", "rrtf": "RRTF (PanGu-Coder2)", "starcoder2-instruct": "StarCoder2-Instruct",
-            "deepseek-coder-sft": "DeepSeek-Coder SFT"}
 
 KEY = re.compile(r"^`(\w+)\.(\w+)`$")
+OPENING = re.compile(r"\A\s*`--recipe ([\w.-]+)`: `([\w/.]+)`\.\n")
+"""The line a recipe's section opens with: `` `--recipe NAME`: `megatron_ext/recipes/MODULE.py`. ``"""
 
 
 def sections(text: str) -> dict[str, str]:
     parts = re.split(r"^## (.+)$", text, flags=re.M)
     return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def recipe_sections(text: str) -> dict[str, tuple[str, str]]:
+    """``{recipe name: (module file the section names, section body)}`` for every ``##`` section that
+    opens with a recipe's line."""
+    found = {}
+    for body in sections(text).values():
+        if m := OPENING.match(body):
+            assert m.group(1) not in found, f"two sections for recipe {m.group(1)}"
+            found[m.group(1)] = (m.group(2), body)
+    return found
 
 
 def config_rows(body: str) -> dict[str, str]:
@@ -45,13 +56,15 @@ def parse(cell: str):
 
 
 def test_every_recipe_has_its_section():
-    assert set(HEADINGS) == set(RECIPES)
-    assert set(sections(DOC.read_text())) >= set(HEADINGS.values())
+    found = recipe_sections(DOC.read_text())
+    assert set(found) == set(RECIPES)
+    for name, (path, _) in found.items():  # the module named is the one that registers the recipe
+        assert module_of(name) == "codetron." + path.removesuffix(".py").replace("/", "."), name
 
 
 def mismatches(name: str, text: str) -> list[str]:
     """What the section of recipe ``name`` in ``text`` gets wrong against the code."""
-    rows = config_rows(sections(text)[HEADINGS[name]])
+    rows = config_rows(recipe_sections(text)[name][1])
     set_here = RECIPES[name].overrides()
     out = [f"{name}: no row for {key}" for key in set_here if key not in rows]
     resolved = resolve_config(recipe=name)

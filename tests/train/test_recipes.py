@@ -25,6 +25,8 @@ N_POSITIONS = 256
 STOP_AT = 2
 
 # What shrinks, per recipe: the layout (<= 4 ranks), batch and sequence; everything else is the recipe's.
+# A row may say data="RECIPE" to train on the data written for that recipe (a new recipe of the same data
+# mode needs no new preprocessing here; docs/extending.md).
 # Instruction samples keep whole prompts (up to ~150 tokens in the bundled samples), so SFT rows are
 # longer than pretraining rows; every sequence stays below the 256-position table.
 SCALED = {
@@ -167,6 +169,7 @@ def data(work) -> dict[str, str]:
                 "rejected": f"    return a - b  # wrong {k}\n",
                 "scores": [3.0, float(k % 3)]}) + "\n")
     _codetron("rrtf", "preprocess", "--input", ranked, "--out", out["rrtf"], "--tokenizer", TOKENIZER)
+    out.update({name: out[s["data"]] for name, s in SCALED.items() if "data" in s})
     return out
 
 
