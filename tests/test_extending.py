@@ -1,6 +1,8 @@
 """docs/extending.md, followed literally: each walk-through's module is taken from the doc's code
 block, written into a plug-in folder on its registry package's path (as if it were the file the doc
-names), found by discovery, and the doc's shell commands are run through ``codetron.cli.main``."""
+names), found by discovery, and the doc's shell commands are run through ``codetron.cli.main`` -- but for
+``convert to-hf --check``, which builds a megatron-core model (process group, CPU patches) and so runs as a
+child process with the plug-in folder on the family package's path (a ``sitecustomize``)."""
 from __future__ import annotations
 
 import json
