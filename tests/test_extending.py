@@ -1,6 +1,8 @@
 """docs/extending.md, followed literally: each walk-through's module is taken from the doc's code
 block, written into a plug-in folder on its registry package's path (as if it were the file the doc
-names), found by discovery, and the doc's shell commands are run through ``codetron.cli.main``."""
+names), found by discovery, and the doc's shell commands are run through ``codetron.cli.main`` -- but for
+``convert to-hf --check``, which builds a megatron-core model (process group, CPU patches) and so runs as a
+child process with the plug-in folder on the family package's path (a ``sitecustomize``)."""
 from __future__ import annotations
 
 import json
@@ -359,3 +361,173 @@ def test_a_recipe_name_is_registered_once(tmp_path, monkeypatch):
                                           r"got dict$"):
         base.register("mine", {"lr": 1e-4})
     assert RECIPES["rrtf"] is shipped and "mine" not in RECIPES
+
+
+def plug_in_family(monkeypatch, tmp_path: Path, code: str) -> str:
+    """The doc's family module on the family package's path, found by a fresh registry: the patched
+    ``_registry`` (its own cache) is undone with the path, so the shipped families' cache never sees it."""
+    import functools
+
+    from codetron.megatron_ext import families
+
+    module = plug_in(monkeypatch, tmp_path, families, code, "megatron_ext/families/")
+    monkeypatch.setattr(families, "_registry", functools.lru_cache(maxsize=None)(families._registry.__wrapped__))
+    return module
+
+
+def unplug(module: str) -> None:
+    from codetron.megatron_ext import families
+
+    sys.modules.pop(module, None)
+    vars(families).pop(module.rsplit(".", 1)[1], None)
+
+
+def cited_config(source: str) -> dict:
+    """``key value`` pairs of a preset's first parenthesis (``config.json (Arch, key value, ...)``)."""
+    inner = source.split("(", 1)[1].split(")", 1)[0]
+    return {k: json.loads(v) for k, v in (item.split(" ") for item in inner.split(", ") if " " in item)}
+
+
+def tiny_mistral(out: Path, window: int) -> Path:
+    """A random MistralForCausalLM and a tiny byte-level BPE tokenizer (321 tokens), saved by transformers."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+
+    from tests.convert.conftest import make_tokenizer, save_perturbed
+
+    tok_file = make_tokenizer(out.parent / "tokenizer.json")
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_file), eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                  pad_token="[PAD]")
+    eos = tok.eos_token_id
+    config = MistralConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=176, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                           sliding_window=window, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                           bos_token_id=eos, eos_token_id=eos, initializer_range=0.2)
+    torch.manual_seed(0)
+    save_perturbed(MistralForCausalLM(config), out, norm_marker="norm")  # RMSNorm weights off their ones
+    tok.save_pretrained(str(out))
+    return out
+
+
+def run_with_plugin(argv: list[str], plugins: Path, site: Path) -> "subprocess.CompletedProcess":
+    """``argv`` as ``python -m codetron ...`` in a child process whose ``sitecustomize`` puts the plug-in
+    folder on the family package's path, as the module's file in megatron_ext/families/ would be."""
+    import os
+    import subprocess
+
+    from tests.conftest import PYTHON, ROOT, subprocess_env
+
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("from codetron.megatron_ext import families\n"
+                                           f"families.__path__.append({str(plugins)!r})\n")
+    env = subprocess_env()
+    env["PYTHONPATH"] = str(site) + os.pathsep + env["PYTHONPATH"]
+    assert argv[0] == "codetron"
+    return subprocess.run([PYTHON, "-m", "codetron", *argv[1:]], cwd=Path.cwd(), env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+WINDOW = 16
+"""The tiny model's sliding window: an eighth of the 128 tokens `convert check` compares."""
+
+
+@pytest.mark.slow
+def test_add_a_model_family(tmp_path, monkeypatch):
+    import torch
+
+    from codetron.megatron_ext import families
+    from tests.convert.conftest import read_tensors
+
+    text = section("Add a model family")
+    code = blocks(text, "python")[0]
+    shipped_path = list(families.__path__)
+    monkeypatch.chdir(tmp_path)
+    tiny_mistral(tmp_path / "mistral-hf", WINDOW)
+    cmds = commands(text)
+    assert [c[:3] for c in cmds[:2]] == [["codetron", "convert", "from-hf"], ["codetron", "convert", "to-hf"]]
+    assert cmds[0][3] == "mistral-hf" and "--check" in cmds[1]
+    module = plug_in_family(monkeypatch, tmp_path, code)
+    try:
+        family = families.for_model_type("mistral")  # discovery found the new module: nothing else was edited
+        assert family.name == "mistral" and sys.modules[module].__file__ == str(tmp_path / "plugins" / "mistral.py")
+
+        run(cmds[0])  # from-hf in this process: it only streams tensors
+        import yaml
+
+        saved = yaml.safe_load(Path(cmds[0][4], "iter_0000000", "codetron_config.yaml").read_text())["model"]
+        assert (saved["family"], saved["sliding_window"], saved["num_query_groups"]) == ("mistral", WINDOW, 2)
+        # to-hf --check builds megatron-core's model (process group, CPU patches): a child process
+        proc = run_with_plugin(cmds[1], tmp_path / "plugins", tmp_path / "site")
+        assert proc.returncode == 0 and "check passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]
+        diff = float(re.search(r"max \|logit diff\| (\S+)", proc.stdout).group(1))
+        assert diff <= 1e-4 and "argmax agreement 1.0000" in proc.stdout and "tokens identical" in proc.stdout
+
+        back = Path(cmds[1][4])
+        original, converted = read_tensors(tmp_path / "mistral-hf"), read_tensors(back)
+        assert original.keys() == converted.keys() and "lm_head.weight" in converted
+        for k in original:  # bit-identical: same dtype, same bytes
+            assert original[k].dtype == converted[k].dtype, k
+            assert torch.equal(original[k].view(torch.uint8), converted[k].view(torch.uint8)), k
+        cfg = json.loads((back / "config.json").read_text())
+        assert (cfg["architectures"], cfg["model_type"], cfg["sliding_window"]) == (["MistralForCausalLM"], "mistral",
+                                                                                     WINDOW)
+        assert "attention_bias" not in cfg and cfg["num_key_value_heads"] == 2
+
+        # known wrong: the same module with the window left out (no from_hf_config) converts without
+        # error, and the comparison with transformers' Mistral on the same folder fails
+        start, end = code.index("    def from_hf_config("), code.index("\n\n\nFAMILY = ")
+        wrong = code[:start].rstrip() + "\n" + code[end:]
+        unplug(module)
+        monkeypatch.setattr(families, "__path__", shipped_path)
+        (tmp_path / "wrong").mkdir()
+        module = plug_in_family(monkeypatch, tmp_path / "wrong", wrong)
+        run(["codetron", "convert", "from-hf", "mistral-hf", "ckpt/no-window", "--quiet"])
+        no_window = run_with_plugin(["codetron", "convert", "check", "ckpt/no-window", "mistral-hf", "--json"],
+                                    tmp_path / "wrong" / "plugins", tmp_path / "wrong" / "site")
+        res = json.loads([ln for ln in no_window.stdout.splitlines() if ln.startswith("{")][-1])
+        assert no_window.returncode == 1 and not res["ok"], res
+        assert res["max_abs_diff"] > 100 * diff + 1e-3, res
+    finally:
+        unplug(module)
+
+
+def test_add_a_model_family_preset(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from codetron.convert.cli import build_parser
+    from codetron.convert.hf_config import from_hf_config
+    from codetron.megatron_ext import families, presets
+    from codetron.megatron_ext.model import check_architecture
+
+    text = section("Add a model family")
+    code, preset_code = blocks(text, "python")
+    module = plug_in_family(monkeypatch, tmp_path, code)
+    try:
+        entry = eval("{" + preset_code + "}", vars(presets))  # the doc's dict entry, as presets.py would hold it
+        monkeypatch.setattr(presets, "MODEL_PRESETS", {**presets.MODEL_PRESETS, **entry})
+        preset = presets.get_model_preset("mistral-7b")
+        check_architecture(preset.model, tensor_parallel=8)
+        # the preset is its cited config.json as the family reads it (the paper's 8192 is the training length)
+        cited = cited_config(preset.source)
+        assert cited["sliding_window"] == 4096 and len(cited) == 12, cited
+        hf_config = MistralConfig(**cited)
+        read = from_hf_config(hf_config.to_dict(), "config.json")
+        assert read.family == "mistral" and dataclasses.replace(read, seq_length=8192) == preset.model
+        with torch.device("meta"):
+            hf_params = sum(p.numel() for p in MistralForCausalLM(hf_config).parameters())
+        assert families.num_parameters(preset.model) == hf_params == 7_241_732_096
+
+        cmds = commands(text)[2:]
+        assert cmds == [["codetron", "train", "--fields"], ["codetron", "presets"]]
+        run(cmds[0])
+        assert "--model.family (default 'gpt_bigcode'; one of gpt_bigcode, llama, mistral, starcoder2)" in (
+            capsys.readouterr().out)
+        run(cmds[1])
+        assert re.search(r"^  mistral-7b +32L h4096 +32 heads +seq 8192 +~ ?7\.24B +Mistral 7B v0\.1 ",
+                         capsys.readouterr().out, re.M)
+        assert "MistralForCausalLM" in build_parser().format_help()
+    finally:
+        unplug(module)

@@ -26,7 +26,7 @@ Qwen2's sliding window.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from codetron.errors import CodetronError, ConfigError
 from codetron.megatron_ext.config import ModelConfig
@@ -139,6 +139,10 @@ class Llama(Family):
     """RMSNorm, SwiGLU, RoPE (linear / llama3 scaling), GQA, untied output by default, no biases but
     Qwen2's on q/k/v."""
 
+    hf_defaults: ClassVar[dict[str, Any]] = HF_DEFAULTS["llama"]
+    """transformers' config defaults of ``hf_architecture`` (Qwen2's: ``HF_DEFAULTS``), for keys a config.json
+    leaves out; a subclass for another architecture of the same layer (docs/extending.md) gives its own."""
+
     def check_architecture(self, model: ModelConfig) -> None:
         if model.rope_scaling is not None:
             if not isinstance(model.rope_scaling, dict):
@@ -199,10 +203,10 @@ class Llama(Family):
         layouts.check_kv_groups(model.num_attention_heads, model.num_query_groups, 1, where)
 
     def to_hf_config(self, model: ModelConfig, vocab_size: int, bos, eos, pad, dtype: str) -> dict[str, Any]:
-        model_type = QWEN2 if self.qkv_bias(model) else self.name
+        qwen2 = self.qkv_bias(model)
         out = {
-            "architectures": [ARCHITECTURES[model_type]],
-            "model_type": model_type,
+            "architectures": [ARCHITECTURES[QWEN2] if qwen2 else self.hf_architecture],
+            "model_type": QWEN2 if qwen2 else self.name,
             "vocab_size": vocab_size,
             "hidden_size": model.hidden_size,
             "intermediate_size": model.ffn,
@@ -222,7 +226,7 @@ class Llama(Family):
             "tie_word_embeddings": model.tie_embeddings,
             "dtype": dtype,
         }
-        if self.qkv_bias(model):  # Qwen2: biases on q/k/v are implied; its window stays off
+        if qwen2:  # biases on q/k/v are implied; its window stays off
             out.update(use_sliding_window=False, max_window_layers=model.num_layers)
         else:
             out.update(attention_bias=False, mlp_bias=False, head_dim=model.head_dim)
@@ -239,7 +243,7 @@ class Llama(Family):
 
     def from_hf_config(self, cfg: dict[str, Any], where: str) -> ModelConfig:
         qwen2 = cfg.get("model_type") == QWEN2
-        defaults = HF_DEFAULTS[QWEN2 if qwen2 else self.name]
+        defaults = HF_DEFAULTS[QWEN2] if qwen2 else self.hf_defaults
 
         def get(key, default=None):
             value = cfg.get(key)
