@@ -118,7 +118,7 @@ def test_every_import_of_a_stage_is_namespaced():
 
 
 CONFIG_SUFFIXES = ("Config", "Preset", "Profile", "Options", "Settings")
-"""Dataclasses named like these are what users set: each field carries a docstring (STYLE.md)."""
+"""Dataclasses named like these are what users set: each field carries a docstring (CONTRIBUTING.md, "Conventions")."""
 
 
 def undocumented_config_fields(source: str) -> list[str]:
