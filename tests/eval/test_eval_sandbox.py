@@ -92,6 +92,9 @@ def _descendants(root: int, procs: dict[int, tuple[int, int]]) -> list[int]:
 @ROOT_ONLY
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_hostile_completions(humaneval, tmp_path, mechanism):
+    # children this test process had before (an earlier test's multiprocessing resource tracker, in
+    # whatever order pytest-xdist ran the files) are not the sandbox's leftovers
+    before = set(_descendants(os.getpid(), _processes()))
     decoy = tmp_path / "decoy"
     decoy.mkdir()
     for i in range(3):
@@ -170,7 +173,7 @@ def test_hostile_completions(humaneval, tmp_path, mechanism):
     assert accepted == [], "a sandboxed program reached a socket on the host"
     time.sleep(0.2)  # let the kernel finish reaping
     procs = _processes()
-    leftovers = _descendants(os.getpid(), procs)
+    leftovers = [pid for pid in _descendants(os.getpid(), procs) if pid not in before]
     assert leftovers == [], [open(f"/proc/{pid}/cmdline").read() for pid in leftovers]
     # our workers' uids (other evaluations on this machine lease other uids from the range)
     sandbox_uids = set(uids)
