@@ -62,10 +62,10 @@ lang-deps: setup
 		|| echo "JavaScript modules (js-md5) not installed: the npm registry is needed once"
 
 # Two pytest-xdist workers (one per core here; TEST_WORKERS=0 runs in one process). Each test file is
-# one unit of work, Slurm tests and tests sharing an expensive fixture one group (tests/conftest.py);
-# the groups that took longest last time start first (pytest's cache).
+# one unit of work, the Slurm tests and files sharing an expensive fixture one group (tests/conftest.py
+# schedules them); the groups that took longest last time start first (pytest's cache).
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --no-loadscope-reorder)
 
 test: setup slurm-deps sandbox-deps lang-deps
 	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=20 $(XDIST)

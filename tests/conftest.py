@@ -19,7 +19,6 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than ~20 s (still part of `make test`)")
     config.addinivalue_line("markers", "slurm: needs a local Slurm cluster (the fixture starts one)")
-    config.addinivalue_line("markers", "xdist_group(name): run with the other tests of this group on one worker")
     # The eval sandbox refuses to run programs without bubblewrap. The tests' programs are our own,
     # so where it cannot run they opt in to the weak sandbox, explicitly and visibly; the tests of
     # the refusal itself unset this.
@@ -32,55 +31,66 @@ def pytest_configure(config):
               file=sys.stderr)
 
 
-# --- pytest-xdist: `make test` runs `-n 2 --dist loadgroup --no-loadscope-reorder` --------------------
+# --- pytest-xdist: `make test` runs `-n 2` ------------------------------------------------------------
 # A worker builds the module- and session-scoped fixtures of the tests it runs, so every test file is one
-# unit of work (its module fixtures are built once), and tests that need the same expensive session
-# fixture, or a resource there is only one of, share a named group across files.
+# unit of work (its module fixtures are built once), and the files that need the same expensive session
+# fixture, or a resource there is only one of, form one unit together. The unit of a test is chosen by
+# test id alone (the scheduler below sees no fixtures), so FILE_GROUPS names the files, and the workers,
+# who do see fixtures, check at collection that every test using a SHARED_FIXTURES fixture is in a file
+# of its group. (xdist's own --dist loadgroup marks rewrite item._nodeid, which pytest 9 ignores.)
 
-SHARED_GROUPS = {
+SHARED_FIXTURES = {
     # there is one local Slurm: two workers would start two clusters on the same ports
     "slurm_cluster": "slurm",
-    # two 4-rank training runs (tests/convert/conftest.py), used by test_to_hf and test_units
+    # two 4-rank training runs (tests/convert/conftest.py)
     "run_tp2pp2": "convert-trained",
     "run_vpp": "convert-trained",
 }
-"""Fixture name -> the group of every test that uses it, wherever the test lives."""
+"""Session fixture -> the group every test using it must run in."""
+
+FILE_GROUPS = {
+    "tests/slurm/test_slurm_cluster.py": "slurm",
+    "tests/convert/test_to_hf.py": "convert-trained",
+    "tests/convert/test_units.py": "convert-trained",
+}
+"""Test file -> its group, for files that share a group; any other file is a group of its own."""
 
 DURATIONS_KEY = "codetron/test-seconds"
 """pytest's cache entry holding each test's seconds (setup + call + teardown) in the runs so far."""
 
 
-def xdist_group(item) -> str:
-    """The group an item runs in: an explicit ``xdist_group`` mark, else the Slurm group for ``slurm``
-    tests, else the group of a shared fixture it uses, else its file."""
-    mark = item.get_closest_marker("xdist_group")
-    if mark is not None:
-        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-    if item.get_closest_marker("slurm") is not None:
-        return "slurm"
-    for name, group in SHARED_GROUPS.items():
-        if name in getattr(item, "fixturenames", ()):
-            return group
-    return item.nodeid.split("::", 1)[0]
+def xdist_group(nodeid: str) -> str:
+    """The unit of work a test runs in: its file's group, else its file."""
+    path = nodeid.split("::", 1)[0]
+    return FILE_GROUPS.get(path, path)
 
 
-def _plain_id(nodeid: str) -> str:
-    """A test id without the ``@group`` suffix xdist's loadgroup adds (as xdist splits it)."""
-    return nodeid.rsplit("@", 1)[0] if nodeid.rfind("@") > nodeid.rfind("]") else nodeid
+@pytest.hookimpl(tryfirst=True)  # before xdist's own (first result wins)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """xdist's loadscope, with ``xdist_group`` as the scope: a whole group goes to one worker."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return GroupScheduling(config, log)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into test-id suffixes
 def pytest_collection_modifyitems(config, items):
-    groups = {}
-    for item in items:
-        groups[item.nodeid] = group = xdist_group(item)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    groups = {item.nodeid: xdist_group(item.nodeid) for item in items}
+    wrong = sorted({f"{item.nodeid.split('::')[0]} uses {name}: add it to FILE_GROUPS as {group!r}"
+                    for item in items for name, group in SHARED_FIXTURES.items()
+                    if name in getattr(item, "fixturenames", ()) and groups[item.nodeid] != group})
+    if wrong:
+        raise pytest.UsageError("tests/conftest.py: a shared fixture outside its xdist group: " + "; ".join(wrong))
     if hasattr(config, "workerinput"):
         # In the workers (they collect, and must agree on the order): the longest groups first, so a
         # long file does not start last and run alone. A test's seconds in the last run that had it,
         # else 30 s for a slow one and 1 s for the rest.
-        last = config.cache.get(DURATIONS_KEY, {}) if config.cache is not None else {}
+        cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+        last = cache.get(DURATIONS_KEY, {}) if cache is not None else {}
         cost: dict[str, float] = {}
         first: dict[str, int] = {}
         for i, item in enumerate(items):
@@ -95,14 +105,14 @@ _seconds: dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report):
-    _seconds[_plain_id(report.nodeid)] = _seconds.get(_plain_id(report.nodeid), 0.0) + report.duration
+    _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session):
-    config = session.config
-    if _seconds and not hasattr(config, "workerinput") and config.cache is not None:
+    config, cache = session.config, getattr(session.config, "cache", None)
+    if _seconds and not hasattr(config, "workerinput") and cache is not None:
         # merged: a partial run (-m, -k, one file) updates only the tests it ran
-        config.cache.set(DURATIONS_KEY, {**config.cache.get(DURATIONS_KEY, {}), **_seconds})
+        cache.set(DURATIONS_KEY, {**cache.get(DURATIONS_KEY, {}), **_seconds})
 
 
 @pytest.fixture(scope="session")
