@@ -62,8 +62,8 @@ EXTRAS = {
     # Pins its own torch: install it in a separate environment for generation servers.
     "vllm": ["vllm"],
     # safetensors: the tests read converted checkpoints with the reference reader; pytest-xdist runs
-    # the suite on two workers (`make test`), filelock shares artefacts the workers both need.
-    "test": ["pytest>=7", "pytest-timeout", "pytest-xdist>=3.6", "filelock", "safetensors"],
+    # the suite on two workers (`make test`; tests/conftest.py schedules its groups).
+    "test": ["pytest>=7", "pytest-timeout", "pytest-xdist>=3.6", "safetensors"],
 }
 # Every CPU-installable role plus the tests (gpu and vllm need CUDA builds).
 EXTRAS["all"] = sorted({r for role in ("train", "data", "convert", "eval", "test") for r in EXTRAS[role]})
