@@ -61,11 +61,17 @@ lang-deps: setup
 	@$(BIN)/python -c "from codetron.eval.langdeps import install_js_modules as i; print('JavaScript modules in', i())" \
 		|| echo "JavaScript modules (js-md5) not installed: the npm registry is needed once"
 
+# Two pytest-xdist workers (one per core here; TEST_WORKERS=0 runs in one process). Each test file is
+# one unit of work, the Slurm tests and files sharing an expensive fixture one group (tests/conftest.py
+# schedules them); the groups that took longest last time start first (pytest's cache).
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --no-loadscope-reorder)
+
 test: setup slurm-deps sandbox-deps lang-deps
-	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=20
+	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=20 $(XDIST)
 
 test-fast: setup
-	$(BIN)/python -m pytest tests -ra -q --timeout=900 -m "not slow and not slurm"
+	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=10 -m "not slow and not slurm" $(XDIST)
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -61,8 +61,9 @@ EXTRAS = {
     "gpu": [TRANSFORMER_ENGINE],
     # Pins its own torch: install it in a separate environment for generation servers.
     "vllm": ["vllm"],
-    # safetensors: the tests read converted checkpoints with the reference reader.
-    "test": ["pytest>=7", "pytest-timeout", "safetensors"],
+    # safetensors: the tests read converted checkpoints with the reference reader; pytest-xdist runs
+    # the suite on two workers (`make test`; tests/conftest.py schedules its groups).
+    "test": ["pytest>=7", "pytest-timeout", "pytest-xdist>=3.6", "safetensors"],
 }
 # Every CPU-installable role plus the tests (gpu and vllm need CUDA builds).
 EXTRAS["all"] = sorted({r for role in ("train", "data", "convert", "eval", "test") for r in EXTRAS[role]})

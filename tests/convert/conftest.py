@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, TORCHRUN, byte_level_bpe, subprocess_env
+from tests.conftest import PYTHON, ROOT, TORCHRUN, subprocess_env
+from tests.helpers.models import byte_level_bpe
 
 SPECIALS = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<filename>"]
 BPE_VOCAB = 320
@@ -125,27 +126,19 @@ def hf_vpp(tmp_path_factory, run_vpp) -> Path:
 def tiny_hf_model(out: Path, vocab: int = 321, multi_query: bool = True, tie: bool = True, seed: int = 0,
                   layers: int = 4, **cfg) -> Path:
     """A random GPTBigCode saved by transformers itself (what a hub download looks like)."""
-    import torch
-    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+    from tests.helpers.models import tiny_gpt_bigcode
 
-    torch.manual_seed(seed)
-    config = GPTBigCodeConfig(vocab_size=vocab, n_positions=64, n_embd=64, n_layer=layers, n_head=4,
-                              multi_query=multi_query, tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0,
-                              initializer_range=0.2, **cfg)
-    return save_perturbed(GPTBigCodeForCausalLM(config), out, norm_marker="ln")
+    model = tiny_gpt_bigcode(vocab, hidden=64, layers=layers, heads=4, positions=64, multi_query=multi_query,
+                             seed=seed, tie_word_embeddings=tie, initializer_range=0.2, **cfg)
+    return save_perturbed(model, out, norm_marker="ln")
 
 
 def save_perturbed(model, out: Path, norm_marker: str) -> Path:
     """Shift the layer norms (names containing ``norm_marker``) and biases off their init values, so every
     mapping matters, then save as transformers does."""
-    import torch
+    from tests.helpers.models import perturb, save
 
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if norm_marker in name or name.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(str(out))
-    return out
+    return save(perturb(model, norm_marker), out)
 
 
 def read_tensors(folder: Path) -> dict:

@@ -19,14 +19,12 @@ WINDOW = 16
 def tiny_starcoder2(out, vocab: int = 321, tie: bool = False, heads: int = 4, groups: int = 2, hidden: int = 64,
                     seed: int = 0, **cfg):
     """A random StarCoder2 saved by transformers itself (what a hub download looks like)."""
-    from transformers import Starcoder2Config, Starcoder2ForCausalLM
+    from tests.helpers.models import tiny_starcoder2 as build
 
-    torch.manual_seed(seed)
-    config = Starcoder2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=4,
-                              num_attention_heads=heads, num_key_value_heads=groups, max_position_embeddings=128,
-                              sliding_window=WINDOW, rope_parameters={"rope_type": "default", "rope_theta": 1e5},
-                              tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0, initializer_range=0.2, **cfg)
-    return save_perturbed(Starcoder2ForCausalLM(config), out, norm_marker="norm")
+    model = build(vocab, hidden=hidden, ffn=4 * hidden, layers=4, heads=heads, kv_heads=groups, positions=128,
+                  seed=seed, sliding_window=WINDOW, rope_parameters={"rope_type": "default", "rope_theta": 1e5},
+                  tie_word_embeddings=tie, initializer_range=0.2, **cfg)
+    return save_perturbed(model, out, norm_marker="norm")
 
 
 @pytest.mark.parametrize("tie,layout", [

@@ -22,17 +22,9 @@ def humaneval():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, humaneval):
     """A random 2-layer MQA GPTBigCode and a 400-token byte-level BPE trained on HumanEval prompts."""
-    import torch
-    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, PreTrainedTokenizerFast
+    from tests.helpers.models import byte_level_bpe, hf_tokenizer, save, tiny_gpt_bigcode
 
-    from tests.conftest import byte_level_bpe
-
-    out = tmp_path_factory.mktemp("tiny_model")
     tok = byte_level_bpe([p["prompt"] + p["canonical_solution"] for p in humaneval], 400, ["<|endoftext|>"])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    fast.save_pretrained(out)
-    torch.manual_seed(0)
-    config = GPTBigCodeConfig(vocab_size=tok.get_vocab_size(), n_positions=1024, n_embd=32, n_layer=2, n_head=4,
-                              multi_query=True, bos_token_id=0, eos_token_id=0)
-    GPTBigCodeForCausalLM(config).save_pretrained(out)
-    return str(out)
+    model = tiny_gpt_bigcode(tok.get_vocab_size(), hidden=32, layers=2, heads=4, positions=1024)
+    fast = hf_tokenizer(tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return str(save(model, tmp_path_factory.mktemp("tiny_model"), fast))

@@ -3,10 +3,14 @@ or a later sample (lingering processes, temp files, host unix sockets), under bu
 fork-server fallback."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -89,9 +93,25 @@ def _descendants(root: int, procs: dict[int, tuple[int, int]]) -> list[int]:
     return found
 
 
+def _lease(lock, seconds: float) -> bool:
+    """Take ``lock``'s exclusive flock (released when the file closes) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+
 @ROOT_ONLY
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_hostile_completions(humaneval, tmp_path, mechanism):
+    # children this test process had before (an earlier test's multiprocessing resource tracker, in
+    # whatever order pytest-xdist ran the files) are not the sandbox's leftovers
+    before = set(_descendants(os.getpid(), _processes()))
     decoy = tmp_path / "decoy"
     decoy.mkdir()
     for i in range(3):
@@ -169,13 +189,19 @@ def test_hostile_completions(humaneval, tmp_path, mechanism):
     assert all((decoy / f"keep{i}.txt").read_text() == "precious" for i in range(3))
     assert accepted == [], "a sandboxed program reached a socket on the host"
     time.sleep(0.2)  # let the kernel finish reaping
-    procs = _processes()
-    leftovers = _descendants(os.getpid(), procs)
-    assert leftovers == [], [open(f"/proc/{pid}/cmdline").read() for pid in leftovers]
-    # our workers' uids (other evaluations on this machine lease other uids from the range)
+    # our workers' uids, leased again while we look: an evaluation running beside this test (another
+    # pytest-xdist worker, another user) may take a uid the pool has just released
     sandbox_uids = set(uids)
     assert len(sandbox_uids) == 2
-    assert [pid for pid, (_, uid) in procs.items() if uid in sandbox_uids] == []
+    with contextlib.ExitStack() as leases:
+        for uid in sandbox_uids:
+            if uid is not None:
+                lock = leases.enter_context(open(Path(tempfile.gettempdir()) / "codetron-sandbox-uids" / f"{uid}.lock", "a"))
+                assert _lease(lock, 60), f"uid {uid} still leased 60 s after its pool closed"
+        procs = _processes()
+        leftovers = [pid for pid in _descendants(os.getpid(), procs) if pid not in before]
+        assert leftovers == [], [open(f"/proc/{pid}/cmdline").read() for pid in leftovers]
+        assert [pid for pid, (_, uid) in procs.items() if uid in sandbox_uids] == []
 
 
 def test_pool_survives_a_dead_worker():

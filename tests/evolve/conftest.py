@@ -33,22 +33,12 @@ SEEDS = [
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer multi-query GPTBigCode with random weights and a 320-token byte-level BPE."""
-    import torch
-    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, PreTrainedTokenizerFast
+    from tests.helpers.models import byte_level_bpe, hf_tokenizer, save, tiny_gpt_bigcode
 
-    from tests.conftest import byte_level_bpe
-
-    out = tmp_path_factory.mktemp("tiny-gptbigcode")
-    tok = byte_level_bpe(CORPUS, 320, ["<|endoftext|>", "<pad>"])
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                     pad_token="<pad>")
-    hf_tok.save_pretrained(out)
-    eos = hf_tok.eos_token_id
-    cfg = GPTBigCodeConfig(vocab_size=len(hf_tok), n_positions=512, n_embd=32, n_layer=2, n_head=2,
-                           n_inner=64, multi_query=True, bos_token_id=eos, eos_token_id=eos)
-    torch.manual_seed(0)
-    GPTBigCodeForCausalLM(cfg).save_pretrained(out)
-    return out
+    tok = hf_tokenizer(byte_level_bpe(CORPUS, 320, ["<|endoftext|>", "<pad>"]), eos_token="<|endoftext|>",
+                       bos_token="<|endoftext|>", pad_token="<pad>")
+    model = tiny_gpt_bigcode(len(tok), hidden=32, layers=2, heads=2, positions=512, n_inner=64, eos=tok.eos_token_id)
+    return save(model, tmp_path_factory.mktemp("tiny-gptbigcode"), tok)
 
 
 @pytest.fixture(scope="session")
@@ -58,53 +48,16 @@ def engine(tiny_model_dir):
     return Engine(str(tiny_model_dir), device="cpu")
 
 
-def _handlers():
-    from codetron.eval.serve import OpenAIHandler
-
-    class CountingHandler(OpenAIHandler):
-        """Counts POSTs (the requests a client really sent)."""
-
-        def do_POST(self):
-            with self.server.count_lock:
-                self.server.posts += 1
-            super().do_POST()
-
-    class FlakyHandler(CountingHandler):
-        """Fails requests as scripted in ``server.faults`` ("500", "drop", "429"), then serves normally."""
-
-        def do_POST(self):
-            with self.server.count_lock:
-                fault = self.server.faults.pop(0) if self.server.faults else None
-            if fault is None:
-                return super().do_POST()
-            with self.server.count_lock:
-                self.server.posts += 1
-                self.server.injected += 1
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if fault == "drop":  # close the connection without any reply
-                self.close_connection = True
-                return
-            if fault == "429":
-                return self.send_error_json(429, "slow down", "rate_limit_error", headers={"Retry-After": "0"})
-            return self.send_error_json(500, "injected failure", "server_error")
-
-    return CountingHandler, FlakyHandler
-
-
 @pytest.fixture(scope="session")
 def start_server(engine, tiny_model_dir):
-    """start_server(flaky=False, faults=()) -> a running OpenAIServer on 127.0.0.1 (free port)."""
-    from codetron.eval.serve import OpenAIServer, ServeConfig
+    """start_server(faults=()) -> a running OpenAIServer on 127.0.0.1 (free port) counting POSTs in
+    ``.posts``, failing the first ones as ``faults`` lists ("500", "drop", "429"), counted in ``.injected``."""
+    from tests.helpers.openai_server import engine_server
 
-    counting, flaky = _handlers()
     with contextlib.ExitStack() as running:
 
-        def start(flaky_: bool = False, faults=()):
-            cfg = ServeConfig(model=str(tiny_model_dir), model_name="tiny", host="127.0.0.1", port=0)
-            server = OpenAIServer(engine, cfg, handler=flaky if flaky_ else counting)
-            server.posts, server.injected, server.faults = 0, 0, list(faults)
-            server.count_lock = threading.Lock()
-            return running.enter_context(serving(server))
+        def start(faults=()):
+            return running.enter_context(serving(engine_server(engine, tiny_model_dir, "tiny", faults)))
 
         yield start
 

@@ -17,7 +17,7 @@ PARAMS = SamplingParams(temperature=0.7, max_new_tokens=6, seed=11)
 def test_recovers_from_500_drop_and_429(start_server):
     clean = start_server()
     reference = OpenAIBackend(clean.url, "tiny", retry=FAST).chat(MSG, PARAMS)
-    flaky = start_server(flaky_=True, faults=["500", "drop", "429"])
+    flaky = start_server(faults=["500", "drop", "429"])
     backend = OpenAIBackend(flaky.url, "tiny", retry=FAST)
     assert backend.chat(MSG, PARAMS) == reference  # same seed: same text after recovering
     assert (backend.retries, backend.budget.used) == (3, 4)
@@ -25,7 +25,7 @@ def test_recovers_from_500_drop_and_429(start_server):
 
 
 def test_gives_up_after_max_retries(start_server):
-    flaky = start_server(flaky_=True, faults=["500"] * 5)
+    flaky = start_server(faults=["500"] * 5)
     backend = OpenAIBackend(flaky.url, "tiny", retry=RetryPolicy(max_retries=2, backoff=0.01))
     with pytest.raises(BackendError, match=r"HTTP 500: injected failure \(gave up after 3 attempts\)"):
         backend.chat(MSG, PARAMS)
@@ -43,7 +43,7 @@ def test_client_errors_are_not_retried(server):
 
 
 def test_budget_counts_every_attempt(start_server):
-    flaky = start_server(flaky_=True, faults=["500"] * 3)
+    flaky = start_server(faults=["500"] * 3)
     backend = OpenAIBackend(flaky.url, "tiny", retry=FAST, budget=RequestBudget(2))
     with pytest.raises(BudgetExhausted):
         backend.chat(MSG, PARAMS)

@@ -127,7 +127,7 @@ def test_changed_settings_refuse_to_resume(ref_run, tmp_path):
 
 
 def test_flaky_server_run_recovers(ref_run, start_server, tmp_path):
-    flaky = start_server(flaky_=True, faults=["500", "drop", "429", "500", "drop"])
+    flaky = start_server(faults=["500", "drop", "429", "500", "drop"])
     out = tmp_path / "evol.jsonl"
     assert main(evol_args(ref_run["seeds"], out, flaky.url)) == 0
     assert out.read_text() == ref_run["text"]
@@ -137,7 +137,7 @@ def test_flaky_server_run_recovers(ref_run, start_server, tmp_path):
 
 
 def test_server_down_stops_cleanly(ref_run, start_server, tmp_path):
-    dead = start_server(flaky_=True, faults=["500"] * 100)
+    dead = start_server(faults=["500"] * 100)
     out = tmp_path / "evol.jsonl"
     rc = main(evol_args(ref_run["seeds"], out, dead.url, "--max-retries", "1", "--max-failures", "1"))
     assert rc == EXIT_INCOMPLETE and not out.exists()
@@ -252,7 +252,7 @@ def test_judge_on_its_own_server(ref_run, start_server, tmp_path):
 
 
 def test_permanent_500_names_the_http_error(ref_run, start_server, tmp_path, capsys):
-    dead = start_server(flaky_=True, faults=["500"] * 100)
+    dead = start_server(faults=["500"] * 100)
     out = tmp_path / "evol.jsonl"
     rc = main(evol_args(ref_run["seeds"], out, dead.url, "--max-retries", "20", "--max-requests", "6"))
     assert rc == EXIT_INCOMPLETE and not out.exists()

@@ -40,7 +40,7 @@ def test_complete_sends_the_prompt_verbatim(server, engine):
 def test_rrtf_teacher_recovers_through_the_shared_client(server, start_server):
     clean = TeacherEndpoint(server.url, "tiny", max_new_tokens=8, retry=FAST).complete(PROMPT, ("\ndef",))
     assert clean  # the tiny random model writes something
-    flaky = start_server(flaky_=True, faults=["500", "drop", "429"])
+    flaky = start_server(faults=["500", "drop", "429"])
     teacher = TeacherEndpoint(flaky.url, "tiny", max_new_tokens=8, retry=FAST, budget=RequestBudget(10))
     assert teacher.complete(PROMPT, ("\ndef",)) == clean  # greedy: same text after recovering
     assert (teacher.client.retries, teacher.client.budget.used, flaky.posts) == (3, 4, 4)
@@ -49,7 +49,7 @@ def test_rrtf_teacher_recovers_through_the_shared_client(server, start_server):
 def test_rrtf_teacher_failures_are_one_line_errors(server, start_server):
     with pytest.raises(CodetronError, match=r"^teacher request failed: .*HTTP 404: model 'gpt-4' is not served here"):
         TeacherEndpoint(server.url, "gpt-4", retry=FAST).complete(PROMPT, ())
-    flaky = start_server(flaky_=True, faults=["500"] * 3)
+    flaky = start_server(faults=["500"] * 3)
     with pytest.raises(CodetronError, match=r"HTTP 500: injected failure \(gave up after 2 attempts\)"):
         TeacherEndpoint(flaky.url, "tiny", retry=RetryPolicy(max_retries=1, backoff=0.01)).complete(PROMPT, ())
     assert flaky.posts == 2

@@ -1,25 +1,17 @@
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import PYTHON, ROOT, TORCHRUN, subprocess_env
+from tests.helpers.runs import run_codetron
 
 VOCAB = 256
 
 
-def run_cli(args: list[str], nproc: int = 1, timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], nproc: int = 1, timeout: int = 300, check: bool = True):
     """``codetron ARGS`` in a child process (torchrun for nproc > 1)."""
-    if nproc == 1:
-        cmd = [PYTHON, "-m", "codetron", *args]
-    else:
-        cmd = [TORCHRUN, "--nproc-per-node", str(nproc), "--standalone", "-m", "codetron", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
+    return run_codetron(args, nproc=nproc, timeout=timeout, check=check)
 
 
 def read_jsonl(path) -> list[dict]:

@@ -8,13 +8,14 @@ and ft terms must agree separately too.
 """
 import pytest
 
-from tests.rrtf.conftest import VOCAB, read_jsonl, run_cli
+from tests.helpers.runs import assert_curves_match, parity_runs
+from tests.rrtf.conftest import VOCAB
 
 ITERS = 3
 
 
 def train_args(data: str, iters: int) -> list[str]:
-    return ["train", "--preset", "debug-tiny", "--data.data_path", data, "--data.tokenizer", f"null:{VOCAB}",
+    return ["--preset", "debug-tiny", "--data.data_path", data, "--data.tokenizer", f"null:{VOCAB}",
             "--data.mode", "rrtf", "--optim.train_iters", str(iters), "--optim.global_batch_size", "8",
             "--optim.micro_batch_size", "2", "--optim.lr", "3e-3", "--optim.lr_warmup_iters", "0",
             "--optim.lr_decay_style", "constant", "--model.seq_length", "64"]
@@ -22,24 +23,14 @@ def train_args(data: str, iters: int) -> list[str]:
 
 @pytest.mark.slow
 def test_tp2pp2_matches_single_process(ranked_pairs_prefix, tmp_path):
-    pairs_prefix = ranked_pairs_prefix
-    init = tmp_path / "init"
-    run_cli(train_args(pairs_prefix, 0) + ["--checkpoint.save", str(init)])
-    logs = {}
-    for name, nproc, extra in (("ref", 1, []), ("tp2pp2", 4, ["--parallel.tensor_model_parallel_size", "2",
-                                                              "--parallel.pipeline_model_parallel_size", "2"]),
-                               ("dp2", 2, [])):
-        run_cli(train_args(pairs_prefix, ITERS) + extra + [
-            "--checkpoint.load", str(init), "--checkpoint.finetune", "true", "--checkpoint.save", str(tmp_path / name),
-            "--logging.loss_log", str(tmp_path / f"{name}.jsonl")], nproc=nproc, timeout=300)
-        logs[name] = read_jsonl(tmp_path / f"{name}.jsonl")
-    ref = logs["ref"]
-    for got in (logs["tp2pp2"], logs["dp2"]):
-        assert [r["step"] for r in got] == [r["step"] for r in ref] == list(range(1, ITERS + 1))
-        for a, b in zip(ref, got):
-            for key in ("loss", "rank_loss", "ft_loss"):
-                assert abs(a[key] - b[key]) < 1e-5, (key, a, b)
-            assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-4, (a, b)
+    layouts = {"ref": (1, []), "tp2pp2": (4, ["--parallel.tensor_model_parallel_size", "2",
+                                                "--parallel.pipeline_model_parallel_size", "2"]), "dp2": (2, [])}
+    runs = parity_runs(tmp_path, train_args(ranked_pairs_prefix, 0),
+                       {name: (nproc, train_args(ranked_pairs_prefix, ITERS) + extra)
+                        for name, (nproc, extra) in layouts.items()}, timeout=300)
+    ref = runs["ref"].log
+    for name in ("tp2pp2", "dp2"):
+        assert_curves_match(ref, runs[name].log, ITERS, name, keys=("loss", "rank_loss", "ft_loss"), learned=None)
     # the numbers move from step to step and the gradients are live, so agreement is not on a constant
     losses = [r["loss"] for r in ref]
     assert max(losses) - min(losses) > 1e-3 and all(r["grad_norm"] > 0.1 for r in ref), ref

@@ -3,13 +3,10 @@
 sample (tiny random GPTBigCode student, HumanEval's first problems, canonical solutions as teacher)
 -> rank -> preprocess -> convert from-hf -> rrtf train -> convert to-hf -> eval run.
 """
-import http.server
 import json
 
 import numpy as np
 import pytest
-
-from tests.conftest import serving
 
 from codetron.preprocess.generate.rrtf.cli import main as rrtf_main
 from tests.rrtf.conftest import read_jsonl, run_cli
@@ -101,37 +98,22 @@ def test_pipeline_rank_preprocess_train_convert_eval(demo):
     assert "pass@1" in json.dumps(metrics)
 
 
-class _Teacher(http.server.BaseHTTPRequestHandler):
-    answers: dict = {}
-    seen: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append(body)
-        text = next((a for key, a in self.answers.items() if key in body["prompt"]), "    pass\n")
-        reply = json.dumps({"choices": [{"text": text, "index": 0}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_teacher_from_openai_compatible_endpoint(tmp_path):
+    from tests.helpers.openai_server import scripted_server
+
     inputs = write_demo_inputs(tmp_path, n_problems=2)
     probs = humaneval_problems(2)
-    _Teacher.answers = {p["entry_point"] + "(": p["canonical_solution"] + "\ndef extra():\n    pass\n" for p in probs}
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Teacher)
-    with serving(server):
-        assert rrtf_main(["sample", "--problems", str(inputs["problems"]), "--teacher-endpoint",
-                          f"http://127.0.0.1:{server.server_port}/v1", "--teacher-model", "gpt-x",
-                          "--out", str(tmp_path / "s.jsonl"), "--no-progress"]) == 0
+    answers = {p["entry_point"] + "(": p["canonical_solution"] + "\ndef extra():\n    pass\n" for p in probs}
+
+    def reply(prompt: str, body: dict) -> str:
+        return next((a for key, a in answers.items() if key in prompt), "    pass\n")
+
+    with scripted_server(reply) as server:
+        assert rrtf_main(["sample", "--problems", str(inputs["problems"]), "--teacher-endpoint", server.url,
+                          "--teacher-model", "gpt-x", "--out", str(tmp_path / "s.jsonl"), "--no-progress"]) == 0
     recs = read_jsonl(tmp_path / "s.jsonl")
     assert [r["students"] for r in recs] == [[], []]
     # the answer is cut at the prompt format's stop sequence ("\ndef")
     assert [r["teacher"][0]["response"] for r in recs] == [p["canonical_solution"] for p in probs]
-    assert _Teacher.seen[0]["model"] == "gpt-x" and _Teacher.seen[0]["temperature"] == 0.0
-    assert _Teacher.seen[0]["prompt"] == recs[0]["prompt"]
+    assert server.posts == 2 and server.bodies[0]["model"] == "gpt-x" and server.bodies[0]["temperature"] == 0.0
+    assert server.bodies[0]["prompt"] == recs[0]["prompt"]

@@ -14,21 +14,14 @@ def humaneval_problems(n: int) -> list[dict]:
 
 
 def build_tiny_student(out: Path, texts: list[str], vocab: int = 600, seed: int = 0) -> Path:
-    import torch
-    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM, PreTrainedTokenizerFast
-
-    from tests.conftest import byte_level_bpe
+    from tests.helpers.models import byte_level_bpe, hf_tokenizer, save, tiny_gpt_bigcode
 
     tok = byte_level_bpe(texts, vocab, SPECIALS)
     out.mkdir(parents=True, exist_ok=True)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIALS[0], eos_token=SPECIALS[0],
-                                   pad_token="<fim_pad>")
-    fast.save_pretrained(str(out))
-    torch.manual_seed(seed)
-    cfg = GPTBigCodeConfig(vocab_size=tok.get_vocab_size(), n_positions=256, n_embd=64, n_layer=4, n_head=4,
-                           multi_query=True, bos_token_id=0, eos_token_id=0, activation_function="gelu_pytorch_tanh")
-    GPTBigCodeForCausalLM(cfg).save_pretrained(str(out))
-    return out
+    fast = hf_tokenizer(tok, bos_token=SPECIALS[0], eos_token=SPECIALS[0], pad_token="<fim_pad>")
+    model = tiny_gpt_bigcode(tok.get_vocab_size(), hidden=64, layers=4, heads=4, positions=256, seed=seed,
+                             activation_function="gelu_pytorch_tanh")
+    return save(model, out, fast)
 
 
 def write_demo_inputs(root: Path, n_problems: int = 4) -> dict:

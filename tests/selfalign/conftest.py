@@ -2,16 +2,10 @@
 from __future__ import annotations
 
 import contextlib
-import http.server
-import json
 import re
-import threading
-import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import serving
 
 from codetron.preprocess.generate.selfalign.prompts import PREFIXES
 
@@ -295,56 +289,25 @@ def scripted_reply(prompt: str, n: int) -> tuple[str, list[str]]:
     return step, responses_for(field, n)
 
 
-class FakeOpenAI(http.server.BaseHTTPRequestHandler):
-    """/v1/models, /v1/completions, /v1/chat/completions with scripted texts; faults injected first."""
-
-    def _send(self, code: int, obj: dict) -> None:
-        raw = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def do_GET(self):
-        self._send(200, {"object": "list", "data": [{"id": "scripted"}]})
-
-    def do_POST(self):
-        srv = self.server
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with srv.lock:
-            srv.posts += 1
-            fault = srv.faults.pop(0) if srv.faults else None
-        if fault:
-            return self._send(503, {"error": {"message": "injected overload"}})
-        time.sleep(srv.delay)
-        chat = self.path.endswith("/chat/completions")
-        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
-        step, texts = scripted_reply(prompt, body.get("n", 1))
-        with srv.lock:
-            srv.bodies.append(body)
-            srv.steps[step] = srv.steps.get(step, 0) + 1
-        # a (text, reason) pair scripts a finish reason other than "stop" (a cut answer)
-        texts = [t if isinstance(t, tuple) else (t, "stop") for t in texts]
-        choices = [({"message": {"role": "assistant", "content": t}} if chat else {"text": t})
-                   | {"index": i, "finish_reason": reason} for i, (t, reason) in enumerate(texts)]
-        self._send(200, {"choices": choices})
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def fake_server():
-    """start(faults=[], delay=0) -> a running scripted server with .url, .posts, .steps, .bodies; ``delay``
-    seconds before each reply."""
+    """start(faults=[], delay=0) -> a running scripted server (``scripted_reply``) with .url, .posts, .bodies
+    and .steps (requests per pipeline step); ``delay`` seconds before each reply, 503s for ``faults``."""
+    from tests.helpers.openai_server import scripted_server
+
     with contextlib.ExitStack() as running:
 
         def start(faults=(), delay=0.0):
-            srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-            srv.lock, srv.posts, srv.faults, srv.bodies, srv.steps = threading.Lock(), 0, list(faults), [], {}
-            srv.delay = delay
-            srv.url = f"http://127.0.0.1:{srv.server_port}/v1"
-            return running.enter_context(serving(srv))
+            steps: dict[str, int] = {}
+
+            def reply(prompt: str, body: dict) -> list[str]:
+                step, texts = scripted_reply(prompt, body.get("n", 1))
+                with srv.count_lock:
+                    steps[step] = steps.get(step, 0) + 1
+                return texts
+
+            srv = running.enter_context(scripted_server(reply, faults=list(faults), delay=delay))
+            srv.steps = steps
+            return srv
 
         yield start

@@ -17,7 +17,6 @@ execution filter and selection all have to work for the pairs to appear.
 """
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import subprocess
@@ -29,7 +28,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import PYTHON, ROOT, TORCHRUN, serving, subprocess_env
+from tests.conftest import PYTHON, ROOT, subprocess_env
+from tests.helpers.runs import run_codetron
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +77,7 @@ the answer depend on no earlier token (checked below before training on the suff
 
 
 def _run(args: list, nproc: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
-    launcher = [PYTHON] if nproc == 1 else [TORCHRUN, "--nproc-per-node", str(nproc), "--standalone"]
-    cmd = [*launcher, "-m", "codetron", *map(str, args)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
+    return run_codetron(args, nproc=nproc, timeout=timeout)
 
 
 def _read(path: Path) -> list[dict]:
@@ -91,72 +86,49 @@ def _read(path: Path) -> list[dict]:
 
 # --- teaching the tiny model ----------------------------------------------------------------------
 
-class _Scripted(http.server.BaseHTTPRequestHandler):
-    """An OpenAI completions endpoint answering from TAUGHT and recording (prompt, answer) pairs."""
-
-    def _send(self, obj: dict) -> None:
-        raw = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def do_GET(self):
-        self._send({"object": "list", "data": [{"id": "tiny-sc2"}]})
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["prompt"]
-        tail = prompt.rsplit("## Example ", 1)[1]
-        if tail.endswith("### Concepts"):  # the published prompts end there, stripped
-            name = re.search(r"^def (\w+)", tail, re.M).group(1)
-            text = TAUGHT[name][0]
-        elif "### Property\n" in tail:
-            text = next(t[1] for t in TAUGHT.values() if t[0] in tail)
-        else:
-            text = next(t[2] for t in TAUGHT.values() if t[1] in tail)
-        self.server.pairs.append((prompt, text))
-        self._send({"choices": [{"text": text, "index": i, "finish_reason": "stop"} for i in range(body.get("n", 1))]})
-
-    def log_message(self, *args):
-        pass
+def _taught_reply(prompt: str, body: dict) -> str:
+    """What the scripted server answers at each step, from TAUGHT."""
+    tail = prompt.rsplit("## Example ", 1)[1]
+    if tail.endswith("### Concepts"):  # the published prompts end there, stripped
+        name = re.search(r"^def (\w+)", tail, re.M).group(1)
+        return TAUGHT[name][0]
+    if "### Property\n" in tail:
+        return next(t[1] for t in TAUGHT.values() if t[0] in tail)
+    return next(t[2] for t in TAUGHT.values() if t[1] in tail)
 
 
 def _record_prompts(seeds: Path, out: Path) -> list[tuple[str, str]]:
     """Run the selfalign CLI against the scripted server; the prompts it sent and the answers given."""
     from codetron.preprocess.generate.selfalign.cli import main as selfalign
+    from tests.helpers.openai_server import scripted_server
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    srv.pairs = []
-    with serving(srv):
-        assert selfalign(["run", str(seeds), "-o", str(out), "--base-url",
-                          f"http://127.0.0.1:{srv.server_port}/v1", *RUN_FLAGS]) == 0
-    return srv.pairs
+    pairs = []
+
+    def reply(prompt: str, body: dict) -> str:
+        pairs.append((prompt, _taught_reply(prompt, body)))
+        return pairs[-1][1]
+
+    with scripted_server(reply, model_id="tiny-sc2") as srv:
+        assert selfalign(["run", str(seeds), "-o", str(out), "--base-url", srv.url, *RUN_FLAGS]) == 0
+    return pairs
 
 
 def _build_model(out: Path, pairs: list[tuple[str, str]]) -> None:
     """Random StarCoder2 of debug-starcoder2's shape with the bundled tokenizer, fitted until greedy
     decoding of every recorded prompt gives its answer followed by EOS."""
     import torch
-    from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
 
     from codetron.data import DEFAULT_TOKENIZER
-    from codetron.megatron_ext.presets import get_model_preset
+    from tests.helpers.models import starcoder2_preset_shape, tiny_starcoder2
 
     tok = PreTrainedTokenizerFast(tokenizer_file=str(DEFAULT_TOKENIZER), eos_token="<|endoftext|>",
                                   bos_token="<|endoftext|>")
-    m = get_model_preset("debug-starcoder2").model
     # the served prompts (~600 tokens) plus max_tokens must fit the context the server enforces
-    cfg = Starcoder2Config(vocab_size=len(tok), hidden_size=m.hidden_size, intermediate_size=m.ffn,
-                           num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
-                           num_key_value_heads=m.num_query_groups, max_position_embeddings=1024,
-                           sliding_window=m.sliding_window, tie_word_embeddings=m.tie_embeddings,
-                           rope_parameters={"rope_type": "default", "rope_theta": m.rotary_base},
-                           bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    model = tiny_starcoder2(len(tok), positions=1024, eos=tok.eos_token_id,
+                            **starcoder2_preset_shape("debug-starcoder2"))
+    cfg = model.config
     assert cfg.num_key_value_heads < cfg.num_attention_heads and cfg.sliding_window < CONTEXT
-    torch.manual_seed(0)
-    model = Starcoder2ForCausalLM(cfg)
     rows = [(tok(p, add_special_tokens=False)["input_ids"], tok(a, add_special_tokens=False)["input_ids"]
              + [tok.eos_token_id]) for p, a in pairs]
     with torch.no_grad():  # the suffix is enough: the answer's logits are those of the whole prompt

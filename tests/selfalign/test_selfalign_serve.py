@@ -7,7 +7,6 @@ and the (empty) training file is still written and readable.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -21,39 +20,22 @@ from codetron.preprocess.generate.selfalign.prompts import DEFAULT_FEWSHOT
 @pytest.fixture(scope="module")
 def tiny_starcoder2(tmp_path_factory):
     """2 layers, hidden 32, GQA (2 heads, 1 KV group), RoPE; a 384-token BPE trained on the few-shot file."""
-    import torch
-    from transformers import PreTrainedTokenizerFast, Starcoder2Config, Starcoder2ForCausalLM
-
-    from tests.conftest import byte_level_bpe
+    from tests.helpers.models import byte_level_bpe, hf_tokenizer, save, tiny_starcoder2
     from tests.selfalign.conftest import GOOD
 
-    out = tmp_path_factory.mktemp("tiny-starcoder2")
     tok = byte_level_bpe([DEFAULT_FEWSHOT.read_text(), GOOD] * 4, 384, ["<|endoftext|>"])
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-    hf_tok.save_pretrained(out)
-    eos = hf_tok.eos_token_id
-    cfg = Starcoder2Config(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                           bos_token_id=eos, eos_token_id=eos)
-    torch.manual_seed(0)
-    Starcoder2ForCausalLM(cfg).save_pretrained(out)
-    return out
+    hf_tok = hf_tokenizer(tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    model = tiny_starcoder2(len(hf_tok), hidden=32, ffn=64, layers=2, heads=2, kv_heads=1, positions=4096,
+                            eos=hf_tok.eos_token_id)
+    return save(model, tmp_path_factory.mktemp("tiny-starcoder2"), hf_tok)
 
 
 @pytest.fixture(scope="module")
 def served(tiny_starcoder2):
-    from codetron.eval.serve import Engine, OpenAIHandler, OpenAIServer, ServeConfig
+    from codetron.eval.serve import Engine
+    from tests.helpers.openai_server import engine_server
 
-    class Counting(OpenAIHandler):
-        def do_POST(self):
-            with self.server.count_lock:
-                self.server.posts += 1
-            super().do_POST()
-
-    cfg = ServeConfig(model=str(tiny_starcoder2), model_name="tiny-sc2", host="127.0.0.1", port=0)
-    server = OpenAIServer(Engine(str(tiny_starcoder2), device="cpu"), cfg, handler=Counting)
-    server.posts, server.count_lock = 0, threading.Lock()
-    with serving(server):
+    with serving(engine_server(Engine(str(tiny_starcoder2), device="cpu"), tiny_starcoder2, "tiny-sc2")) as server:
         yield server
 
 

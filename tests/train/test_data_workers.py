@@ -2,6 +2,7 @@
 exactly as with in-process loading (every sample is a function of its index alone)."""
 import os
 
+import pytest
 import torch
 
 from codetron.megatron_ext.training import MicroBatches
@@ -47,6 +48,7 @@ def test_loading_leaves_the_dropout_stream_alone():
     assert torch.equal(torch.get_rng_state(), before)
 
 
+@pytest.mark.slow  # two DP2 runs, each rank with 2 loader processes: 28 CPU-seconds, the most of any fast test
 def test_training_with_loader_workers_matches_in_process_loading(synthetic_data, tmp_path):
     """DP2 with dropout on: same losses and grad norms, bit for bit, with 0 and 2 workers per rank."""
     logs = {}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.runs import parity_runs
 from tests.train.conftest import assert_curves_match, base_args, read_log, run_train
 
 LAYOUTS = {
@@ -24,18 +25,13 @@ ITERS = 6
 @pytest.fixture(scope="module")
 def runs(synthetic_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
-    init = root / "init"
-    run_train(base_args(synthetic_data, 0) + ["--checkpoint.save", str(init)])
-    out = {}
-    for name, (nproc, extra) in {"ref": (1, []), **LAYOUTS}.items():
-        save = root / name
-        run_train(base_args(synthetic_data, ITERS) + extra + [
-            "--checkpoint.load", str(init), "--checkpoint.finetune", "true", "--checkpoint.save", str(save),
-            "--checkpoint.save_interval", "3", "--checkpoint.keep_last", "0",
-            "--logging.loss_log", str(root / f"{name}.jsonl")], nproc=nproc, timeout=400)
-        out[name] = read_log(root / f"{name}.jsonl")
+    every = ["--checkpoint.save_interval", "3", "--checkpoint.keep_last", "0"]
+    done = parity_runs(root, base_args(synthetic_data, 0),
+                       {name: (nproc, base_args(synthetic_data, ITERS) + extra + every)
+                        for name, (nproc, extra) in {"ref": (1, []), **LAYOUTS}.items()})
+    out = {name: run.log for name, run in done.items()}
     out["_root"] = root
-    out["_init"] = init
+    out["_init"] = root / "init"
     return out
 
 

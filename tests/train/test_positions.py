@@ -51,16 +51,11 @@ def test_no_recipe_shrinks_the_position_table(recipe):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """A HF GPTBigCode shaped like debug-tiny with 256 positions, through `codetron convert from-hf`."""
-    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
-
     from codetron.convert.from_hf import FromHFOptions, from_hf
+    from tests.helpers.models import save, tiny_gpt_bigcode
 
     root = tmp_path_factory.mktemp("positions")
-    torch.manual_seed(0)
-    cfg = GPTBigCodeConfig(vocab_size=VOCAB, n_positions=N_POSITIONS, n_embd=64, n_layer=4, n_head=4,
-                           multi_query=True, bos_token_id=0, eos_token_id=0)
-    hf = root / "hf"
-    GPTBigCodeForCausalLM(cfg).save_pretrained(str(hf))
+    hf = save(tiny_gpt_bigcode(VOCAB, hidden=64, layers=4, heads=4, positions=N_POSITIONS), root / "hf")
     from_hf(hf, root / "base", FromHFOptions(progress=False))
     return hf, root / "base"
 

@@ -38,20 +38,31 @@ def _bf16(*extra: str) -> list[str]:
     return ["--optim.precision", "bf16", *extra]
 
 
+def _train(root, data: str, name: str, extra: list[str], nproc: int = 1):
+    save = root / name
+    run_train(base_args(data, ITERS) + extra + [
+        "--checkpoint.save", str(save), "--checkpoint.save_interval", str(HALF), "--checkpoint.keep_last", "0",
+        "--logging.loss_log", str(root / f"{name}.jsonl")], nproc=nproc, timeout=400)
+    return save
+
+
 @pytest.fixture(scope="module")
-def runs(synthetic_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("precision")
+def precision_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("precision")
 
-    def train(name: str, extra: list[str], nproc: int = 1, iters: int = ITERS):
-        save = root / name
-        run_train(base_args(synthetic_data, iters) + extra + [
-            "--checkpoint.save", str(save), "--checkpoint.save_interval", str(HALF), "--checkpoint.keep_last", "0",
-            "--logging.loss_log", str(root / f"{name}.jsonl")], nproc=nproc, timeout=400)
-        return save
 
-    out = {"_root": root}
-    for name, extra, nproc in [("fp32", [], 1), ("bf16", _bf16(), 1), ("bf16_tp2pp2", _bf16(*TP2PP2), 4)]:
-        out[f"{name}_ckpt"] = train(name, extra, nproc)
+@pytest.fixture(scope="module")
+def fp32_ckpt(precision_root, synthetic_data):
+    """The fp32 reference run on its own: all the fast test below needs (``runs`` trains the rest)."""
+    return _train(precision_root, synthetic_data, "fp32", [])
+
+
+@pytest.fixture(scope="module")
+def runs(precision_root, synthetic_data, fp32_ckpt):
+    root = precision_root
+    out = {"_root": root, "fp32_ckpt": fp32_ckpt, "fp32": read_log(root / "fp32.jsonl")}
+    for name, extra, nproc in [("bf16", _bf16(), 1), ("bf16_tp2pp2", _bf16(*TP2PP2), 4)]:
+        out[f"{name}_ckpt"] = _train(root, synthetic_data, name, extra, nproc)
         out[name] = read_log(root / f"{name}.jsonl")
     # DP2 with the distributed optimizer, preempted half-way and resumed: the curve must still track,
     # which a resume that loses Adam's state or step would break.
@@ -150,14 +161,14 @@ def test_fp32_checkpoint_resumes_in_bf16_with_exact_main_weights(runs, synthetic
         assert torch.equal(_read(dst, "optimizer.state.exp_avg." + key), _read(src, "optimizer.state.exp_avg." + key))
 
 
-def test_bf16_finetune_starts_its_main_weights_from_the_checkpoint(runs, synthetic_data, tmp_path):
+def test_bf16_finetune_starts_its_main_weights_from_the_checkpoint(fp32_ckpt, synthetic_data, tmp_path):
     """A bf16 optimizer builds its fp32 main weights when it is created, from the random init; a
     fine-tune that loads only the model weights would have its first step write that init back."""
-    src = runs["fp32_ckpt"] / f"iter_{ITERS:07d}"
+    src = fp32_ckpt / f"iter_{ITERS:07d}"
     out = tmp_path / "ft"
     run_train(base_args(synthetic_data, 1) + _bf16() + [
         "--optim.lr", "0", "--optim.min_lr", "0", "--optim.lr_warmup_iters", "0",  # the step changes nothing
-        "--checkpoint.load", str(runs["fp32_ckpt"]), "--checkpoint.finetune", "true", "--checkpoint.save", str(out)])
+        "--checkpoint.load", str(fp32_ckpt), "--checkpoint.finetune", "true", "--checkpoint.save", str(out)])
     for key in SOME_WEIGHTS:
         fp32 = _read(src, key)
         assert torch.equal(_read(out / "iter_0000001", MAIN + key), fp32), key

@@ -75,14 +75,9 @@ def work(tmp_path_factory) -> Path:
 def base_checkpoint(work) -> Path:
     """A HF GPTBigCode shaped like debug-tiny with an 8192-token vocabulary and 256 positions,
     converted with `codetron convert from-hf` -- the README's fine-tune starting point."""
-    import torch
-    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+    from tests.helpers.models import save, tiny_gpt_bigcode
 
-    torch.manual_seed(0)
-    cfg = GPTBigCodeConfig(vocab_size=_vocab(), n_positions=N_POSITIONS, n_embd=64, n_layer=4, n_head=4,
-                           multi_query=True, bos_token_id=0, eos_token_id=0)
-    hf = work / "hf_base"
-    GPTBigCodeForCausalLM(cfg).save_pretrained(str(hf))
+    hf = save(tiny_gpt_bigcode(_vocab(), hidden=64, layers=4, heads=4, positions=N_POSITIONS), work / "hf_base")
     out = work / "base"
     _codetron("convert", "from-hf", hf, out)
     return out
@@ -92,21 +87,10 @@ def base_checkpoint(work) -> Path:
 def base_checkpoint_starcoder2(work) -> Path:
     """A HF Starcoder2ForCausalLM shaped like debug-starcoder2 (GQA 4/2, untied, 32-token window)
     with the bundled vocabulary and 256 positions, converted with `codetron convert from-hf`."""
-    import torch
-    from transformers import Starcoder2Config, Starcoder2ForCausalLM
+    from tests.helpers.models import save, starcoder2_preset_shape, tiny_starcoder2
 
-    from codetron.megatron_ext.presets import get_model_preset
-
-    m = get_model_preset("debug-starcoder2").model
-    torch.manual_seed(0)
-    cfg = Starcoder2Config(vocab_size=_vocab(), hidden_size=m.hidden_size, intermediate_size=m.ffn,
-                           num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
-                           num_key_value_heads=m.num_query_groups, max_position_embeddings=N_POSITIONS,
-                           sliding_window=m.sliding_window, tie_word_embeddings=m.tie_embeddings,
-                           rope_parameters={"rope_type": "default", "rope_theta": m.rotary_base},
-                           bos_token_id=0, eos_token_id=0)
-    hf = work / "hf_base_starcoder2"
-    Starcoder2ForCausalLM(cfg).save_pretrained(str(hf))
+    model = tiny_starcoder2(_vocab(), positions=N_POSITIONS, **starcoder2_preset_shape("debug-starcoder2"))
+    hf = save(model, work / "hf_base_starcoder2")
     out = work / "base_starcoder2"
     _codetron("convert", "from-hf", hf, out)
     return out

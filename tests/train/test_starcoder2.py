@@ -14,7 +14,8 @@ import pytest
 from codetron.errors import ConfigError
 from codetron.megatron_ext import families
 from tests.conftest import run_check_script
-from tests.train.conftest import VOCAB, assert_curves_match, read_log, run_train
+from tests.helpers.runs import parity_runs
+from tests.train.conftest import VOCAB, assert_curves_match
 
 ITERS = 5
 
@@ -56,16 +57,10 @@ LAYOUTS = {
 
 @pytest.fixture(scope="module")
 def runs(synthetic_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("sc2_parity")
-    init = root / "init"
-    run_train(sc2_args(synthetic_data, 0) + ["--checkpoint.save", str(init)])
-    out = {}
-    for name, (nproc, extra) in {"ref": (1, []), **LAYOUTS}.items():
-        run_train(sc2_args(synthetic_data, ITERS) + extra + [
-            "--checkpoint.load", str(init), "--checkpoint.finetune", "true",
-            "--logging.loss_log", str(root / f"{name}.jsonl")], nproc=nproc, timeout=400)
-        out[name] = read_log(root / f"{name}.jsonl")
-    return out
+    done = parity_runs(tmp_path_factory.mktemp("sc2_parity"), sc2_args(synthetic_data, 0),
+                       {name: (nproc, sc2_args(synthetic_data, ITERS) + extra)
+                        for name, (nproc, extra) in {"ref": (1, []), **LAYOUTS}.items()}, save=False)
+    return {name: run.log for name, run in done.items()}
 
 
 @pytest.mark.slow
