@@ -65,7 +65,7 @@ def xdist_group(nodeid: str) -> str:
     return FILE_GROUPS.get(path, path)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own (first result wins)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; optional: pytest runs without xdist too
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 

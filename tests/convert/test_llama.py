@@ -21,6 +21,7 @@ from codetron.convert.from_hf import FromHFOptions, from_hf
 from codetron.convert.to_hf import ToHFOptions, to_hf
 from codetron.errors import CodetronError
 from tests.convert.conftest import check_json, read_tensors, save_perturbed
+from tests.helpers import models
 
 LINEAR = {"rope_type": "linear", "factor": 4.0}
 LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -32,16 +33,10 @@ def tiny_llama(out, arch: str = "llama", vocab: int = 321, tie: bool = False, he
                max_position_embeddings: int = 128, **cfg):
     """A random LlamaForCausalLM (``arch="llama"``) or Qwen2ForCausalLM (``"qwen2"``: QKV biases) saved by
     transformers itself, its RMSNorm weights and biases moved off their init values."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
-    torch.manual_seed(seed)
-    config = config_cls(vocab_size=vocab, hidden_size=hidden, intermediate_size=3 * hidden - 16,
-                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=groups,
-                        max_position_embeddings=max_position_embeddings, rms_norm_eps=1e-6,
-                        rope_parameters={"rope_theta": theta, **(rope or {"rope_type": "default"})},
-                        tie_word_embeddings=tie, bos_token_id=0, eos_token_id=0, initializer_range=0.2, **cfg)
-    return save_perturbed(model_cls(config), out, norm_marker="norm")
+    model = models.tiny_llama(vocab, arch=arch, hidden=hidden, ffn=3 * hidden - 16, layers=layers, heads=heads,
+                              kv_heads=groups, positions=max_position_embeddings, rope=rope, theta=theta, tie=tie,
+                              seed=seed, rms_norm_eps=1e-6, initializer_range=0.2, **cfg)
+    return save_perturbed(model, out, norm_marker="norm")
 
 
 LAYOUTS = [dict(tp=tp, pp=pp) for tp in (1, 2, 4) for pp in (1, 2)]

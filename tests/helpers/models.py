@@ -78,10 +78,27 @@ def starcoder2_preset_shape(preset: str) -> dict:
 
 
 # --- Llama family (CodeLlama, DeepSeek-Coder, Qwen2.5-Coder) --------------------------------------------
-# tiny_llama / tiny_qwen2 go here, built like the two above (seed, then the family's config).
+
+def tiny_llama(vocab: int, *, arch: str = "llama", hidden: int, ffn: int, layers: int, heads: int, kv_heads: int,
+               positions: int, rope: dict | None = None, theta: float = 1e5, tie: bool = False, eos: int = 0,
+               seed: int = 0, **config):
+    """A random ``LlamaForCausalLM`` (``arch="llama"``) or ``Qwen2ForCausalLM`` (``"qwen2"``: QKV biases);
+    ``rope``: HF's RoPE scaling dict (``{"rope_type": "linear", "factor": 4.0}``...), None for plain RoPE
+    with base ``theta``; ``config``: any other field of that config class."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
+    torch.manual_seed(seed)
+    cfg = config_cls(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers,
+                     num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=positions,
+                     rope_parameters={"rope_theta": theta, **(rope or {"rope_type": "default"})},
+                     tie_word_embeddings=tie, bos_token_id=eos, eos_token_id=eos, **config)
+    return model_cls(cfg)
 
 
-FACTORIES = {"gpt_bigcode": tiny_gpt_bigcode, "starcoder2": tiny_starcoder2}
+FACTORIES = {"gpt_bigcode": tiny_gpt_bigcode, "starcoder2": tiny_starcoder2, "llama": tiny_llama,
+             "qwen2": lambda vocab, **kw: tiny_llama(vocab, arch="qwen2", **kw)}
 """HF ``model_type`` -> its factory."""
 
 
