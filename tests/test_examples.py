@@ -334,6 +334,8 @@ HANDLING: dict[str, Scaled | NotHere] = {
     "--optim.global_batch_size 4 --optim.train_iters 2 --optim.lr_warmup_iters 1 --data.data_path out/stack "
     "--data.tokenizer data/tokenizer/tokenizer.json --checkpoint.save runs/santacoder-tiny "
     "--logging.loss_log runs/santacoder-tiny.jsonl": NotHere(EXTENDING),
+    "codetron convert from-hf mistral-hf ckpt/mistral": NotHere(EXTENDING),
+    "codetron convert to-hf ckpt/mistral hf/mistral --check": NotHere(EXTENDING),
 }
 
 # Which earlier documents' outputs a document's examples read.
