@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     ToHFOptions = static_dataclass("codetron.convert.to_hf", "ToHFOptions")
     FromHFOptions = static_dataclass("codetron.convert.from_hf", "FromHFOptions")
     archs = " / ".join(f.hf_architecture for f in families.all_families())
-    titles = " or ".join(f.title for f in families.all_families())
+    names = [f.title for f in families.all_families()]
+    titles = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
     p = argparse.ArgumentParser(prog="codetron convert", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

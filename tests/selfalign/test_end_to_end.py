@@ -381,10 +381,12 @@ def test_eval_with_the_starcoder2_instruct_prompt(work, finetuned):
 
 
 @pytest.mark.parametrize("cmd", ["from-hf", "to-hf"])
-def test_convert_help_names_both_families(cmd, capsys):
+def test_convert_help_names_every_family(cmd, capsys):
     from codetron.convert.cli import main
+    from codetron.megatron_ext import families
 
     with pytest.raises(SystemExit):
         main([cmd, "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "GPTBigCode" in text and "Starcoder2 folder" in text
+    assert "GPTBigCode, Llama or StarCoder2 folder" in text  # the registry's titles, in name order
+    assert all(f.title in text for f in families.all_families()) and len(families.all_families()) == 3

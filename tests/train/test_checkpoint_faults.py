@@ -32,13 +32,18 @@ def test_processes_started_under_held_signals_never_see_them(sig):
     """The mechanism: a child started inside held_signals() (fork+exec, as the spawned Manager is)
     survives the signal that kills one started outside; the parent's own mask comes back."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    sleeper = [PYTHON, "-c", "import time; time.sleep(60)"]
+    # Each child resets the signals' dispositions (an ignored signal stays ignored through exec, and a
+    # test runner may ignore some), then says it is running: a signal that reaches a child between fork
+    # and exec runs the parent's Python handler there and is lost, so under load a fixed sleep raced.
+    # Only the mask may decide who survives.
+    sleeper = [PYTHON, "-c", "import signal, time\nfor s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):\n"
+               "    signal.signal(s, signal.SIG_DFL)\nprint('ready', flush=True)\ntime.sleep(60)"]
     with held_signals():
-        held = subprocess.Popen(sleeper)
-    plain = subprocess.Popen(sleeper)
+        held = subprocess.Popen(sleeper, stdout=subprocess.PIPE, text=True)
+    plain = subprocess.Popen(sleeper, stdout=subprocess.PIPE, text=True)
     try:
         assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
-        time.sleep(0.5)  # past the interpreter's start-up
+        assert [held.stdout.readline(), plain.stdout.readline()] == ["ready\n"] * 2
         for proc in (held, plain):
             proc.send_signal(sig)
         assert plain.wait(timeout=10) != 0
