@@ -304,6 +304,22 @@ def check_activation(act: str, key: str, where: str, allowed: tuple[str, ...] = 
                             f"{' or '.join(allowed)})")
 
 
+def attention_shape(get: Callable[..., Any], where: str, hidden_default: Any = None,
+                    heads_default: Any = None) -> tuple[int, int, int]:
+    """(hidden_size, num_attention_heads, num_key_value_heads) of a GQA config.json, read with ``get``
+    (``cfg.get`` with the family's defaults); one line for a shape megatron-core cannot hold."""
+    hidden, heads = int(get("hidden_size", hidden_default)), int(get("num_attention_heads", heads_default))
+    groups = int(get("num_key_value_heads", heads))
+    if hidden % heads:
+        raise CodetronError(f"{where}: hidden_size {hidden} is not divisible by num_attention_heads {heads}")
+    if get("head_dim") is not None and int(get("head_dim")) != hidden // heads:
+        raise CodetronError(f"{where}: head_dim {get('head_dim')} != hidden_size / num_attention_heads "
+                            f"({hidden // heads}) is unsupported")
+    if heads % groups:
+        raise CodetronError(f"{where}: num_key_value_heads {groups} does not divide num_attention_heads {heads}")
+    return hidden, heads, groups
+
+
 def rope_theta(cfg: dict, where: str) -> float:
     """transformers 5 nests RoPE under ``rope_parameters``; released checkpoints have ``rope_theta``.
     Only the default (unscaled) RoPE; a family with scaled RoPE reads ``rope_type`` itself."""

@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 from codetron.errors import CodetronError, ConfigError
 from codetron.megatron_ext.config import ModelConfig
 from codetron.megatron_ext.families import layouts
-from codetron.megatron_ext.families.base import (Family, TensorTable, check_activation, embedding_entry,
-                                                 final_norm_entries, layer_entries, megatron_layer_shapes,
-                                                 output_entry)
+from codetron.megatron_ext.families.base import (Family, TensorTable, attention_shape, check_activation,
+                                                 embedding_entry, final_norm_entries, layer_entries,
+                                                 megatron_layer_shapes, output_entry)
 
 HF_LAYER = "model.layers.{i}."
 """Prefix of layer ``i`` in a LlamaForCausalLM / Qwen2ForCausalLM state dict."""
@@ -258,15 +258,7 @@ class Llama(Family):
         if get("use_sliding_window", False):
             raise CodetronError(f"{where}: use_sliding_window=true is unsupported (Qwen2's window covers the layers "
                                 f"from max_window_layers on; Qwen2.5-Coder checkpoints have it off)")
-        hidden, heads = int(get("hidden_size")), int(get("num_attention_heads"))
-        groups = int(get("num_key_value_heads", heads))
-        if hidden % heads:
-            raise CodetronError(f"{where}: hidden_size {hidden} is not divisible by num_attention_heads {heads}")
-        if get("head_dim") is not None and int(get("head_dim")) != hidden // heads:
-            raise CodetronError(f"{where}: head_dim {get('head_dim')} != hidden_size / num_attention_heads "
-                                f"({hidden // heads}) is unsupported")
-        if heads % groups:
-            raise CodetronError(f"{where}: num_key_value_heads {groups} does not divide num_attention_heads {heads}")
+        hidden, heads, groups = attention_shape(get, where)
         theta, scaling = read_rope(cfg, where)
         pos = int(get("max_position_embeddings"))
         return ModelConfig(

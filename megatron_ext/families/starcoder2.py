@@ -14,9 +14,9 @@ from typing import Any
 from codetron.errors import CodetronError
 from codetron.megatron_ext.config import ModelConfig
 from codetron.megatron_ext.families import layouts
-from codetron.megatron_ext.families.base import (Family, TensorTable, check_activation, embedding_entry,
-                                                 final_norm_entries, layer_entries, megatron_layer_shapes, output_entry,
-                                                 rope_theta)
+from codetron.megatron_ext.families.base import (Family, TensorTable, attention_shape, check_activation,
+                                                 embedding_entry, final_norm_entries, layer_entries,
+                                                 megatron_layer_shapes, output_entry, rope_theta)
 
 HF_LAYER = "model.layers.{i}."
 """Prefix of layer ``i`` in a Starcoder2ForCausalLM state dict."""
@@ -115,15 +115,7 @@ class StarCoder2(Family):
         if get("norm_type", "layer_norm") != "layer_norm" or get("mlp_type", "default") != "default":
             raise CodetronError(f"{where}: norm_type {get('norm_type')!r} / mlp_type {get('mlp_type')!r} is unsupported "
                                 f"(StarCoder2 is layer_norm with the default MLP)")
-        hidden, heads = int(get("hidden_size", 3072)), int(get("num_attention_heads", 24))
-        groups = int(get("num_key_value_heads", heads))
-        if hidden % heads:
-            raise CodetronError(f"{where}: hidden_size {hidden} is not divisible by num_attention_heads {heads}")
-        if get("head_dim") is not None and int(get("head_dim")) != hidden // heads:
-            raise CodetronError(f"{where}: head_dim {get('head_dim')} != hidden_size / num_attention_heads "
-                                f"({hidden // heads}) is unsupported")
-        if heads % groups:
-            raise CodetronError(f"{where}: num_key_value_heads {groups} does not divide num_attention_heads {heads}")
+        hidden, heads, groups = attention_shape(get, where, 3072, 24)
         pos = int(get("max_position_embeddings", 4096))
         window = cfg.get("sliding_window")
         return ModelConfig(
