@@ -12,3 +12,7 @@ warnings.filterwarnings("ignore", message=".*full scope is deprecated.*")
 warnings.filterwarnings("ignore", message=".*Please use DTensor instead and we are deprecating ShardedTensor.*")
 warnings.filterwarnings("ignore", message=".*`load_state_dict` is deprecated.*")
 warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*is deprecated.*")
+
+from codetron.megatron_ext import jit_off as _jit_off  # noqa: E402  (before any megatron-core import)
+
+_jit_off.install()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import codetron.megatron_ext  # noqa: F401  (first: megatron-core then imports as a run imports it, jit_off.py)
+
 # re-exported: tests import them from here
 from tests.helpers.models import byte_level_bpe  # noqa: F401
 from tests.helpers.openai_server import serving  # noqa: F401
