@@ -13,7 +13,7 @@ next save removes it, and old ones are pruned only after a newer one is complete
 checkpoint (a truncated or corrupt file, a garbage tracker) is found before it is loaded: file sizes
 before any process group starts, then the CRC-32s of the one to be resumed, read by all ranks in
 shares; the resume falls back to the newest intact one (``resume_point``). A full disk is one line
-(``DiskFullError``) and leaves the previous checkpoint as it was. The processes megatron-core starts
+(``DiskFullError``) and leaves the previous checkpoint as it was. The processes megatron-core forks
 to write a checkpoint die with the trainer (``_die_with_parent``), so a kill -9 leaves no writer
 behind, and start with the exit signals blocked (``helper_signals``), so a signal to the whole step
 reaches the trainer only.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import functools
 import json
 import os
 import re
@@ -407,10 +406,10 @@ def _disk_full(target: Path, exc: BaseException) -> bool:
 
 
 # ---- no writer outlives the trainer ------------------------------------------------------------
-# dist_checkpointing.save forks one writer per file bucket and, on first use, spawns a Manager for
-# their results queue. Killed with -9 mid-save, the trainer left both running (reparented to PID 1,
-# measured alive minutes later and still writing into the checkpoint directory). Linux's
-# PR_SET_PDEATHSIG has the kernel kill them when the trainer dies; elsewhere nothing changes.
+# dist_checkpointing.save forks one writer per file bucket. Killed with -9 mid-save, the trainer left
+# them running (reparented to PID 1, measured alive minutes later and still writing into the
+# checkpoint directory). Linux's PR_SET_PDEATHSIG has the kernel kill them when the trainer dies;
+# elsewhere nothing changes.
 _PR_SET_PDEATHSIG = 1
 _saving_in: int | None = None  # pid of the process inside save(): only its forks are writers
 
@@ -440,18 +439,18 @@ def _writers_die_with_parent():
     global _saving_in
     from megatron.core.dist_checkpointing.strategies import filesystem_async
 
-    # The results queue's Manager is spawned (fork+exec: fork hooks do not run), so it gets the
-    # same setting through the Manager's initializer. megatron-core creates it lazily into this
-    # module global; created here first, it is the one megatron uses.
+    # The writers' results come back through a queue megatron-core creates on first use as a spawned
+    # Manager's: its design serves asynchronous saves, whose writing runs in another process. Saves
+    # here are synchronous: megatron's write_preloaded_data_multiproc runs in this process, collects
+    # the forked writers' results over its own fork-context queue, and puts one dict into this queue,
+    # which retrieve_write_results takes out again in this process. A plain queue.Queue carries that;
+    # the Manager was one more process to keep alive under signals and a fresh interpreter importing
+    # torch and megatron-core (1.5 s of CPU per saving rank, measured). Set before megatron looks.
     if getattr(filesystem_async, "_results_queue", False) is None:
-        import multiprocessing as mp
-        from multiprocessing.managers import SyncManager
+        import queue
 
-        manager = SyncManager(ctx=mp.get_context("spawn"))
-        start_resource_tracker()
-        with held_signals():
-            manager.start(initializer=functools.partial(_die_with_parent, os.getpid()))
-        filesystem_async._results_queue = manager.Queue()
+        start_resource_tracker()  # the writers' fork-context queues start it; with the signals held
+        filesystem_async._results_queue = queue.Queue()
     _saving_in = os.getpid()
     try:
         yield

@@ -29,7 +29,7 @@ def _wait_for(cond, timeout: float, proc: subprocess.Popen, what: str) -> None:
 
 @pytest.mark.parametrize("sig", sorted(EXIT_SIGNALS))
 def test_processes_started_under_held_signals_never_see_them(sig):
-    """The mechanism: a child started inside held_signals() (fork+exec, as the spawned Manager is)
+    """The mechanism: a child started inside held_signals() (fork+exec, as the resource tracker is)
     survives the signal that kills one started outside; the parent's own mask comes back."""
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     # Each child resets the signals' dispositions (an ignored signal stays ignored through exec, and a
@@ -76,18 +76,20 @@ for pid in os.listdir("/proc"):
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the helpers' signal masks from /proc")
 def test_the_checkpoint_helpers_start_deaf_to_exit_signals():
     """In a fresh process (no resource tracker yet, which unblocked INT and TERM in the caller and so
-    let the Manager die of scancel's TERM): the Manager and the tracker ignore or block all three."""
+    let the results Manager, since removed, die of scancel's TERM): the one helper a save starts
+    before its writers, multiprocessing's resource tracker, ignores or blocks all three, and the
+    writers' results queue is in-process (no Manager process is started)."""
     proc = subprocess.run([PYTHON, "-c", _HELPERS_MASKS], cwd=ROOT, env=subprocess_env(), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split("\n")[:-1] == ["none", "none"], proc.stdout  # tracker and Manager: deaf to all
+    assert proc.stdout.split("\n")[:-1] == ["none"], proc.stdout  # the tracker, deaf to all
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
 def test_signal_to_the_whole_process_group_after_periodic_saves(synthetic_data, tmp_path, sig):
     """What `scancel --signal=USR1 JOB` (no -b) does: Slurm signals every process of the step, the
-    checkpoint writers and their results Manager included. They used to die of it; the exit save then
+    checkpoint writers and the resource tracker included. They used to die of it; the exit save then
     failed with BrokenPipeError."""
     save, log = tmp_path / "run", tmp_path / "loss.jsonl"
     cmd = [PYTHON, "-m", "codetron", "train", *base_args(synthetic_data, 400), "--checkpoint.save", str(save),
