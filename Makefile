@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.codetron-installed
 # setup installs every CPU role plus the test tools (`.[all]`): the suite exercises all stages.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast slurm-deps sandbox-deps lang-deps bench clean
+.PHONY: setup demo test test-fast test-durations slurm-deps sandbox-deps lang-deps bench clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -66,12 +66,19 @@ lang-deps: setup
 # schedules them); the groups that took longest last time start first (pytest's cache).
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --no-loadscope-reorder)
+# Python's bytecode cache on, whatever the environment says (PYTHONDONTWRITEBYTECODE=1 here): the suite
+# starts some hundreds of interpreters, and each pytest worker would rewrite every test module again.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest tests -ra -q --timeout=900
 
 test: setup slurm-deps sandbox-deps lang-deps
-	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=20 $(XDIST)
+	$(PYTEST) --durations=20 $(XDIST)
 
 test-fast: setup
-	$(BIN)/python -m pytest tests -ra -q --timeout=900 --durations=10 -m "not slow and not slurm" $(XDIST)
+	$(PYTEST) --durations=10 -m "not slow and not slurm" $(XDIST)
+
+# After a full `make test`: its per-test seconds become the schedule a fresh clone (CI) starts from.
+test-durations:
+	$(BIN)/python tests/helpers/durations.py
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -61,6 +61,14 @@ DURATIONS_KEY = "codetron/test-seconds"
 """pytest's cache entry holding each test's seconds (setup + call + teardown) in the runs so far."""
 
 
+def committed_durations() -> dict[str, float]:
+    """tests/durations.json: each test's seconds in a full run (``make test-durations`` refreshes it)."""
+    import json
+
+    path = ROOT / "tests" / "durations.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def xdist_group(nodeid: str) -> str:
     """The unit of work a test runs in: its file's group, else its file."""
     path = nodeid.split("::", 1)[0]
@@ -89,10 +97,12 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("tests/conftest.py: a shared fixture outside its xdist group: " + "; ".join(wrong))
     if hasattr(config, "workerinput"):
         # In the workers (they collect, and must agree on the order): the longest groups first, so a
-        # long file does not start last and run alone. A test's seconds in the last run that had it,
-        # else 30 s for a slow one and 1 s for the rest.
+        # long file does not start last and run alone. A test's seconds in the last run that had it
+        # (this machine's pytest cache, else the committed tests/durations.json), else 30 s for a slow
+        # one and 1 s for the rest.
         cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
-        last = cache.get(DURATIONS_KEY, {}) if cache is not None else {}
+        last = committed_durations()
+        last.update(cache.get(DURATIONS_KEY, {}) if cache is not None else {})
         cost: dict[str, float] = {}
         first: dict[str, int] = {}
         for i, item in enumerate(items):
