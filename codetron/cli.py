@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"codetron: error: unknown stage {stage!r}; choose from {', '.join(STAGES)}", file=sys.stderr)
         return 2
+    from codetron import import_gc
+
+    import_gc.install()
     try:
         # inside: a stage imports its registries, and a bad plug-in module there is a one-line error too
         module = importlib.import_module(STAGES[stage][0])

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import codetron.megatron_ext  # noqa: F401  (first: megatron-core then imports as a run imports it, jit_off.py)
+from codetron import import_gc
+
+import_gc.install()  # as `codetron` does: collection waits while the workers import torch and friends
+import codetron.megatron_ext  # noqa: E402,F401  (first: megatron-core then imports as a run imports it, jit_off.py)
 
 # re-exported: tests import them from here
 from tests.helpers.models import byte_level_bpe  # noqa: F401
