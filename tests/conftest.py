@@ -22,7 +22,7 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than ~20 s (still part of `make test`)")
+    config.addinivalue_line("markers", "slow: takes ~4 s or more on a quiet 2-core machine (left out of `make test-fast`, part of `make test`)")
     config.addinivalue_line("markers", "slurm: needs a local Slurm cluster (the fixture starts one)")
     # The eval sandbox refuses to run programs without bubblewrap. The tests' programs are our own,
     # so where it cannot run they opt in to the weak sandbox, explicitly and visibly; the tests of

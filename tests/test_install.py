@@ -110,6 +110,7 @@ def test_megatron_core_and_transformer_engine_ranges(setup_kwargs):
     assert "pytorch" in ours.extras
 
 
+@pytest.mark.slow
 def test_cpu_run_with_another_megatron_core_refuses_in_one_line(synthetic_data):
     """The CPU layer patches call sites of exactly one release: another one stops before any process
     group starts, with one line and no traceback."""
@@ -127,6 +128,7 @@ def test_cpu_run_with_another_megatron_core_refuses_in_one_line(synthetic_data):
     assert "Traceback" not in proc.stderr and "step " not in proc.stdout
 
 
+@pytest.mark.slow
 def test_each_role_runs_its_stage_with_only_its_packages(setup_kwargs, synthetic_data, tmp_path):
     def run_as(role: str, *argv) -> str:
         blocked = _blocked_modules(setup_kwargs, role)

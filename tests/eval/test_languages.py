@@ -108,8 +108,12 @@ def _needs(language: str):
     return pytest.mark.skipif(missing is not None, reason=f"{missing}")
 
 
-# Go compiles every sample from an empty build cache (~3 s each on 2 cores): over 20 s in all
-@pytest.mark.parametrize("language", [pytest.param(lang, marks=[_needs(lang)] + ([pytest.mark.slow] if lang == "go" else []))
+# Go compiles every sample from an empty build cache (~3 s each on 2 cores): over 20 s in all; Java's and
+# Rust's compilers take 4-8 s for the set. The fast tier keeps the quick toolchains.
+SLOW_LANGUAGES = ("go", "java", "rust", "rs")
+
+
+@pytest.mark.parametrize("language", [pytest.param(lang, marks=[_needs(lang)] + ([pytest.mark.slow] if lang in SLOW_LANGUAGES else []))
                                       for lang in CASES])
 def test_language_verdicts_and_isolation(language):
     programs = [CASES[language][k] for k in KINDS]

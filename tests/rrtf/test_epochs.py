@@ -71,6 +71,7 @@ def test_rrtf_recipe_trains_six_epochs_with_the_paper_loss():
     assert RECIPES["rrtf"].settings.train_epochs == 6  # a typed training setting, not an unread note
 
 
+@pytest.mark.slow
 def test_tiny_rrtf_run_trains_the_epoch_count(small_pairs, tmp_path):
     """2 epochs of 15 pairs at 8 rows per step: ceil(60 / 8) = 8 steps, the LR schedule sized to
     them, and the step line shows both RRTF terms."""

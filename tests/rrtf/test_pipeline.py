@@ -25,6 +25,7 @@ def demo(tmp_path_factory):
     return root, inputs, sample_args
 
 
+@pytest.mark.slow
 def test_samples_have_students_at_each_temperature(demo):
     root, _, _ = demo
     recs = read_jsonl(root / "samples.jsonl")

@@ -138,6 +138,7 @@ def test_budget_stop_torn_line_then_resume(ref, seeds_file, tmp_path, fake_serve
     assert main(args) == 0 and server.posts == before
 
 
+@pytest.mark.slow
 def test_kill_mid_run_then_resume_loses_and_repeats_nothing(ref, seeds_file, tmp_path, fake_server):
     """SIGKILL while seeds are still being generated: every seed on disk at the kill (generated, not yet
     executed, among them) is never asked for again, the rest are, and the output equals an unbroken run's."""

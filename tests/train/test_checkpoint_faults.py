@@ -258,6 +258,7 @@ def test_two_ranks_hash_in_shares_and_fall_back_together(synthetic_data, tmp_pat
     assert [r["loss"] for r in again[:2]] == pytest.approx([first[3], first[4]], rel=1e-6, abs=0)
 
 
+@pytest.mark.slow
 def test_checkpoint_verify_cli_names_each_damage(run8, tmp_path):
     ck = _copy(run8, tmp_path / "ck")
     ok = _codetron("checkpoint", "verify", str(ck))

@@ -34,6 +34,7 @@ def _truncate(path: Path, size: int = 1000) -> None:
         fh.truncate(size)
 
 
+@pytest.mark.slow
 def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(run6, synthetic_data, tmp_path):
     ck = _copy(run6, tmp_path / "ck")
     bad = ck / "iter_0000006" / "__0_1.distcp"

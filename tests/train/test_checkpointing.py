@@ -12,6 +12,7 @@ from tests.conftest import PYTHON, ROOT, subprocess_env
 from tests.train.conftest import base_args, read_log, run_train
 
 
+@pytest.mark.slow
 def test_interval_saves_keep_last_k_and_partial_dirs_never_count(synthetic_data, tmp_path):
     save = tmp_path / "run"
     run_train(base_args(synthetic_data, 6) + ["--checkpoint.save", str(save), "--checkpoint.save_interval", "2",

@@ -3,6 +3,8 @@ keeps them where there is."""
 import subprocess
 import sys
 
+import pytest
+
 PROBE = """
 import sys
 {pre}
@@ -25,6 +27,7 @@ def test_no_cuda_plain_functions_no_inductor():
     assert _probe() == ["True", "False", "False"]
 
 
+@pytest.mark.slow
 def test_with_cuda_megatron_compiles_as_before():
     # A CUDA machine as megatron-core sees it at import time; nothing is called on the device.
     pre = "import torch; torch.cuda.is_available = lambda: True"

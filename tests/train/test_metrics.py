@@ -93,6 +93,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_reduce_reports_agrees_on_keys_across_ranks_that_hold_none(tmp_path):
     script = tmp_path / "reduce.py"
     script.write_text(REDUCE_2RANKS)
@@ -106,6 +107,7 @@ def test_reduce_reports_agrees_on_keys_across_ranks_that_hold_none(tmp_path):
         assert list(rec["sums"]) == ["lm loss", "rank loss"] and rec["exit"] is True
 
 
+@pytest.mark.slow
 def test_sft_run_reports_real_tokens_and_pretraining_has_no_padding(tmp_path, synthetic_data):
     """Every SFT document is 30 tokens (prompt 10, response 19 + EOD): a row of 64 positions holds 29
     real inputs and 35 pads, so real tok/s is exactly 29/64 of positional tok/s in every step."""

@@ -161,6 +161,7 @@ def test_fp32_checkpoint_resumes_in_bf16_with_exact_main_weights(runs, synthetic
         assert torch.equal(_read(dst, "optimizer.state.exp_avg." + key), _read(src, "optimizer.state.exp_avg." + key))
 
 
+@pytest.mark.slow
 def test_bf16_finetune_starts_its_main_weights_from_the_checkpoint(fp32_ckpt, synthetic_data, tmp_path):
     """A bf16 optimizer builds its fp32 main weights when it is created, from the random init; a
     fine-tune that loads only the model weights would have its first step write that init back."""
@@ -206,6 +207,7 @@ def test_fp16_trains_with_dynamic_loss_scaling(synthetic_data, tmp_path):
     assert recs[-1]["loss"] < recs[0]["loss"]
 
 
+@pytest.mark.slow
 def test_sequence_parallel_is_dropped_on_cpu_with_one_line(synthetic_data):
     proc = run_train(base_args(synthetic_data, 1) + TP2PP2[:2] + ["--parallel.sequence_parallel", "true"], nproc=2)
     notes = [ln for ln in proc.stdout.splitlines() if ln.startswith("parallel.sequence_parallel=true dropped")]
