@@ -4,8 +4,8 @@
 terminal's Ctrl-C go to every process of the step or the process group: the checkpoint writers
 megatron-core forks, multiprocessing's resource tracker and DataLoader workers. A spawned process
 has the default disposition, so USR1 killed the results Manager megatron-core used to spawn (now an
-in-process queue, checkpointing.py) and the exit save then failed with BrokenPipeError. Starting every helper with these
-signals blocked fixes that: the mask is inherited through fork and kept across exec, so the
+in-process queue, checkpointing.py) and the exit save then failed with BrokenPipeError. Starting
+every helper with these signals blocked fixes that: the mask is inherited through fork and kept across exec, so the
 helpers never see them, while the trainer gets them as before (blocked only while a helper
 starts; one arriving then is delivered when the block ends, or to another thread at once).
 

@@ -13,6 +13,7 @@ import_gc.install()  # as `codetron` does: collection waits while the workers im
 import codetron.megatron_ext  # noqa: E402,F401  (first: megatron-core then imports as a run imports it, jit_off.py)
 
 # re-exported: tests import them from here
+from tests.helpers import durations
 from tests.helpers.models import byte_level_bpe  # noqa: F401
 from tests.helpers.openai_server import serving  # noqa: F401
 
@@ -60,16 +61,7 @@ FILE_GROUPS = {
 }
 """Test file -> its group, for files that share a group; any other file is a group of its own."""
 
-DURATIONS_KEY = "codetron/test-seconds"
-"""pytest's cache entry holding each test's seconds (setup + call + teardown) in the runs so far."""
-
-
-def committed_durations() -> dict[str, float]:
-    """tests/durations.json: each test's seconds in a full run (``make test-durations`` refreshes it)."""
-    import json
-
-    path = ROOT / "tests" / "durations.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+DURATIONS_KEY = durations.CACHE_KEY
 
 
 def xdist_group(nodeid: str) -> str:
@@ -104,7 +96,7 @@ def pytest_collection_modifyitems(config, items):
         # (this machine's pytest cache, else the committed tests/durations.json), else 30 s for a slow
         # one and 1 s for the rest.
         cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
-        last = committed_durations()
+        last = durations.committed()
         last.update(cache.get(DURATIONS_KEY, {}) if cache is not None else {})
         cost: dict[str, float] = {}
         first: dict[str, int] = {}

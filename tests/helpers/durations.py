@@ -11,8 +11,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+CACHE_KEY = "codetron/test-seconds"
+"""pytest's cache entry holding each test's seconds (setup + call + teardown) in the runs so far."""
 COMMITTED = ROOT / "tests" / "durations.json"
-CACHE = ROOT / ".pytest_cache" / "v" / "codetron" / "test-seconds"
+CACHE = ROOT / ".pytest_cache" / "v" / CACHE_KEY
+
+
+def committed() -> dict[str, float]:
+    """tests/durations.json: each test's seconds in a full run (empty where the file is missing)."""
+    return json.loads(COMMITTED.read_text()) if COMMITTED.is_file() else {}
 
 
 def main() -> int:
